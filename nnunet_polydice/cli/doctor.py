@@ -1,0 +1,104 @@
+"""``nnunet-polydice doctor``: is everything in place for nnU-Net to find the trainers?"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata as md
+import importlib.util
+import io
+import os
+import sys
+
+from ..locate import HOOK_OPT_OUT, trainers_folder
+from ..naming import FAMILIES, InvalidTrainerName
+
+MIN_NNUNET = (2, 8)
+DEFAULT_CHECKS = (*FAMILIES, "nnUNetTrainerPolyDice_K3_eps0p5", "nnUNetTrainerPolyDiceCE_Kinf_epsm0p5",
+                  "nnUNetTrainerPolyDice_2ep5it", "nnUNetTrainer_2ep5it")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def nnunet_version_problem(version: str | None) -> str | None:
+    """A sentence saying what is wrong with the installed nnunetv2, or None."""
+    if version is None:
+        return "nnunetv2 is not installed: pip install 'nnunetv2>=2.8'."
+    if _version_tuple(version) < MIN_NNUNET:
+        return (f"nnunetv2 {version} is too old: nnunet-polydice needs nnunetv2 >= 2.8, the first release that "
+                f"searches the folders in nnUNet_extTrainer for trainers. Upgrade: pip install -U 'nnunetv2>=2.8'.")
+    return None
+
+
+def resolve(name: str) -> tuple[bool, str]:
+    """Look ``name`` up with nnU-Net's own function, as nnUNetv2_train does. (ok, where-or-why)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            cls = recursive_find_trainer_class_by_name(name)
+    except InvalidTrainerName as err:
+        return False, str(err)
+    except RuntimeError as err:
+        return False, str(err).split(". ")[0]
+    spec = getattr(cls, "polyloss_spec", None)
+    what = spec.formula() if spec is not None else "nnU-Net's own trainer"
+    return True, f"{cls.__module__} ({what})"
+
+
+def run(args) -> int:
+    problems = []
+    print(f"python        {sys.version.split()[0]} ({sys.executable})")
+    nn_version = _version("nnunetv2")
+    print(f"nnunetv2      {nn_version or 'not installed'}")
+    print(f"torch         {_version('torch') or 'not installed'}")
+    print(f"nnunet-polydice {_version('nnunet-polydice') or 'not installed (running from a source checkout)'}")
+    problem = nnunet_version_problem(nn_version)
+    if problem:
+        print(f"\nPROBLEM: {problem}")
+        return 1
+    folder = str(trainers_folder())
+    print(f"trainers      {folder}")
+    hook = importlib.util.find_spec("_nnunet_polydice_hook")
+    opted_out = os.environ.get(HOOK_OPT_OUT, "").strip() not in ("", "0")
+    print(f"start-up hook {'installed' if hook else 'not installed'}"
+          f"{' (switched off by ' + HOOK_OPT_OUT + ')' if opted_out else ''}")
+    ext = os.environ.get("nnUNet_extTrainer")
+    print(f"nnUNet_extTrainer={ext!r}")
+    if folder not in (ext or "").split(os.pathsep):
+        problems.append(f"nnU-Net will not find the trainers: the folder is not in nnUNet_extTrainer. Fix: "
+                        f"export nnUNet_extTrainer=\"{folder}\"" + (f"{os.pathsep}$nnUNet_extTrainer" if ext else "")
+                        + ("" if hook else " (or reinstall the package with pip so its start-up hook is installed)"))
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        print(f"{var:<20}{os.environ.get(var, '(not set: nnU-Net needs it to plan, train and predict)')}")
+    print("\nLookup through nnU-Net's recursive_find_trainer_class_by_name:")
+    for name in args.names or DEFAULT_CHECKS:
+        ok, where = resolve(name)
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}: {where}")
+        if not ok:
+            problems.append(f"{name} does not resolve: {where}")
+    if problems:
+        print("\nPROBLEMS:")
+        for p in problems:
+            print(f"  - {p}")
+        return 1
+    print("\nAll good: nnUNetv2_train / nnUNetv2_predict / nnUNetv2_find_best_configuration find these trainers.")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("doctor", help="versions, where the trainers are, whether nnU-Net's lookup finds them")
+    p.add_argument("names", nargs="*", help="trainer names to check (default: the families and a few examples)")
+    p.set_defaults(func=run)

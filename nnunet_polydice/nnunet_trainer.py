@@ -1,0 +1,85 @@
+"""What every trainer of this package shares, in one place.
+
+The trainers do not rebuild nnU-Net's loss: ``PolyLossMixin._build_loss`` calls the base trainer's own
+``_build_loss`` (so deep supervision weights, the DDP weight quirk, region-based BCE+Dice with sigmoid and
+background, the ignore label, batch Dice from the plans and ``ddp`` all stay exactly as nnU-Net sets them),
+then swaps the Dice term of the compound for ours, keeping its nnU-Net keywords, and for the pure families
+sets the CE/BCE weight to zero. The new Dice term is compiled where the base trainer compiles.
+
+Reading the base loss back relies on attributes nnU-Net has had since v2.0: ``DeepSupervisionWrapper.loss``,
+``DC_and_CE_loss.dc/.weight_ce`` (``DC_and_BCE_loss`` alike) and the Dice module's ``apply_nonlin,
+batch_dice, do_bg, smooth, ddp``. ``replace_dice_term`` checks them and fails with a sentence if a future
+nnU-Net changes them.
+"""
+
+from __future__ import annotations
+
+import torch
+from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+from .losses import FocalTverskyLoss, PolyDiceLoss, PolyTverskyLoss, TverskyLoss
+from .naming import TrainerSpec
+
+LOSS_CLASSES = {
+    "polydice": PolyDiceLoss,
+    "polytversky": PolyTverskyLoss,
+    "tversky": TverskyLoss,
+    "focaltversky": FocalTverskyLoss,
+}
+
+_DICE_KEYWORDS = ("batch_dice", "do_bg", "smooth", "ddp")
+
+
+def _uncompiled(module):
+    return getattr(module, "_orig_mod", module)
+
+
+def replace_dice_term(loss, spec: TrainerSpec, compile_dice: bool):
+    """Swap the Dice term of nnU-Net's (deep-supervised) compound loss for the loss ``spec`` names.
+
+    ``loss`` is what ``nnUNetTrainer._build_loss`` returned. Returns it, modified in place.
+    """
+    compound = loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
+    if not isinstance(compound, (DC_and_CE_loss, DC_and_BCE_loss)):
+        raise TypeError(
+            f"{spec.name} replaces the Dice term of nnU-Net's DC_and_CE_loss / DC_and_BCE_loss, but the base "
+            f"trainer built {type(compound).__name__}. Use a base trainer whose _build_loss returns one of those.")
+    old = _uncompiled(compound.dc)
+    missing = [k for k in ("apply_nonlin", *_DICE_KEYWORDS) if not hasattr(old, k)]
+    if missing:
+        raise TypeError(f"nnU-Net's Dice term {type(old).__name__} lacks {missing}; this nnU-Net version is "
+                        f"not supported by nnunet-polydice.")
+    kwargs = {k: getattr(old, k) for k in _DICE_KEYWORDS}
+    dice = LOSS_CLASSES[spec.family.loss](apply_nonlin=old.apply_nonlin, **kwargs, **spec.loss_kwargs())
+    compound.dc = torch.compile(dice) if compile_dice else dice
+    if not spec.family.compound:
+        compound.weight_ce = 0  # the pure family: Poly Dice replaces the whole compound
+    return loss
+
+
+class PolyLossMixin:
+    """Mixed in before an nnU-Net trainer class; ``polyloss_spec`` (a class attribute) says which loss."""
+
+    polyloss_spec: TrainerSpec
+
+    def _build_loss(self):
+        return replace_dice_term(super()._build_loss(), self.polyloss_spec, self._do_i_compile())
+
+
+class ShortScheduleMixin:
+    """E epochs of I iterations (``_<E>ep<I>it`` names): for CPU budgets, demos and tests.
+
+    Set in ``initialize`` (before the learning-rate schedule is built from ``num_epochs``), not in
+    ``__init__``, whose signature nnU-Net has changed between releases.
+    """
+
+    polyloss_spec: TrainerSpec
+
+    def initialize(self):
+        spec = self.polyloss_spec
+        self.num_epochs = spec.epochs
+        self.num_iterations_per_epoch = spec.iterations
+        self.num_val_iterations_per_epoch = max(1, spec.iterations // 5)
+        self.save_every = max(1, min(self.save_every, spec.epochs // 10))
+        super().initialize()

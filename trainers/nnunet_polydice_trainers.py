@@ -1,0 +1,99 @@
+"""nnU-Net trainers of nnunet-polydice.
+
+nnU-Net imports this module from the folder named in ``nnUNet_extTrainer`` (the package's start-up hook
+adds it) and takes the trainer with ``getattr``. The family classes below use the documented defaults;
+every other setting (``nnUNetTrainerPolyDice_K3_eps0p5``, ``..._20ep50it``) is made on first lookup by
+the module-level ``__getattr__`` from the grammar in ``nnunet_polydice.naming``. A malformed name of one
+of these families raises ``InvalidTrainerName`` (a ValueError that says what is allowed) instead of
+nnU-Net's generic "could not find".
+"""
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_polydice.naming import parse_trainer_name, ready_grid
+from nnunet_polydice.nnunet_trainer import PolyLossMixin, ShortScheduleMixin
+
+
+class nnUNetTrainerPolyDice(PolyLossMixin, nnUNetTrainer):
+    """Poly Dice replaces nnU-Net's CE+Dice (the paper's setting)."""
+    polyloss_spec = parse_trainer_name("nnUNetTrainerPolyDice")
+
+
+class nnUNetTrainerPolyDiceCE(PolyLossMixin, nnUNetTrainer):
+    """CE (BCE for regions) + Poly Dice: Poly Dice replaces only the Dice term."""
+    polyloss_spec = parse_trainer_name("nnUNetTrainerPolyDiceCE")
+
+
+class nnUNetTrainerPolyTversky(PolyLossMixin, nnUNetTrainer):
+    """The Poly series over u = 1 - Tversky index, alone."""
+    polyloss_spec = parse_trainer_name("nnUNetTrainerPolyTversky")
+
+
+class nnUNetTrainerPolyTverskyCE(PolyLossMixin, nnUNetTrainer):
+    """CE (BCE for regions) + Poly Tversky."""
+    polyloss_spec = parse_trainer_name("nnUNetTrainerPolyTverskyCE")
+
+
+class nnUNetTrainerTversky(PolyLossMixin, nnUNetTrainer):
+    """Baseline: Tversky loss 1 - T (alpha 0.3, beta 0.7), alone."""
+    polyloss_spec = parse_trainer_name("nnUNetTrainerTversky")
+
+
+class nnUNetTrainerTverskyCE(PolyLossMixin, nnUNetTrainer):
+    """Baseline: CE (BCE for regions) + Tversky loss."""
+    polyloss_spec = parse_trainer_name("nnUNetTrainerTverskyCE")
+
+
+class nnUNetTrainerFocalTversky(PolyLossMixin, nnUNetTrainer):
+    """Baseline: focal Tversky (1 - T)^gamma (gamma 0.75), alone."""
+    polyloss_spec = parse_trainer_name("nnUNetTrainerFocalTversky")
+
+
+class nnUNetTrainerFocalTverskyCE(PolyLossMixin, nnUNetTrainer):
+    """Baseline: CE (BCE for regions) + focal Tversky."""
+    polyloss_spec = parse_trainer_name("nnUNetTrainerFocalTverskyCE")
+
+
+_FAMILY_CLASSES = {cls.__name__: cls for cls in (
+    nnUNetTrainerPolyDice, nnUNetTrainerPolyDiceCE, nnUNetTrainerPolyTversky, nnUNetTrainerPolyTverskyCE,
+    nnUNetTrainerTversky, nnUNetTrainerTverskyCE, nnUNetTrainerFocalTversky, nnUNetTrainerFocalTverskyCE)}
+
+
+def _nnunet_trainer_class(name):
+    """A trainer nnU-Net ships (searched in nnU-Net's own folder only, never in nnUNet_extTrainer)."""
+    from os.path import join
+
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    return recursive_find_python_class(join(nnunetv2.__path__[0], "training", "nnUNetTrainer"), name,
+                                       "nnunetv2.training.nnUNetTrainer", nnunetv2.__path__[0])
+
+
+def _make_trainer_class(name):
+    spec = parse_trainer_name(name)  # raises InvalidTrainerName for a malformed name of our families
+    if spec is None:
+        return None
+    if spec.family is not None:
+        base = _FAMILY_CLASSES[spec.family.name]
+    else:
+        base = _nnunet_trainer_class(spec.base)
+        if base is None:
+            return None
+    bases = (ShortScheduleMixin, base) if spec.epochs is not None else (base,)
+    cls = type(name, bases, {"polyloss_spec": spec, "__module__": __name__, "__qualname__": name,
+                             "__doc__": f"{spec.formula()} (nnunet-polydice, made from the name)."})
+    globals()[name] = cls
+    return cls
+
+
+def __getattr__(name):
+    cls = _make_trainer_class(name)
+    if cls is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return cls
+
+
+for _name in ready_grid():
+    _make_trainer_class(_name)
+del _name
