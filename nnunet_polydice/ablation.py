@@ -1,0 +1,450 @@
+"""Ablation sweeps: which nnU-Net trainings a (K, epsilon) grid needs, and in what state each one is.
+
+The library side of ``nnunet-polydice sweep``. No argparse and no printing: messages go through an
+``echo`` callable and the runner is a parameter, so that tests can drive everything without nnU-Net.
+
+A sweep is a list of trainer names (a Poly family x K x epsilon grid made with
+:func:`nnunet_polydice.naming.trainer_name`, baselines and extra names, all validated by
+:func:`nnunet_polydice.naming.parse_trainer_name` before anything runs) times a list of folds. For each
+(trainer, fold) the state is read from nnU-Net's results folder
+``$nnUNet_results/<DatasetXXX_Name>/<trainer>__<plans>__<configuration>/fold_<f>/``:
+
+- ``skip``: ``checkpoint_final.pth`` and ``validation/summary.json`` exist; nothing to do;
+- ``validate``: ``checkpoint_final.pth`` but no ``validation/summary.json``: ``nnUNetv2_train ... --val``;
+- ``continue``: ``checkpoint_latest.pth`` or ``checkpoint_best.pth`` (no final): ``nnUNetv2_train ... --c``;
+- ``fresh``: none of these: ``nnUNetv2_train ...``.
+
+Only the existence of these files is checked (nnU-Net's own ``--c`` falls back from final to latest to
+best checkpoint in the same way).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from . import defaults
+from .locate import with_trainers_folder
+from .naming import FAMILIES, SUFFIX_SCHEDULE, parse_trainer_name, trainer_name
+
+__all__ = [
+    "DEFAULT_FAMILIES",
+    "DEFAULT_BASELINES",
+    "DEFAULT_FOLDS",
+    "STATES",
+    "Job",
+    "parse_schedule",
+    "with_schedule",
+    "validate_trainer_name",
+    "sweep_trainers",
+    "parse_folds",
+    "resolve_dataset_name",
+    "results_root",
+    "check_plans",
+    "fold_folder",
+    "fold_state",
+    "train_command",
+    "plan_jobs",
+    "extTrainer_export",
+    "shell_lines",
+    "slurm_script",
+    "write_slurm_script",
+    "run_jobs",
+]
+
+#: Poly families swept when none are given.
+DEFAULT_FAMILIES = ("nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE")
+#: Baselines trained beside the grid when none are given: nnU-Net's CE+Dice (the reference of
+#: ``nnunet-polydice compare``), nnU-Net's Dice-only trainer and the two Tversky baselines.
+DEFAULT_BASELINES = ("nnUNetTrainer", "nnUNetTrainerDiceLoss", "nnUNetTrainerTversky", "nnUNetTrainerFocalTversky")
+#: nnU-Net's five-fold cross-validation.
+DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
+#: What a (trainer, fold) needs, in the order of the module docstring's table.
+STATES = ("skip", "validate", "continue", "fresh")
+
+TRAIN_EXECUTABLE = "nnUNetv2_train"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (trainer, fold) of a sweep: its state and the command that brings it to 'finished' (None: skip)."""
+
+    trainer: str
+    fold: str
+    state: str
+    command: tuple[str, ...] | None
+
+    @property
+    def shell(self) -> str | None:
+        return None if self.command is None else shlex.join(self.command)
+
+
+# --------------------------------------------------------------------------------------------- names
+
+def parse_schedule(text: str) -> tuple[int, int]:
+    """``'30x20'`` (or ``'30ep20it'``) -> ``(30, 20)``: E epochs of I training iterations.
+
+    Raises:
+        ValueError: when the text is not two positive integers.
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*(?:x|ep)\s*(\d+)\s*(?:it)?\s*", str(text))
+    if m is None or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ValueError(f"the schedule must be <epochs>x<iterations> with two positive integers, e.g. 30x20 "
+                         f"for 30 epochs of 20 iterations (got {text!r}).")
+    return int(m.group(1)), int(m.group(2))
+
+
+def validate_trainer_name(name: str) -> str:
+    """Check a trainer name before anything runs and return it.
+
+    Names of our families must follow the grammar (:func:`parse_trainer_name` raises its sentence);
+    any other name (one of nnU-Net's trainers or a user's own) must at least be a Python class name
+    without ``'__'`` (nnU-Net separates trainer, plans and configuration by ``'__'`` in its folder names).
+    Whether such a class exists is left to ``nnUNetv2_train``, which says so at once.
+    """
+    spec = parse_trainer_name(name)
+    if spec is None and (not name.isidentifier() or "__" in name):
+        raise ValueError(f"trainer name {name!r} is not a valid nnU-Net trainer name: it must be a Python class "
+                         f"name without '__', e.g. nnUNetTrainer or nnUNetTrainerPolyDice_K2_eps1.")
+    return name
+
+
+def with_schedule(name: str, epochs: int | None, iterations: int | None) -> str:
+    """``name`` with the schedule suffix ``_<E>ep<I>it`` (unchanged when ``epochs`` is None).
+
+    A name that already carries the same suffix is returned as it is; one with another suffix is refused.
+    """
+    validate_trainer_name(name)
+    if epochs is None:
+        return name
+    suffix = f"_{epochs}ep{iterations}it"
+    existing = SUFFIX_SCHEDULE.search(name)
+    if existing:
+        if existing.group(0) == suffix:
+            return name
+        raise ValueError(f"trainer name {name!r} already has the schedule {existing.group(0)!r}; it cannot also "
+                         f"take {suffix!r}. Give it without a suffix, or leave out the schedule.")
+    return validate_trainer_name(name + suffix)
+
+
+def _poly_family(name: str):
+    fam = FAMILIES.get(name)
+    if fam is None or "K" not in fam.params:
+        poly = [f for f, v in FAMILIES.items() if "K" in v.params]
+        raise ValueError(f"{name!r} is not a Poly family that takes K and epsilon; allowed: {', '.join(poly)}. "
+                         f"Sweep other trainers with --baselines or --trainers.")
+    return fam
+
+
+def sweep_trainers(
+    families: Sequence[str] = DEFAULT_FAMILIES,
+    K_values: Sequence = (),
+    epsilons: Sequence[float] = (),
+    *,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+    extra: Sequence[str] = (),
+    alpha: float | None = None,
+    beta: float | None = None,
+    schedule: tuple[int, int] | None = None,
+) -> list[str]:
+    """The trainer names of a sweep, in order, without duplicates (first occurrence kept).
+
+    Order: for each family, for each K, for each epsilon (the grid, named by :func:`trainer_name`); then
+    the baselines; then the extra names. Poly Tversky families take ``alpha``/``beta`` (default
+    :data:`defaults.TVERSKY_ALPHA` / :data:`defaults.TVERSKY_BETA`). ``schedule = (E, I)`` appends
+    ``_<E>ep<I>it`` to every name, baselines and extra names included.
+
+    Raises:
+        ValueError: for a family that takes no K, a bad K or epsilon (the sentence of
+            :func:`defaults.validate_poly`), K without epsilon or the reverse, alpha/beta without a Poly
+            Tversky family, a malformed name, or an empty sweep.
+    """
+    epochs, iterations = schedule if schedule is not None else (None, None)
+    K_values, epsilons = list(K_values), list(epsilons)
+    families = list(families) if (K_values or epsilons) else []
+    if bool(K_values) != bool(epsilons):
+        raise ValueError("a grid needs both K and epsilon values (e.g. --K 1 2 inf --epsilon 0 1); "
+                         f"got K={K_values or None} and epsilon={epsilons or None}.")
+    fams = [_poly_family(f) for f in families]
+    tversky = [f for f in fams if "a" in f.params]
+    if (alpha is not None or beta is not None) and not tversky:
+        raise ValueError("alpha and beta apply only to the Poly Tversky families (nnUNetTrainerPolyTversky, "
+                         "nnUNetTrainerPolyTverskyCE); add one of them to the families, or leave alpha/beta out.")
+    a = defaults.TVERSKY_ALPHA if alpha is None else alpha
+    b = defaults.TVERSKY_BETA if beta is None else beta
+    if tversky:
+        a, b = defaults.validate_tversky(a, b)
+
+    names: list[str] = []
+    for fam in fams:
+        for K in K_values:
+            for eps in epsilons:
+                K_ok, eps_ok, _ = defaults.validate_poly(K, eps)  # the sentence, before any name is made
+                kw = {"alpha": a, "beta": b} if "a" in fam.params else {}
+                names.append(trainer_name(fam.name, K=K_ok, epsilon=eps_ok, epochs=epochs, iterations=iterations,
+                                          **kw))
+    for name in (*baselines, *extra):
+        names.append(with_schedule(name, epochs, iterations))
+    for name in names:
+        validate_trainer_name(name)
+    unique = list(dict.fromkeys(names))
+    if not unique:
+        raise ValueError("the sweep is empty: give a grid (--K and --epsilon), baselines or --trainers.")
+    return unique
+
+
+def parse_folds(folds: Iterable) -> list[str]:
+    """Folds as nnU-Net names them (``'0'``..., or ``'all'``), without duplicates, order kept."""
+    out = []
+    for f in folds:
+        text = str(f).strip()
+        if not (text.isdigit() or text == "all"):
+            raise ValueError(f"a fold is a non-negative integer or 'all', as nnUNetv2_train takes it (got {f!r}).")
+        text = "all" if text == "all" else str(int(text))
+        if text not in out:
+            out.append(text)
+    if not out:
+        raise ValueError("no folds given; nnU-Net's cross-validation has folds 0 1 2 3 4.")
+    return out
+
+
+# ------------------------------------------------------------------------------------ results folder
+
+def resolve_dataset_name(dataset: str | int) -> str:
+    """``'1'``, ``1`` or ``'Dataset001_X'`` -> ``'Dataset001_X'``, the way nnU-Net does it
+    (``maybe_convert_to_dataset_name``, which looks in nnUNet_raw, nnUNet_preprocessed and nnUNet_results).
+
+    Raises:
+        ValueError: when nnU-Net cannot resolve it (its message, on one line).
+    """
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    try:
+        return str(maybe_convert_to_dataset_name(dataset))
+    except (RuntimeError, AssertionError) as err:
+        first = " ".join(str(err).split("\n")[0].split())
+        raise ValueError(f"cannot resolve dataset {dataset!r}: {first}") from None
+
+
+def results_root(environ: dict | None = None) -> Path:
+    """``$nnUNet_results`` as a Path.
+
+    Raises:
+        ValueError: when the variable is not set.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get("nnUNet_results")
+    if not value:
+        raise ValueError("nnUNet_results is not set; export it to the folder where nnU-Net keeps its trained "
+                         "models (see nnU-Net's documentation/setting_up_paths.md).")
+    return Path(value)
+
+
+def check_plans(dataset_name: str, plans: str, configuration: str, environ: dict | None = None) -> Path:
+    """Check, before anything runs, that ``$nnUNet_preprocessed/<dataset>/<plans>.json`` exists and has the
+    configuration (otherwise every nnUNetv2_train of the sweep would fail the same way). Returns its path.
+
+    Raises:
+        ValueError: when nnUNet_preprocessed is not set or the configuration is not in the plans.
+        FileNotFoundError: when the plans file does not exist.
+    """
+    env = os.environ if environ is None else environ
+    pre = env.get("nnUNet_preprocessed")
+    if not pre:
+        raise ValueError("nnUNet_preprocessed is not set; export it to the folder of nnU-Net's preprocessed data "
+                         "(see nnU-Net's documentation/setting_up_paths.md).")
+    path = Path(pre) / dataset_name / f"{plans}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: plan and preprocess the dataset first "
+                                f"(nnUNetv2_plan_and_preprocess -d <id>), or give the right -p/--plans.")
+    try:
+        configurations = json.loads(path.read_text(encoding="utf-8")).get("configurations", {})
+    except (ValueError, AttributeError):
+        raise ValueError(f"{path} is not an nnU-Net plans file (not a JSON object).") from None
+    if configuration not in configurations:
+        raise ValueError(f"configuration {configuration!r} is not in {path.name}; it has "
+                         f"{', '.join(sorted(configurations)) or 'none'}.")
+    return path
+
+
+def fold_folder(results: Path, dataset_name: str, trainer: str, plans: str, configuration: str, fold) -> Path:
+    """``<results>/<dataset_name>/<trainer>__<plans>__<configuration>/fold_<fold>`` (nnU-Net's layout)."""
+    return Path(results) / dataset_name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
+
+
+def fold_state(folder: Path) -> str:
+    """``'skip'``, ``'validate'``, ``'continue'`` or ``'fresh'`` from the files in a ``fold_<f>`` folder."""
+    folder = Path(folder)
+    final = (folder / "checkpoint_final.pth").is_file()
+    if final and (folder / "validation" / "summary.json").is_file():
+        return "skip"
+    if final:
+        return "validate"
+    if (folder / "checkpoint_latest.pth").is_file() or (folder / "checkpoint_best.pth").is_file():
+        return "continue"
+    return "fresh"
+
+
+def train_command(dataset_name: str, configuration: str, fold, trainer: str, state: str, *,
+                  plans: str = "nnUNetPlans", device: str | None = None, npz: bool = False) -> tuple[str, ...] | None:
+    """The ``nnUNetv2_train`` argument list for a state (None for 'skip').
+
+    ``nnUNetv2_train DATASET CONFIGURATION FOLD -tr TRAINER -p PLANS [-device D] [--npz] [--c | --val]``
+    """
+    if state not in STATES:
+        raise ValueError(f"state must be one of {STATES} (got {state!r}).")
+    if state == "skip":
+        return None
+    cmd = [TRAIN_EXECUTABLE, str(dataset_name), str(configuration), str(fold), "-tr", trainer, "-p", plans]
+    if device is not None:
+        cmd += ["-device", device]
+    if npz:
+        cmd.append("--npz")
+    if state == "continue":
+        cmd.append("--c")
+    elif state == "validate":
+        cmd.append("--val")
+    return tuple(cmd)
+
+
+def plan_jobs(results: Path, dataset_name: str, configuration: str, trainers: Sequence[str], folds: Sequence,
+              *, plans: str = "nnUNetPlans", device: str | None = None, npz: bool = False) -> list[Job]:
+    """One :class:`Job` per (trainer, fold), trainers outer and folds inner, with its state and command."""
+    jobs = []
+    for trainer in trainers:
+        for fold in folds:
+            state = fold_state(fold_folder(results, dataset_name, trainer, plans, configuration, fold))
+            jobs.append(Job(trainer, str(fold), state,
+                            train_command(dataset_name, configuration, fold, trainer, state, plans=plans,
+                                          device=device, npz=npz)))
+    return jobs
+
+
+# ------------------------------------------------------------------------------- printing and slurm
+
+def extTrainer_export(environ: dict | None = None) -> str | None:
+    """``export nnUNet_extTrainer=...`` when ``environ`` (default os.environ) does not list our trainers
+    folder yet, else None."""
+    env = dict(os.environ if environ is None else environ)
+    wanted = with_trainers_folder(env)
+    if wanted.get("nnUNet_extTrainer") == env.get("nnUNet_extTrainer"):
+        return None
+    return f"export nnUNet_extTrainer={shlex.quote(wanted['nnUNet_extTrainer'])}"
+
+
+def shell_lines(jobs: Sequence[Job], environ: dict | None = None) -> list[str]:
+    """The shell commands of the jobs that need one, one per line, the export line first if needed."""
+    lines = [j.shell for j in jobs if j.command is not None]
+    export = extTrainer_export(environ)
+    return ([export] if export and lines else []) + lines
+
+
+def slurm_script(jobs: Sequence[Job], environ: dict | None = None, *, job_name: str = "polydice-sweep") -> str:
+    """A bash script for ``sbatch``: one array task per job that needs a command
+    (``#SBATCH --array=0-(n-1)``), the commands in a bash array indexed by ``SLURM_ARRAY_TASK_ID``.
+
+    Resources (partition, GPUs, time) are left to ``sbatch`` options or lines the user adds.
+
+    Raises:
+        ValueError: when no job needs a command (every (trainer, fold) is finished).
+    """
+    todo = [j for j in jobs if j.command is not None]
+    if not todo:
+        raise ValueError("every (trainer, fold) of this sweep is finished; there is nothing to submit.")
+    export = extTrainer_export(environ)
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={job_name}",
+        f"#SBATCH --array=0-{len(todo) - 1}",
+        "# Written by nnunet-polydice sweep: one array task per (trainer, fold) that is not finished.",
+        "# Add your cluster's resources here (e.g. #SBATCH --gres=gpu:1, --time, --partition).",
+        "set -euo pipefail",
+    ]
+    if export:
+        lines.append(export)
+    lines.append("COMMANDS=(")
+    for j in todo:
+        lines.append(f"  {shlex.quote(j.shell)}  # {j.trainer} fold {j.fold}: {j.state}")
+    lines += [
+        ")",
+        'echo "task ${SLURM_ARRAY_TASK_ID}: ${COMMANDS[$SLURM_ARRAY_TASK_ID]}"',
+        'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_slurm_script(path, jobs: Sequence[Job], environ: dict | None = None) -> Path:
+    """Write :func:`slurm_script` to ``path`` (executable). Never overwrites.
+
+    Raises:
+        FileExistsError: when ``path`` exists.
+        ValueError: when there is nothing to submit.
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists; the sweep does not overwrite files. Remove it or choose another "
+                              f"--slurm file.")
+    text = slurm_script(jobs, environ)
+    with open(path, "x", encoding="utf-8") as fh:
+        fh.write(text)
+    path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+# ------------------------------------------------------------------------------------------- running
+
+def _executable(environ: dict) -> str:
+    found = shutil.which(TRAIN_EXECUTABLE, path=environ.get("PATH"))
+    if found:
+        return found
+    beside = Path(sys.executable).parent / TRAIN_EXECUTABLE
+    if beside.is_file():
+        return str(beside)
+    raise FileNotFoundError(f"{TRAIN_EXECUTABLE} is not on PATH nor next to {sys.executable}; "
+                            f"install nnunetv2 (pip install 'nnunetv2>=2.8') in this environment.")
+
+
+def run_jobs(jobs: Sequence[Job], *, environ: dict | None = None, echo: Callable[[str], None] = lambda s: None,
+             runner: Callable[..., int] | None = None) -> list[Job]:
+    """Run the jobs one after the other and return those that failed.
+
+    Before each job ``echo`` gets ``[i/n] <trainer> fold <f>: <state>``. Commands run in a subprocess
+    whose environment is :func:`locate.with_trainers_folder` of ``environ`` (default os.environ; the
+    user's variables are kept) and whose output goes straight to this process's stdout/stderr.
+    A failed run (non-zero exit) is reported through ``echo`` and the sweep goes on.
+
+    ``runner(argv, env=...) -> exit status`` defaults to :func:`subprocess.call`.
+    """
+    env = with_trainers_folder(environ)
+    exe = TRAIN_EXECUTABLE
+    if runner is None:
+        runner = subprocess.call
+        if any(j.command is not None for j in jobs):
+            exe = _executable(env)  # fails before the first job, not after the first skip
+    failed = []
+    n = len(jobs)
+    for i, job in enumerate(jobs, start=1):
+        echo(f"[{i}/{n}] {job.trainer} fold {job.fold}: {job.state}")
+        if job.command is None:
+            continue
+        argv = [exe, *job.command[1:]]
+        try:
+            rc = runner(argv, env=env)
+        except OSError as err:
+            rc = None
+            echo(f"[{i}/{n}] {job.trainer} fold {job.fold}: could not start ({err})")
+        if rc != 0:
+            if rc is not None:
+                echo(f"[{i}/{n}] {job.trainer} fold {job.fold}: FAILED (exit status {rc})")
+            failed.append(job)
+    return failed
+

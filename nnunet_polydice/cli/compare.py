@@ -1,0 +1,52 @@
+"""``nnunet-polydice compare``: a table (and K x epsilon heat maps) of trained settings from nnU-Net's
+validation summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import ablation, results
+
+
+def run(args) -> int:
+    root = ablation.results_root()
+    dataset = ablation.resolve_dataset_name(args.dataset)
+    folds = ablation.parse_folds(args.folds) if args.folds else None
+    if args.trainers:
+        for name in args.trainers:
+            ablation.validate_trainer_name(name)
+    comparison = results.compare(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
+                                 folds=folds, reference=args.reference, metric=args.metric)
+    out_dir = Path(args.out) if args.out else results.default_out_dir(root, dataset, args.configuration, args.plans)
+    print(comparison.text(), end="", flush=True)
+    written = results.write_outputs(comparison, out_dir)
+    print(f"\nWrote {len(written)} files to {out_dir}:")
+    for path in written:
+        print(f"  {path.name}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="table of validation Dice per trainer and class (mean, std over folds, difference to a reference), "
+             "with K x epsilon heat maps",
+        description=(
+            "Read nnU-Net's fold_*/validation/summary.json of each trainer and write comparison.md, "
+            "comparison.csv and, for each Poly family with at least two (K, epsilon) settings, one heat map per "
+            "class. Missing trainers, folds and NaN values are listed, never dropped. In the output folder only "
+            "files this command wrote before (listed in .polydice_compare.json) are overwritten."))
+    p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name)")
+    p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
+    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    p.add_argument("--trainers", nargs="+", metavar="NAME",
+                   help="trainers to compare (default: every <trainer>__<plans>__<configuration> folder found)")
+    p.add_argument("--folds", nargs="+", metavar="FOLD", help="folds to compare (default: union of the folds found)")
+    p.add_argument("--reference", default="nnUNetTrainer",
+                   help="differences are taken to this trainer, or to its variant with the row's schedule suffix "
+                        "(_<E>ep<I>it) when that has results (default: nnUNetTrainer)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: $nnUNet_results/<Dataset>/polydice_compare_<configuration>, "
+                        "polydice_compare_<plans>_<configuration> for other plans)")
+    p.add_argument("--metric", default="Dice", help="per-class metric of nnU-Net's summary: Dice (default), IoU, ...")
+    p.set_defaults(func=run)

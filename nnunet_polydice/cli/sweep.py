@@ -1,0 +1,99 @@
+"""``nnunet-polydice sweep``: train a K x epsilon grid (and baselines) over folds with nnUNetv2_train."""
+
+from __future__ import annotations
+
+from .. import ablation
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)  # flushed: nnUNetv2_train writes to the same stdout right after
+
+
+def run(args) -> int:
+    schedule = ablation.parse_schedule(args.schedule) if args.schedule else None
+    trainers = ablation.sweep_trainers(args.families, args.K or (), args.epsilon or (), baselines=args.baselines,
+                                       extra=args.trainers, alpha=args.alpha, beta=args.beta, schedule=schedule)
+    folds = ablation.parse_folds(args.folds)
+    results = ablation.results_root()
+    dataset = ablation.resolve_dataset_name(args.dataset)
+    ablation.check_plans(dataset, args.plans, args.configuration)
+    jobs = ablation.plan_jobs(results, dataset, args.configuration, trainers, folds, plans=args.plans,
+                              device=args.device, npz=args.npz)
+    todo = [j for j in jobs if j.command is not None]
+
+    if args.print:
+        for line in ablation.shell_lines(jobs):
+            print(line)
+        return 0
+    if args.slurm:
+        if not todo:
+            _say(f"All {len(jobs)} (trainer, fold) runs are finished; no script written.")
+            return 0
+        if args.dry_run:
+            print(ablation.slurm_script(jobs), end="")
+            return 0
+        ablation.write_slurm_script(args.slurm, jobs)
+        _say(f"Wrote {args.slurm}: {len(todo)} array tasks ({len(jobs) - len(todo)} finished runs left out). "
+             f"Submit with: sbatch {args.slurm}")
+        return 0
+    if args.dry_run:
+        for i, job in enumerate(jobs, start=1):
+            _say(f"[{i}/{len(jobs)}] {job.trainer} fold {job.fold}: {job.state}"
+                 + (f"\n    {job.shell}" if job.command else ""))
+        _say(f"{len(trainers)} trainers x {len(folds)} folds: {len(todo)} to run, {len(jobs) - len(todo)} finished "
+             f"(dry run: nothing started).")
+        return 0
+
+    failed = ablation.run_jobs(jobs, echo=_say)
+    _say(f"Sweep done: {len(todo) - len(failed)} of {len(todo)} runs succeeded, {len(jobs) - len(todo)} were "
+         f"already finished.")
+    if failed:
+        _say(f"{len(failed)} failed:")
+        for job in failed:
+            _say(f"  {job.trainer} fold {job.fold} ({job.state}): {job.shell}")
+        return 1
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train a K x epsilon grid and baselines over folds (skips finished runs, continues started ones)",
+        description=(
+            "Build the trainer list (families x K x epsilon, then baselines, then --trainers; duplicates removed, "
+            "every name checked before anything runs) and run nnUNetv2_train for each (trainer, fold) that is "
+            "not finished: 'fresh' (no checkpoint), 'continue' (--c: checkpoint_latest/best exists), "
+            "'validate' (--val: checkpoint_final without validation/summary.json) or 'skip' (finished). "
+            "Runs one after the other, keeps going after a failure, exits 1 if any failed."))
+    p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name), as nnUNetv2_train takes it")
+    p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
+    p.add_argument("--folds", nargs="+", default=list(ablation.DEFAULT_FOLDS), metavar="FOLD",
+                   help="folds to train, integers or 'all' (default: 0 1 2 3 4)")
+    p.add_argument("--K", nargs="+", metavar="K", help="truncation orders of the grid: positive integers or inf")
+    p.add_argument("--epsilon", nargs="+", type=float, metavar="EPS",
+                   help="leading-coefficient perturbations of the grid (>= -1)")
+    p.add_argument("--families", nargs="+", default=list(ablation.DEFAULT_FAMILIES), metavar="FAMILY",
+                   help="Poly families of the grid (nnUNetTrainerPolyDice, nnUNetTrainerPolyDiceCE, "
+                        "nnUNetTrainerPolyTversky, nnUNetTrainerPolyTverskyCE; default: the two Poly Dice families)")
+    p.add_argument("--alpha", type=float, help="Tversky alpha of the Poly Tversky families (default 0.3)")
+    p.add_argument("--beta", type=float, help="Tversky beta of the Poly Tversky families (default 0.7)")
+    p.add_argument("--baselines", nargs="*", default=list(ablation.DEFAULT_BASELINES), metavar="TRAINER",
+                   help="baseline trainers trained beside the grid (default: " + " ".join(ablation.DEFAULT_BASELINES)
+                        + "; '--baselines' alone: none)")
+    p.add_argument("--trainers", nargs="+", default=[], metavar="NAME", help="extra trainer names to train")
+    p.add_argument("--schedule", metavar="ExI",
+                   help="short schedule: E epochs of I iterations, appended as _<E>ep<I>it to every name "
+                        "(baselines included), e.g. 30x20")
+    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    p.add_argument("--device", choices=("cpu", "cuda", "mps"),
+                   help="passed to nnUNetv2_train as -device (nnU-Net's default: cuda)")
+    p.add_argument("--npz", action="store_true", help="pass --npz (save validation softmax, needed by "
+                   "nnUNetv2_find_best_configuration's ensembling)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--print", action="store_true", help="print the shell commands only, one per line")
+    out.add_argument("--slurm", metavar="FILE",
+                     help="write a Slurm array script (one task per unfinished run) to FILE; never overwrites")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show each (trainer, fold), its state and command, and run nothing "
+                        "(with --slurm: print the script instead of writing it)")
+    p.set_defaults(func=run)

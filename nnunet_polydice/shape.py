@@ -1,0 +1,189 @@
+"""The shape of the per-class loss: ``L(D)`` and ``dL/dD`` against the Dice ``D`` in ``[0, 1]``.
+
+The library side of ``nnunet-polydice plot-shape``; no argparse, no printing. The values come from the
+project's own math, :func:`nnunet_polydice.functional.poly_series` of ``u = 1 - D`` (and
+:func:`~nnunet_polydice.functional.focal_power` for the focal-Tversky baseline), in float64, with the
+derivative taken by ``torch.autograd``::
+
+    L(D) = sum_{j=1..K} (1/j) u^j + epsilon u,   u = 1 - D        dL/dD = -(1 + epsilon + u + ... + u^(K-1))
+    L(D) = -log(D) + epsilon u                    (K = inf)          dL/dD = -(1/D + epsilon)
+
+Hand values at ``D = 0.5``: K=1, eps=0: L = 0.5, dL/dD = -1; K=inf, eps=0: L = ln 2, dL/dD = -2;
+K=2, eps=1: L = 0.5 + 0.125 + 0.5 = 1.125, dL/dD = -2.5.
+
+A setting is written ``K=<K>,eps=<epsilon>`` (``epsilon=`` also accepted, ``eps`` defaults to 0) or is
+a trainer name of the Poly families (the curve of its Dice or Tversky term: for the compound ``...CE``
+families the CE term is not drawn, it is not a function of the Dice), ``nnUNetTrainerTversky*`` (the
+curve ``1 - T``) or ``nnUNetTrainerFocalTversky*`` (``(1 - T)^gamma``). For the Tversky types the
+horizontal axis is the Tversky index T instead of D.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .defaults import validate_poly
+from .naming import format_k, parse_trainer_name
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "DEFAULT_POINTS",
+    "ShapeSetting",
+    "parse_setting",
+    "loss_and_slope",
+    "shape_table",
+    "format_table",
+    "plot_shape",
+]
+
+#: The settings drawn when none are given: soft Dice (K=1), the truncations K=2 and K=3, log-Dice
+#: (K=inf), the Poly-1 perturbation of the soft Dice (K=1, eps=1) and the package default (K=2, eps=1).
+DEFAULT_SETTINGS = ("K=1,eps=0", "K=2,eps=0", "K=3,eps=0", "K=inf,eps=0", "K=1,eps=1", "K=2,eps=1")
+#: Dice values of the printed table.
+DEFAULT_POINTS = (0.1, 0.5, 0.9)
+#: The curves start here: at D = 0 the K = inf loss is infinite.
+D_MIN = 0.005
+
+
+@dataclass(frozen=True)
+class ShapeSetting:
+    """One curve: ``kind`` 'poly' (K, epsilon) or 'focal' (gamma), over the index named ``index``."""
+
+    label: str
+    kind: str = "poly"
+    K: float | int = 1
+    epsilon: float = 0.0
+    gamma: float | None = None
+    index: str = "D"  # 'D' (Dice) or 'T' (Tversky index)
+
+
+def parse_setting(text: str) -> ShapeSetting:
+    """``'K=2,eps=1'`` or a trainer name -> :class:`ShapeSetting`.
+
+    Raises:
+        ValueError: for an unknown key, a bad K or epsilon (the sentence of :func:`validate_poly`), or a
+            trainer whose loss is not a function of the Dice or Tversky index alone.
+    """
+    text = str(text).strip()
+    if "=" in text:
+        values = {}
+        for part in filter(None, (p.strip() for p in re.split(r"[,;]", text))):
+            key, sep, value = (s.strip() for s in part.partition("="))
+            key = {"k": "K", "eps": "epsilon", "epsilon": "epsilon"}.get(key.lower())
+            if not sep or key is None or not value:
+                raise ValueError(f"setting {text!r}: write K=<K>,eps=<epsilon>, e.g. K=2,eps=1 or K=inf,eps=0 "
+                                 f"(or give a trainer name).")
+            values[key] = value
+        if "K" not in values:
+            raise ValueError(f"setting {text!r} has no K; write K=<K>,eps=<epsilon>, e.g. K=2,eps=1.")
+        try:
+            eps = float(values.get("epsilon", 0.0))
+        except ValueError:
+            raise ValueError(f"setting {text!r}: epsilon must be a number (got {values['epsilon']!r}).") from None
+        K, eps, _ = validate_poly(values["K"], eps)
+        return ShapeSetting(f"K={format_k(K)}, eps={eps:g}", "poly", K, eps)
+    spec = parse_trainer_name(text)
+    if spec is None or spec.family is None:
+        raise ValueError(f"{text!r} is neither a setting K=<K>,eps=<epsilon> nor a trainer of nnunet-polydice; the "
+                         f"loss of nnU-Net's own trainers is not a function of the Dice alone.")
+    loss = spec.family.loss
+    index = "D" if loss == "polydice" else "T"
+    if loss in ("polydice", "polytversky"):
+        return ShapeSetting(text, "poly", spec.K, spec.epsilon, None, index)
+    if loss == "tversky":
+        return ShapeSetting(text, "poly", 1, 0.0, None, index)
+    return ShapeSetting(text, "focal", 1, 0.0, spec.gamma, index)
+
+
+def _as_setting(s) -> ShapeSetting:
+    return s if isinstance(s, ShapeSetting) else parse_setting(s)
+
+
+def loss_and_slope(setting, index_values):
+    """``(L, dL/dD)`` as float64 tensors at the given index values (D, or T for Tversky types)."""
+    import torch
+
+    from .functional import focal_power, poly_series
+
+    setting = _as_setting(setting)
+    D = torch.as_tensor(index_values, dtype=torch.float64).detach().clone().requires_grad_(True)
+    u = 1.0 - D
+    if setting.kind == "focal":
+        L = focal_power(u, setting.gamma)
+    else:
+        L = poly_series(u, setting.K, setting.epsilon)
+    (grad,) = torch.autograd.grad(L.sum(), D)
+    return L.detach(), grad.detach()
+
+
+def shape_table(settings: Sequence = DEFAULT_SETTINGS, points: Sequence[float] = DEFAULT_POINTS) -> list[dict]:
+    """One dict per setting: ``{'setting': label, 'index': 'D'|'T', 'L': [...], 'dL': [...]}`` at ``points``."""
+    for p in points:
+        if not (0.0 < float(p) <= 1.0):
+            raise ValueError(f"table points must lie in (0, 1] (got {p!r}).")
+    rows = []
+    for s in map(_as_setting, settings):
+        L, dL = loss_and_slope(s, [float(p) for p in points])
+        rows.append({"setting": s.label, "index": s.index, "L": L.tolist(), "dL": dL.tolist()})
+    return rows
+
+
+def format_table(rows: list[dict], points: Sequence[float] = DEFAULT_POINTS) -> str:
+    """A plain-text table of :func:`shape_table` (values with 6 significant digits)."""
+    header = ["setting", *[f"L({p:g})" for p in points], *[f"dL/dD({p:g})" for p in points]]
+    body = [[r["setting"], *[f"{v:.6g}" for v in r["L"]], *[f"{v:.6g}" for v in r["dL"]]] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(b, widths))) for b in body]
+    if any(r["index"] == "T" for r in rows):
+        lines.append("(Tversky-type settings: the index is the Tversky index T instead of D.)")
+    return "\n".join(lines) + "\n"
+
+
+def plot_shape(settings: Sequence = DEFAULT_SETTINGS, path="polydice_shape.png", *, samples: int = 400) -> Path:
+    """Draw L and dL/dD against the index in ``[D_MIN, 1]`` for each setting (two panels) and save a PNG.
+
+    The vertical ranges are fitted to the curves on ``[0.1, 1]``; steeper parts near 0 (log-Dice) run
+    off the panel. An existing file at ``path`` is replaced.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    settings = [_as_setting(s) for s in settings]
+    if not settings:
+        raise ValueError("no settings to plot; give e.g. K=1,eps=0 K=inf,eps=0.")
+    D = torch.linspace(D_MIN, 1.0, samples, dtype=torch.float64)
+    fig, (ax_l, ax_d) = plt.subplots(1, 2, figsize=(11, 4.5))
+    lo = {"L": [], "dL": []}
+    for s in settings:
+        L, dL = loss_and_slope(s, D)
+        ax_l.plot(D.numpy(), L.numpy(), label=s.label)
+        ax_d.plot(D.numpy(), dL.numpy(), label=s.label)
+        view = D >= 0.1
+        lo["L"].append((float(L[view].min()), float(L[view].max())))
+        lo["dL"].append((float(dL[view].min()), float(dL[view].max())))
+    for ax, key, title in ((ax_l, "L", "per-class loss L"), (ax_d, "dL", "slope dL/dD")):
+        ymin = min(a for a, _ in lo[key])
+        ymax = max(b for _, b in lo[key])
+        pad = 0.05 * (ymax - ymin or 1.0)
+        ax.set_ylim(ymin - pad, ymax + pad)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel("Dice D (Tversky index T for Tversky types)" if any(s.index == "T" for s in settings)
+                      else "Dice D")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    ax_d.axhline(0.0, color="black", lw=0.5)
+    ax_l.legend(fontsize=8)
+    fig.suptitle("Poly Dice: L = sum_{j<=K} (1-D)^j / j + eps (1-D)   (K = inf: -log D + eps (1-D))", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+

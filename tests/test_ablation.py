@@ -1,0 +1,323 @@
+"""``nnunet-polydice sweep`` (nnunet_polydice.ablation): which trainings a grid needs and how each is run.
+
+No training here: the results tree is built in tmp_path with the files nnU-Net writes (empty
+checkpoints, since the sweep only checks that they exist) and nnUNetv2_train is replaced by a recorder.
+"""
+
+import json
+import os
+import stat
+from types import SimpleNamespace
+
+import pytest
+
+from nnunet_polydice import ablation
+from nnunet_polydice.cli import main
+from nnunet_polydice.locate import trainers_folder
+
+DS = "Dataset042_Toy"
+PD, PDCE = "nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE"
+
+
+# ------------------------------------------------------------------------------------ trainer list
+
+def test_grid_names_and_order_families_then_K_then_epsilon_then_baselines_then_extra():
+    names = ablation.sweep_trainers([PD, PDCE], [1, "inf"], [0, 1], baselines=["nnUNetTrainer"],
+                                    extra=["nnUNetTrainerPolyDice_K1_eps0", "nnUNetTrainerDiceLoss"])
+    assert names == [
+        "nnUNetTrainerPolyDice_K1_eps0", "nnUNetTrainerPolyDice_K1_eps1",
+        "nnUNetTrainerPolyDice_Kinf_eps0", "nnUNetTrainerPolyDice_Kinf_eps1",
+        "nnUNetTrainerPolyDiceCE_K1_eps0", "nnUNetTrainerPolyDiceCE_K1_eps1",
+        "nnUNetTrainerPolyDiceCE_Kinf_eps0", "nnUNetTrainerPolyDiceCE_Kinf_eps1",
+        "nnUNetTrainer", "nnUNetTrainerDiceLoss",  # the duplicate extra name is dropped, order kept
+    ]
+
+
+def test_schedule_goes_on_every_name_baselines_and_extra_included():
+    names = ablation.sweep_trainers([PD], ["2"], [0.5], baselines=["nnUNetTrainer", "nnUNetTrainerTversky"],
+                                    extra=["nnUNetTrainerDiceLoss"], schedule=ablation.parse_schedule("30x20"))
+    assert names == ["nnUNetTrainerPolyDice_K2_eps0p5_30ep20it", "nnUNetTrainer_30ep20it",
+                     "nnUNetTrainerTversky_30ep20it", "nnUNetTrainerDiceLoss_30ep20it"]
+
+
+def test_default_baselines_are_the_papers_comparisons():
+    names = ablation.sweep_trainers([PD], [1], [0])
+    assert names == ["nnUNetTrainerPolyDice_K1_eps0", "nnUNetTrainer", "nnUNetTrainerDiceLoss",
+                     "nnUNetTrainerTversky", "nnUNetTrainerFocalTversky"]
+
+
+def test_poly_tversky_families_get_default_or_given_alpha_beta():
+    assert ablation.sweep_trainers(["nnUNetTrainerPolyTversky"], [2], [0], baselines=[]) == \
+        ["nnUNetTrainerPolyTversky_K2_eps0_a0p3_b0p7"]
+    assert ablation.sweep_trainers(["nnUNetTrainerPolyTverskyCE"], [2], [0], baselines=[], alpha=0.4, beta=0.6) == \
+        ["nnUNetTrainerPolyTverskyCE_K2_eps0_a0p4_b0p6"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(K_values=[0], epsilons=[0]), "K must be a positive integer or inf (got 0)"),
+    (dict(K_values=["1.5"], epsilons=[0]), "K must be a positive integer or inf (got '1.5')"),
+    (dict(K_values=[1], epsilons=[-2]), "epsilon must be >= -1"),
+    (dict(K_values=[1], epsilons=[-1]), "identically zero"),
+    (dict(K_values=[1], epsilons=[]), "needs both K and epsilon"),
+    (dict(K_values=[1], epsilons=[0], families=["nnUNetTrainerTversky"]), "not a Poly family"),
+    (dict(K_values=[1], epsilons=[0], alpha=0.2), "only to the Poly Tversky families"),
+    (dict(extra=["bad name"]), "not a valid nnU-Net trainer name"),
+    (dict(extra=["nnUNetTrainerPolyDice_K01_eps1"]), "nnUNetTrainerPolyDice_K1_eps1"),
+    (dict(extra=["nnUNetTrainer_5ep2it"], schedule=(3, 2)), "already has the schedule"),
+    (dict(baselines=[]), "the sweep is empty"),
+])
+def test_bad_settings_are_refused_with_a_sentence(kwargs, message):
+    kwargs.setdefault("families", [PD])
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ablation.sweep_trainers(**kwargs)
+
+
+@pytest.mark.parametrize("text, value", [("30x20", (30, 20)), ("2ep5it", (2, 5)), (" 1x1 ", (1, 1))])
+def test_schedule_text(text, value):
+    assert ablation.parse_schedule(text) == value
+
+
+@pytest.mark.parametrize("text", ["0x5", "30", "3x", "axb", "3x0"])
+def test_bad_schedule_text(text):
+    with pytest.raises(ValueError, match="<epochs>x<iterations>"):
+        ablation.parse_schedule(text)
+
+
+# ------------------------------------------------------------------------------------------ states
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("files, state", [
+    ([], "fresh"),
+    (["debug.json", "training_log_2024.txt"], "fresh"),
+    (["checkpoint_latest.pth"], "continue"),
+    (["checkpoint_best.pth"], "continue"),
+    (["checkpoint_best.pth", "checkpoint_latest.pth"], "continue"),
+    (["checkpoint_final.pth"], "validate"),
+    (["checkpoint_final.pth", "checkpoint_best.pth"], "validate"),
+    (["checkpoint_final.pth", "validation/summary.json"], "skip"),
+    (["checkpoint_final.pth", "checkpoint_best.pth", "validation/summary.json"], "skip"),
+    (["checkpoint_latest.pth", "validation/summary.json"], "continue"),  # summary of an older run
+])
+def test_fold_state_from_the_files_nnunet_writes(tmp_path, files, state):
+    for f in files:
+        _touch(tmp_path / "fold_0" / f)
+    assert ablation.fold_state(tmp_path / "fold_0") == state
+
+
+def test_train_command_flags():
+    assert ablation.train_command(DS, "2d", 0, "T", "fresh") == \
+        ("nnUNetv2_train", DS, "2d", "0", "-tr", "T", "-p", "nnUNetPlans")
+    assert ablation.train_command(DS, "2d", 1, "T", "continue", plans="P", device="cpu", npz=True) == \
+        ("nnUNetv2_train", DS, "2d", "1", "-tr", "T", "-p", "P", "-device", "cpu", "--npz", "--c")
+    assert ablation.train_command(DS, "2d", 2, "T", "validate", npz=True)[-2:] == ("--npz", "--val")
+    assert ablation.train_command(DS, "2d", 2, "T", "skip") is None
+
+
+# ---------------------------------------------------------------------------------- command line
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    """nnU-Net folders with one dataset, its plans, and a results tree in every state."""
+    raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
+    (raw / DS).mkdir(parents=True)
+    (pre / DS).mkdir(parents=True)
+    (pre / DS / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}, "3d_fullres": {}}}))
+    for k, v in (("nnUNet_raw", raw), ("nnUNet_preprocessed", pre), ("nnUNet_results", res)):
+        monkeypatch.setenv(k, str(v))
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+
+    def fold(trainer, f):
+        return res / DS / f"{trainer}__nnUNetPlans__2d" / f"fold_{f}"
+
+    _touch(fold("nnUNetTrainerPolyDice_K1_eps0", 0) / "checkpoint_final.pth")          # finished
+    _touch(fold("nnUNetTrainerPolyDice_K1_eps0", 0) / "validation" / "summary.json")
+    _touch(fold("nnUNetTrainerPolyDice_K1_eps0", 1) / "checkpoint_latest.pth")         # started
+    _touch(fold("nnUNetTrainerPolyDice_K1_eps1", 0) / "checkpoint_final.pth")          # not validated
+    _touch(fold("nnUNetTrainerPolyDice_K1_eps1", 1) / "checkpoint_best.pth")           # started
+    _touch(fold("nnUNetTrainer", 1) / "checkpoint_final.pth")                           # finished
+    _touch(fold("nnUNetTrainer", 1) / "validation" / "summary.json")
+    # another plans identifier must not count
+    _touch(res / DS / "nnUNetTrainer__otherPlans__2d" / "fold_0" / "checkpoint_final.pth")
+    return tmp_path
+
+
+GRID = ["42", "2d", "--folds", "0", "1", "--K", "1", "--epsilon", "0", "1", "--families", PD,
+        "--baselines", "nnUNetTrainer"]
+
+
+def _cmd(trainer, fold, *flags):
+    return " ".join(["nnUNetv2_train", DS, "2d", str(fold), "-tr", trainer, "-p", "nnUNetPlans", *flags])
+
+
+def test_print_lists_the_commands_with_continue_and_validate_flags(tree, capsys):
+    assert main(["sweep", *GRID, "--print"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"export nnUNet_extTrainer={trainers_folder()}",
+        # K1_eps0 fold 0 is finished: no line
+        _cmd("nnUNetTrainerPolyDice_K1_eps0", 1, "--c"),
+        _cmd("nnUNetTrainerPolyDice_K1_eps1", 0, "--val"),
+        _cmd("nnUNetTrainerPolyDice_K1_eps1", 1, "--c"),
+        _cmd("nnUNetTrainer", 0),
+        # nnUNetTrainer fold 1 is finished
+    ]
+
+
+def test_print_with_device_npz_plans_and_no_export_when_already_set(tree, capsys, monkeypatch):
+    monkeypatch.setenv("nnUNet_extTrainer", str(trainers_folder()))
+    assert main(["sweep", *GRID, "--print", "--device", "cpu", "--npz", "-p", "nnUNetPlans"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == _cmd("nnUNetTrainerPolyDice_K1_eps0", 1, "-device", "cpu", "--npz", "--c")
+    assert lines[1] == _cmd("nnUNetTrainerPolyDice_K1_eps1", 0, "-device", "cpu", "--npz", "--val")
+    assert len(lines) == 4
+
+
+def test_dataset_given_by_name_and_schedule_changes_folders(tree, capsys):
+    assert main(["sweep", DS, "2d", "--folds", "0", "--K", "1", "--epsilon", "0", "--families", PD,
+                 "--baselines", "nnUNetTrainer", "--schedule", "3x2", "--print"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    # the short-schedule trainers have no results yet: both fresh
+    assert lines == [_cmd("nnUNetTrainerPolyDice_K1_eps0_3ep2it", 0), _cmd("nnUNetTrainer_3ep2it", 0)]
+
+
+def test_dry_run_shows_every_state_and_runs_nothing(tree, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    assert main(["sweep", *GRID, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    states = [line for line in out.splitlines() if line.startswith("[")]
+    assert states == [
+        "[1/6] nnUNetTrainerPolyDice_K1_eps0 fold 0: skip",
+        "[2/6] nnUNetTrainerPolyDice_K1_eps0 fold 1: continue",
+        "[3/6] nnUNetTrainerPolyDice_K1_eps1 fold 0: validate",
+        "[4/6] nnUNetTrainerPolyDice_K1_eps1 fold 1: continue",
+        "[5/6] nnUNetTrainer fold 0: fresh",
+        "[6/6] nnUNetTrainer fold 1: skip",
+    ]
+    assert "4 to run, 2 finished" in out
+    assert calls == []
+
+
+def test_run_streams_states_keeps_going_after_a_failure_and_exits_1(tree, capsys, monkeypatch):
+    calls = []
+
+    def fake_call(argv, env):
+        calls.append((list(argv), env))
+        return 3 if argv[argv.index("-tr") + 1] == "nnUNetTrainerPolyDice_K1_eps1" and argv[3] == "0" else 0
+
+    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=fake_call))
+    monkeypatch.setenv("MY_OWN_VARIABLE", "kept")
+    assert main(["sweep", *GRID]) == 1
+    out = capsys.readouterr().out
+    assert [c[0][1:] for c in calls] == [
+        _cmd("nnUNetTrainerPolyDice_K1_eps0", 1, "--c").split()[1:],
+        _cmd("nnUNetTrainerPolyDice_K1_eps1", 0, "--val").split()[1:],
+        _cmd("nnUNetTrainerPolyDice_K1_eps1", 1, "--c").split()[1:],  # after the failure: still run
+        _cmd("nnUNetTrainer", 0).split()[1:],
+    ]
+    assert all(os.path.basename(c[0][0]) == "nnUNetv2_train" for c in calls)
+    for _, env in calls:
+        assert str(trainers_folder()) in env["nnUNet_extTrainer"].split(os.pathsep)
+        assert env["MY_OWN_VARIABLE"] == "kept"
+    assert "[1/6] nnUNetTrainerPolyDice_K1_eps0 fold 0: skip" in out
+    assert "[3/6] nnUNetTrainerPolyDice_K1_eps1 fold 0: validate" in out
+    assert "[3/6] nnUNetTrainerPolyDice_K1_eps1 fold 0: FAILED (exit status 3)" in out
+    assert "3 of 4 runs succeeded, 2 were already finished" in out
+    assert "1 failed:" in out and _cmd("nnUNetTrainerPolyDice_K1_eps1", 0, "--val") in out
+
+
+def test_run_all_succeed_exits_0(tree, capsys, monkeypatch):
+    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda argv, env: 0))
+    assert main(["sweep", *GRID]) == 0
+    assert "4 of 4 runs succeeded" in capsys.readouterr().out
+
+
+def test_slurm_script_has_one_array_task_per_unfinished_run(tree, capsys):
+    script = tree / "sweep.sh"
+    assert main(["sweep", *GRID, "--slurm", str(script)]) == 0
+    text = script.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    assert "#SBATCH --array=0-3" in lines
+    assert f"export nnUNet_extTrainer={trainers_folder()}" in lines
+    start = lines.index("COMMANDS=(")
+    end = lines.index(")", start)
+    entries = lines[start + 1:end]
+    assert [e.split("  #")[0].strip().strip("'") for e in entries] == [
+        _cmd("nnUNetTrainerPolyDice_K1_eps0", 1, "--c"),
+        _cmd("nnUNetTrainerPolyDice_K1_eps1", 0, "--val"),
+        _cmd("nnUNetTrainerPolyDice_K1_eps1", 1, "--c"),
+        _cmd("nnUNetTrainer", 0),
+    ]
+    assert 'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"' in lines
+    assert script.stat().st_mode & stat.S_IXUSR
+    assert "4 array tasks" in capsys.readouterr().out
+
+
+def test_slurm_refuses_to_overwrite(tree, capsys):
+    script = tree / "sweep.sh"
+    script.write_text("my own script\n")
+    assert main(["sweep", *GRID, "--slurm", str(script)]) == 2
+    assert script.read_text() == "my own script\n"
+    assert "exists" in capsys.readouterr().err
+
+
+def test_slurm_dry_run_prints_the_script_and_writes_nothing(tree, capsys):
+    script = tree / "sweep.sh"
+    assert main(["sweep", *GRID, "--slurm", str(script), "--dry-run"]) == 0
+    assert "#SBATCH --array=0-3" in capsys.readouterr().out
+    assert not script.exists()
+
+
+def test_print_and_slurm_exclude_each_other(tree, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", *GRID, "--print", "--slurm", str(tree / "x.sh")])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("grid, message", [
+    (["--K", "0", "--epsilon", "0"], "K must be a positive integer or inf (got '0')."),
+    (["--K", "2", "--epsilon", "-1.5"], "epsilon must be >= -1"),
+    (["--K", "1", "--epsilon", "-1"], "identically zero"),
+])
+def test_bad_K_or_epsilon_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch, grid, message):
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(k, raising=False)  # refused before nnU-Net's folders are even looked at
+    calls = []
+    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    assert main(["sweep", "42", "2d", *grid]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnunet-polydice sweep: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert calls == []
+
+
+def test_missing_plans_or_configuration_is_refused(tree, capsys):
+    assert main(["sweep", *GRID, "-p", "nnUNetResEncUNetMPlans", "--print"]) == 2
+    assert "nnUNetResEncUNetMPlans.json does not exist" in capsys.readouterr().err
+    args = ["sweep", "42", "3d_lowres", "--K", "1", "--epsilon", "0", "--print"]
+    assert main(args) == 2
+    assert "configuration '3d_lowres' is not in nnUNetPlans.json; it has 2d, 3d_fullres" in capsys.readouterr().err
+
+
+def test_unknown_dataset_id_is_one_line(tree, capsys):
+    assert main(["sweep", "99", "2d", "--K", "1", "--epsilon", "0", "--print"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resolve dataset '99'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_jobs_reports_a_command_that_cannot_start():
+    jobs = [ablation.Job("T", "0", "fresh", ("nnUNetv2_train", DS, "2d", "0", "-tr", "T", "-p", "P")),
+            ablation.Job("U", "0", "skip", None)]
+    seen = []
+
+    def broken(argv, env):
+        raise FileNotFoundError("no such file")
+
+    failed = ablation.run_jobs(jobs, environ={}, echo=seen.append, runner=broken)
+    assert failed == [jobs[0]]
+    assert seen[0] == "[1/2] T fold 0: fresh" and "could not start" in seen[1] and seen[2] == "[2/2] U fold 0: skip"
