@@ -1,0 +1,34 @@
+"""Shared fixtures of the integration tests: nnU-Net's real commands in subprocesses, in tmp folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def nnunet_env(work=None, **extra) -> dict:
+    """os.environ without the user's nnU-Net folders and trainer path, with small process counts, and,
+    with ``work``, the three nnU-Net folders under it."""
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("nnUNet_") or k == "NNUNET_POLYDICE_NO_HOOK")}
+    env.update(nnUNet_def_n_proc="1", nnUNet_n_proc_DA="0", PYTHONWARNINGS="ignore")
+    if work is not None:
+        env.update(nnUNet_raw=str(work / "nnUNet_raw"), nnUNet_preprocessed=str(work / "nnUNet_preprocessed"),
+                   nnUNet_results=str(work / "nnUNet_results"))
+    env.update(extra)
+    return env
+
+
+def run(cmd, env, timeout=600, check=True, **kw) -> subprocess.CompletedProcess:
+    """Run a command, capture its output; on an unexpected exit code fail with the output's tail."""
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def python(code: str, env, **kw) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-c", code], env, **kw)
