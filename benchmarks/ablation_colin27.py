@@ -39,12 +39,14 @@ def sweep(dataset, folds, trainers, schedule, device, env):
 
 
 def best_two(results: Path, dataset: str, names: list[str], fold: int) -> list[str]:
+    """The two settings with the highest mean Dice over the classes present in the fold's validation."""
     scores = {}
     for name in names:
         summary = results / dataset / f"{name}__nnUNetPlans__{CONFIG}" / f"fold_{fold}" / "validation" / "summary.json"
         if summary.is_file():
-            fg = json.loads(summary.read_text())["foreground_mean"]["Dice"]
-            scores[name] = -1.0 if fg != fg else fg  # NaN (nothing predicted, nothing there) ranks last
+            per_class = [v["Dice"] for v in json.loads(summary.read_text())["mean"].values()]
+            present = [d for d in per_class if d == d]  # NaN: class absent and not predicted
+            scores[name] = sum(present) / len(present) if present else -1.0
     ranked = sorted(scores, key=lambda n: -scores[n])
     print("fold %d ranking of the pure Poly Dice settings: %s" % (fold, ", ".join(f"{n} {scores[n]:.3f}" for n in ranked)))
     return ranked[:2]
@@ -53,15 +55,15 @@ def best_two(results: Path, dataset: str, names: list[str], fold: int) -> list[s
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", required=True, help="work folder of its own (created; reused when it exists)")
-    ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--folds", type=int, nargs="+", default=[2, 3, 4],
+                    help="default 2 3 4: the amygdala is only in blocks 3 and 4, the hippocampus in 0-3")
     ap.add_argument("--K", nargs="+", default=["1", "2", "inf"])
     ap.add_argument("--epsilon", nargs="+", type=float, default=[0.0, 1.0])
-    ap.add_argument("--schedule", default="8x25", help="E x I: E epochs of I iterations (default 8x25)")
+    ap.add_argument("--schedule", default="6x25", help="E x I: E epochs of I iterations (default 6x25)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
 
     env = workspace_env(args.work)
-    env.setdefault("nnUNet_n_proc_DA", "0")
     print(environ_summary(env), flush=True)
     dataset = prepare_embedded("Dataset731_Colin27HippoAmyg", args.work)
     epochs, iterations = (int(x) for x in args.schedule.split("x"))
