@@ -59,7 +59,7 @@ def main(argv=None) -> int:
                     help="default 2 3 4: the amygdala is only in blocks 3 and 4, the hippocampus in 0-3")
     ap.add_argument("--K", nargs="+", default=["1", "2", "inf"])
     ap.add_argument("--epsilon", nargs="+", type=float, default=[0.0, 1.0])
-    ap.add_argument("--schedule", default="6x25", help="E x I: E epochs of I iterations (default 6x25)")
+    ap.add_argument("--schedule", default="10x40", help="E x I: E epochs of I iterations (default 10x40)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
 

@@ -20,9 +20,11 @@ CPU_CONFIGURATION = "2d_cpu"
 
 
 def smaller_configuration(plans: dict, base: str = "2d", n_stages: int = 5, base_features: int = 16,
-                          max_features: int = 256, batch_size: int | None = 8) -> dict:
+                          max_features: int = 256, batch_size: int | None = 8,
+                          max_patch: int | None = None) -> dict:
     """The configuration entry that inherits ``base`` with a U-Net of ``n_stages`` stages whose
-    features double from ``base_features`` up to ``max_features``; ``batch_size`` None keeps the base's.
+    features double from ``base_features`` up to ``max_features``; ``batch_size`` None keeps the base's;
+    ``max_patch`` caps each axis of the patch size (rounded down to a multiple of the pooling).
     """
     configs = plans["configurations"]
     if base not in configs:
@@ -50,6 +52,10 @@ def smaller_configuration(plans: dict, base: str = "2d", n_stages: int = 5, base
         raise ValueError(f"patch size {patch} of {base!r} is not divisible by the pooling {divisor} of "
                          f"{n_stages} stages.")
     config = {"inherits_from": base, "architecture": arch}
+    if max_patch is not None:
+        capped = [min(p, max(d, max_patch // d * d)) for p, d in zip(patch, divisor)]
+        if capped != list(patch):
+            config["patch_size"] = capped
     if batch_size is not None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer (got {batch_size}).")

@@ -19,7 +19,7 @@ from .locate import with_trainers_folder
 from .plans import CPU_CONFIGURATION, add_configuration, smaller_configuration
 
 # The CPU configuration used by the demo and the measured ablation (see README, "Numbers").
-CPU_ARCHITECTURE = {"n_stages": 5, "base_features": 8, "max_features": 128, "batch_size": 8}
+CPU_ARCHITECTURE = {"n_stages": 5, "base_features": 8, "max_features": 128, "batch_size": 8, "max_patch": 96}
 
 # nnU-Net process counts that suit a small CPU machine; set only where the user has not set them.
 CPU_PROCESS_DEFAULTS = {"nnUNet_def_n_proc": "1", "nnUNet_n_proc_DA": "1"}
