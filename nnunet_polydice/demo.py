@@ -1,0 +1,354 @@
+"""The demo: Poly Dice against nnU-Net's default trainer on an embedded data set, end to end.
+
+The library side of ``nnunet-polydice demo``; no argparse. Messages go through an ``echo`` callable,
+nnU-Net's own output goes straight to this process's stdout (its subprocesses inherit it).
+
+Steps, each one resumable (run the demo again after a crash or a Ctrl-C and it goes on where it stopped):
+
+1. ``workspace.prepare_embedded``: the data set in ``<work>/nnUNet_raw``, nnU-Net's plans and ``2d``
+   preprocessing (once), the smaller ``2d_cpu`` configuration, the contiguous-block splits;
+2. training of each trainer (with the schedule suffix ``_<E>ep<I>it``) on one fold through the sweep
+   machinery (``ablation.plan_jobs`` / ``run_jobs``): finished runs are skipped, started ones continued;
+3. the held-out fold's images (and reference labels) copied to ``<work>/heldout_fold<f>/imagesTs``
+   (``labelsTs``);
+4. ``nnUNetv2_predict`` of each trainer into ``<work>/predictions/<trainer>`` (skipped where the
+   predictions are newer than the checkpoint and the images);
+5. the per-class Dice of each trainer on the held-out slices (:func:`dice_scores`), printed and written
+   to ``<work>/demo_dice.md``.
+
+All nnU-Net folders live under ``<work>``; the user's ``nnUNet_*`` variables are neither read nor
+changed (the subprocesses get them through their own environment, :func:`workspace.workspace_env`).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import ablation, datasets
+from .plans import CPU_CONFIGURATION
+from .workspace import prepare_embedded, run_logged, workspace_env
+
+__all__ = [
+    "DemoData",
+    "DEMO_DATA",
+    "DEMO_TRAINERS",
+    "CPU_SCHEDULE",
+    "GPU_SCHEDULE",
+    "MARKER",
+    "DemoStepError",
+    "DemoResult",
+    "default_schedule",
+    "estimate_cpu_seconds",
+    "dice_scores",
+    "format_dice_table",
+    "run_demo",
+]
+
+
+@dataclass(frozen=True)
+class DemoData:
+    key: str  # command-line name
+    dataset: str  # nnU-Net dataset name
+    fold: int  # default held-out fold
+    why: str
+
+
+DEMO_DATA = {
+    "colin27": DemoData("colin27", "Dataset731_Colin27HippoAmyg", 3,
+                        "fold 3 (coronal slices y 116-126) is the only block with both hippocampus and amygdala"),
+    "dsb2018": DemoData("dsb2018", "Dataset732_DSB2018Nuclei", 0, "fold 0: the top row of tiles"),
+}
+
+#: The two trainers of the demo: Poly Dice with the package's default K and epsilon, and nnU-Net's CE+Dice.
+DEMO_TRAINERS = ("nnUNetTrainerPolyDice", "nnUNetTrainer")
+
+#: Default schedules (epochs, iterations per epoch). CPU: sized by :func:`estimate_cpu_seconds` to stay
+#: well under 15 minutes on 2 CPU cores; GPU: four times as many epochs.
+CPU_SCHEDULE = (15, 25)
+GPU_SCHEDULE = (60, 25)
+
+# Timing model of the full Colin27 data in the 2d_cpu configuration on 2 otherwise idle CPU cores
+# (measured: an epoch of 25 training + 5 validation iterations in about 15 s).
+SECONDS_PER_ITERATION = 15.0 / 25  # per training iteration, its share of validation iterations included
+PLAN_SECONDS = 25  # writing the data, nnU-Net's planning and preprocessing of 2d (first run only)
+TRAIN_OVERHEAD_SECONDS = 40  # start-up of nnUNetv2_train and its final validation, per trainer
+PREDICT_SECONDS = 20  # one nnUNetv2_predict of the held-out slices, start-up included
+
+#: File in the work folder that records which data set and variant the folder was made for.
+MARKER = "polydice_demo.json"
+
+
+class DemoStepError(RuntimeError):
+    """A step of the demo failed; the message names the step and the failing command."""
+
+
+@dataclass
+class DemoResult:
+    dataset: str
+    fold: int
+    trainers: list
+    scores: dict  # trainer -> class name -> {"pooled", "per_case_mean", "n_cases"}
+    table: str
+    table_file: Path
+    skipped_training: list = field(default_factory=list)  # trainers whose run was finished already
+    skipped_prediction: list = field(default_factory=list)
+
+
+def default_schedule(device: str) -> tuple[int, int]:
+    """:data:`GPU_SCHEDULE` for ``'cuda'``, :data:`CPU_SCHEDULE` otherwise."""
+    return GPU_SCHEDULE if device == "cuda" else CPU_SCHEDULE
+
+
+def estimate_cpu_seconds(epochs: int, iterations: int, n_trainers: int = len(DEMO_TRAINERS),
+                         planned: bool = False) -> float:
+    """Expected wall time of a demo on the full Colin27 data, ``2d_cpu``, 2 idle CPU cores, in seconds.
+
+    ``planning + n_trainers * (start-up + epochs * iterations * s/it + prediction)`` with the measured
+    constants of this module; ``planned`` leaves out the planning (a rerun whose plans exist).
+    """
+    per_trainer = TRAIN_OVERHEAD_SECONDS + epochs * iterations * SECONDS_PER_ITERATION + PREDICT_SECONDS
+    return (0 if planned else PLAN_SECONDS) + n_trainers * per_trainer
+
+
+# ------------------------------------------------------------------------------------------- Dice
+
+def dice_scores(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray], labels: dict) -> dict:
+    """Per-class Dice of predicted against reference label maps (one array per case, same shapes).
+
+    For each foreground class ``c`` (``labels`` maps names to values; ``background`` is left out), with
+    ``P`` and ``G`` the pixels predicted as / labelled ``c``:
+
+    - ``pooled``: ``2 sum|P & G| / (sum|P| + sum|G|)`` with the sums over all cases (None when the class is
+      in no prediction and no reference);
+    - ``per_case_mean``: the mean over cases of ``2|P & G| / (|P| + |G|)``, over the cases where the class
+      is in the reference or the prediction (None when there is no such case);
+    - ``n_cases``: the number of those cases.
+
+    Raises:
+        ValueError: when the lists differ in length or a prediction and its reference differ in shape.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references.")
+    for i, (p, g) in enumerate(zip(predictions, references)):
+        if np.shape(p) != np.shape(g):
+            raise ValueError(f"case {i}: prediction shape {np.shape(p)} differs from reference shape {np.shape(g)}.")
+    out = {}
+    for name, value in labels.items():
+        if name == "background" or not isinstance(value, int):
+            continue
+        inter = total = 0
+        per_case = []
+        for p, g in zip(predictions, references):
+            pc, gc = np.asarray(p) == value, np.asarray(g) == value
+            i, s = int(np.count_nonzero(pc & gc)), int(np.count_nonzero(pc)) + int(np.count_nonzero(gc))
+            inter, total = inter + i, total + s
+            if s:
+                per_case.append(2.0 * i / s)
+        out[name] = {"pooled": 2.0 * inter / total if total else None,
+                     "per_case_mean": float(np.mean(per_case)) if per_case else None,
+                     "n_cases": len(per_case)}
+    return out
+
+
+def _num(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def format_dice_table(scores: dict, unit: str = "slices") -> str:
+    """A markdown table: one row per trainer, for each class the pooled Dice and the mean per-case Dice
+    (with the number of cases it averages)."""
+    trainers = list(scores)
+    classes = list(scores[trainers[0]]) if trainers else []
+    head = ["trainer"]
+    for c in classes:
+        head += [f"{c} pooled", f"{c} mean per {unit[:-1]} (n)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for t in trainers:
+        cells = [t]
+        for c in classes:
+            s = scores[t][c]
+            cells += [_num(s["pooled"]), f"{_num(s['per_case_mean'])} ({s['n_cases']})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------- steps
+
+def _read_labels(path: Path) -> np.ndarray:
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _check_marker(work: Path, data: DemoData, variant: str) -> None:
+    marker = work / MARKER
+    wanted = {"data": data.key, "dataset": data.dataset, "variant": variant}
+    if marker.is_file():
+        try:
+            have = json.loads(marker.read_text())
+        except ValueError:
+            have = None
+        if have != wanted:
+            raise ValueError(f"{work} holds a demo of {have.get('data') if isinstance(have, dict) else '?'} "
+                             f"({have.get('variant') if isinstance(have, dict) else '?'} variant); this run asks "
+                             f"for {data.key} ({variant} variant). Give another --work folder, or delete {work}.")
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(wanted, indent=2) + "\n")
+
+
+def _copy_if_changed(src: Path, dst: Path) -> None:
+    if not (dst.is_file() and filecmp.cmp(src, dst, shallow=False)):
+        shutil.copy2(src, dst)
+
+
+def copy_heldout(raw_dataset: Path, cases: Sequence[str], dest: Path) -> tuple[Path, Path]:
+    """Copy the images (``<case>_XXXX``, every channel) and reference labels of ``cases`` from an nnU-Net
+    raw data set folder to ``dest/imagesTs`` and ``dest/labelsTs``. Files already identical are left (their
+    times too); other ``.nii.gz`` files in those two folders are removed, so that they hold exactly these
+    cases. Returns the two folders."""
+    images, labels = dest / "imagesTs", dest / "labelsTs"
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    keep_images, keep_labels = set(), set()
+    for case in cases:
+        channels = sorted((raw_dataset / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9].nii.gz"))
+        if not channels:
+            raise FileNotFoundError(f"no image of case {case} in {raw_dataset / 'imagesTr'}.")
+        for src in channels:
+            _copy_if_changed(src, images / src.name)
+            keep_images.add(src.name)
+        _copy_if_changed(raw_dataset / "labelsTr" / f"{case}.nii.gz", labels / f"{case}.nii.gz")
+        keep_labels.add(f"{case}.nii.gz")
+    for folder, keep in ((images, keep_images), (labels, keep_labels)):
+        for stale in folder.glob("*.nii.gz"):
+            if stale.name not in keep:
+                stale.unlink()
+    return images, labels
+
+
+def _predictions_current(out_dir: Path, cases: Sequence[str], inputs: Sequence[Path], checkpoint: Path) -> bool:
+    files = [out_dir / f"{c}.nii.gz" for c in cases]
+    if not all(f.is_file() for f in files) or not checkpoint.is_file():
+        return False
+    newest_input = max([checkpoint.stat().st_mtime, *(p.stat().st_mtime for p in inputs)])
+    return all(f.stat().st_mtime >= newest_input for f in files)
+
+
+def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tuple[int, int] | None = None,
+             trainers: Sequence[str] = DEMO_TRAINERS, device: str = "cpu", variant: str = "full",
+             echo: Callable[[str], None] = print, environ: dict | None = None) -> DemoResult:
+    """Run the demo's five steps (module docstring) in ``work`` and return the scores.
+
+    Raises:
+        ValueError: for an unknown data set, a fold the data set does not have, a bad trainer name or
+            schedule, or a work folder made for another data set or variant (before anything runs).
+        DemoStepError: when a step fails; the message names the step and the failing command.
+    """
+    if data not in DEMO_DATA:
+        raise ValueError(f"unknown demo data {data!r}; choose one of {', '.join(DEMO_DATA)}.")
+    info = DEMO_DATA[data]
+    if variant not in datasets.VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(datasets.VARIANTS)} (got {variant!r}).")
+    splits = datasets.splits_for(info.dataset, variant)
+    fold = info.fold if fold is None else int(fold)
+    if not 0 <= fold < len(splits):
+        raise ValueError(f"{info.dataset} has folds 0..{len(splits) - 1} (got --fold {fold}).")
+    epochs, iterations = schedule if schedule is not None else default_schedule(device)
+    names = ablation.sweep_trainers((), (), (), baselines=list(trainers), schedule=(epochs, iterations))
+    work = Path(work).resolve()
+    _check_marker(work, info, variant)
+    env = workspace_env(work, environ, cpu=(device != "cuda"))
+    cases = splits[fold]["val"]
+    n_steps = 5
+
+    def header(i: int, text: str) -> None:
+        echo(f"\n=== Step {i}/{n_steps}: {text} ===")
+
+    def step(i: int, what: str, fn):
+        try:
+            return fn()
+        except RuntimeError as err:
+            raise DemoStepError(f"step {i}/{n_steps} ({what}) failed: {err}") from err
+
+    header(1, f"{info.dataset} ({variant}) into {work}: nnU-Net planning and preprocessing (2d), "
+              f"configuration {CPU_CONFIGURATION}, contiguous-block splits")
+    dataset = step(1, "planning", lambda: prepare_embedded(info.dataset, work, variant=variant, echo=echo,
+                                                            environ=env))
+
+    header(2, f"training {', '.join(names)} on fold {fold} ({epochs} epochs x {iterations} iterations, "
+              f"device {device})")
+    results = Path(env["nnUNet_results"])
+    jobs = ablation.plan_jobs(results, dataset, CPU_CONFIGURATION, names, [fold], device=device)
+    skipped = [j.trainer for j in jobs if j.command is None]
+    failed = ablation.run_jobs(jobs, environ=env, echo=echo)
+    if failed:
+        raise DemoStepError(f"step 2/{n_steps} (training) failed: "
+                            + "; ".join(f"{j.trainer} fold {j.fold}: {j.shell}" for j in failed))
+
+    heldout = work / f"heldout_fold{fold}"
+    header(3, f"copying the {len(cases)} held-out cases of fold {fold} to {heldout / 'imagesTs'}")
+    images, labels = copy_heldout(Path(env["nnUNet_raw"]) / dataset, cases, heldout)
+    echo(f"{len(cases)} cases: {', '.join(cases)}")
+
+    header(4, f"nnUNetv2_predict with each trainer (configuration {CPU_CONFIGURATION}, fold {fold}, "
+              f"device {device})")
+    skipped_prediction = []
+    inputs = sorted(images.glob("*.nii.gz"))
+    n_proc = "1" if device != "cuda" else "3"
+    for name in names:
+        out_dir = work / "predictions" / name
+        checkpoint = ablation.fold_folder(results, dataset, name, "nnUNetPlans", CPU_CONFIGURATION,
+                                          fold) / "checkpoint_final.pth"
+        if _predictions_current(out_dir, cases, inputs, checkpoint):
+            echo(f"{name}: predictions in {out_dir} are newer than the checkpoint and the images; skipped")
+            skipped_prediction.append(name)
+            continue
+        cmd = ["nnUNetv2_predict", "-i", str(images), "-o", str(out_dir), "-d", dataset, "-c", CPU_CONFIGURATION,
+               "-f", str(fold), "-tr", name, "-device", device, "-npp", n_proc, "-nps", n_proc]
+        step(4, f"prediction with {name}", lambda: run_logged(cmd, env, echo))
+
+    header(5, f"Dice per class on the {len(cases)} held-out cases of fold {fold}")
+    labels_of = datasets.get_dataset(dataset).labels
+    references = [_read_labels(labels / f"{c}.nii.gz") for c in cases]
+    scores = {}
+    for name in names:
+        out_dir = work / "predictions" / name
+        missing = [c for c in cases if not (out_dir / f"{c}.nii.gz").is_file()]
+        if missing:
+            raise DemoStepError(f"step 5/{n_steps} (Dice) failed: no prediction of {', '.join(missing)} in {out_dir}")
+        scores[name] = dice_scores([_read_labels(out_dir / f"{c}.nii.gz") for c in cases], references, labels_of)
+    unit = "slices" if datasets.get_dataset(dataset).dim == 2 else "volumes"
+    table = format_dice_table(scores, unit=unit)
+    table_file = work / "demo_dice.md"
+    table_file.write_text(_report(dataset, variant, fold, cases, epochs, iterations, device, table, unit),
+                          encoding="utf-8")
+    return DemoResult(dataset, fold, names, scores, table, table_file, skipped, skipped_prediction)
+
+
+def _report(dataset, variant, fold, cases, epochs, iterations, device, table, unit) -> str:
+    return "\n".join([
+        f"# nnunet-polydice demo: {dataset} ({variant}), fold {fold} held out",
+        "",
+        f"Trained on the other folds for {epochs} epochs x {iterations} iterations ({epochs * iterations} "
+        f"iterations, configuration `{CPU_CONFIGURATION}`, device {device}); predicted with `nnUNetv2_predict` "
+        f"on the {len(cases)} held-out {unit}.",
+        "",
+        table,
+        "",
+        f"pooled: 2 sum|P&G| / (sum|P| + sum|G|) over all held-out {unit}. mean per {unit[:-1]}: the mean of the "
+        f"Dice of each {unit[:-1]} over the n {unit} where the class is in the reference or the prediction. "
+        "n/a: the class is in neither.",
+        "",
+        "A short schedule on one fold shows how fast each loss finds small structures; it says nothing "
+        "about final accuracy, which needs full schedules over several folds (`nnunet-polydice sweep`).",
+        "",
+    ])

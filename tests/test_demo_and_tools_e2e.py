@@ -1,0 +1,291 @@
+"""End to end with nnU-Net's real commands on tiny real data: the demo, sweep + compare, the Medical
+Segmentation Decathlon path and 3D training. Also the demo's Dice arithmetic and the ``datasets`` command.
+
+Everything runs in pytest's tmp folders, with schedules of one epoch of two iterations (``_1ep2it``); the
+subprocesses get ``nnUNet_n_proc_DA=0`` and ``nnUNet_def_n_proc=1`` (conftest.nnunet_env). The sweep test
+goes on in the demo's work folder (the ``demo_run`` fixture), as a user would after the demo: that saves
+a planning run and two trainings.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import nnunet_env, run
+from nnunet_polydice import datasets
+from nnunet_polydice.cli import main as cli_main
+from nnunet_polydice.demo import dice_scores, format_dice_table
+
+COLIN = "Dataset731_Colin27HippoAmyg"
+TIMEOUT = 900
+
+
+def tool() -> str:
+    """The installed ``nnunet-polydice`` console script."""
+    found = shutil.which("nnunet-polydice") or str(Path(sys.executable).parent / "nnunet-polydice")
+    assert Path(found).is_file(), "nnunet-polydice is not installed (pip install .)"
+    return found
+
+
+def read_array(path) -> np.ndarray:
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+# ------------------------------------------------------------------------------ Dice of the demo
+
+LABELS = {"background": 0, "a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("preds, refs, expected", [
+    # one case: P = 2 px, G = 1 px, overlap 1 -> 2*1/(2+1)
+    ([[[1, 1, 0, 0]]], [[[1, 0, 0, 0]]], {"a": (2 / 3, 2 / 3, 1), "b": (None, None, 0)}),
+    # perfect and empty: Dice 1 and the class in neither map (left out of the per-case mean)
+    ([[[1, 2]], [[0, 0]]], [[[1, 2]], [[0, 0]]], {"a": (1.0, 1.0, 1), "b": (1.0, 1.0, 1)}),
+    # case 1: P = G = 1 px (Dice 1); case 2: P empty, G = 3 px (Dice 0)
+    # pooled 2*1/(1+1+0+3) = 0.4, mean per case (1 + 0)/2 = 0.5
+    ([[[1, 0, 0, 0]], [[0, 0, 0, 0]]], [[[1, 0, 0, 0]], [[1, 1, 1, 0]]], {"a": (0.4, 0.5, 2), "b": (None, None, 0)}),
+    # a false positive only: pooled 0, one case counted with Dice 0
+    ([[[2, 0]], [[0, 0]]], [[[0, 0]], [[0, 0]]], {"a": (None, None, 0), "b": (0.0, 0.0, 1)}),
+])
+def test_dice_scores_by_hand(preds, refs, expected):
+    got = dice_scores([np.array(p) for p in preds], [np.array(r) for r in refs], LABELS)
+    assert set(got) == {"a", "b"}  # background left out
+    for name, (pooled, per_case, n) in expected.items():
+        assert got[name]["n_cases"] == n
+        for key, want in (("pooled", pooled), ("per_case_mean", per_case)):
+            assert (got[name][key] is None) if want is None else got[name][key] == pytest.approx(want)
+
+
+def test_dice_scores_ill_inputs():
+    with pytest.raises(ValueError, match="shape"):
+        dice_scores([np.zeros((2, 2))], [np.zeros((2, 3))], LABELS)
+    with pytest.raises(ValueError, match="1 predictions for 2 references"):
+        dice_scores([np.zeros(2)], [np.zeros(2), np.zeros(2)], LABELS)
+
+
+def test_dice_table_layout():
+    scores = {"T1": {"a": {"pooled": 0.4, "per_case_mean": 0.5, "n_cases": 2},
+                     "b": {"pooled": None, "per_case_mean": None, "n_cases": 0}}}
+    lines = format_dice_table(scores).splitlines()
+    assert lines[0] == "| trainer | a pooled | a mean per slice (n) | b pooled | b mean per slice (n) |"
+    assert lines[2] == "| T1 | 0.400 | 0.500 (2) | n/a | n/a (0) |"
+
+
+# ------------------------------------------------------------------------------ datasets command
+
+def test_datasets_command_lists_and_writes(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("nnUNet_raw", raising=False)
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    assert cli_main(["datasets"]) == 0
+    listing = capsys.readouterr().out
+    for name in datasets.REGISTRY:
+        assert f"{name} [full]" in listing and f"{name} [tiny]" in listing
+
+    assert cli_main(["datasets", "write", "colin27"]) == 2  # no --raw, no $nnUNet_raw
+    assert "nnUNet_raw is not set" in capsys.readouterr().err
+
+    raw = tmp_path / "raw"
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    assert cli_main(["datasets", "write", "dsb2018", "--variant", "tiny"]) == 0
+    folder = raw / "Dataset732_DSB2018Nuclei"
+    cases = datasets.load_cases("dsb2018", "tiny").case_ids
+    assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == sorted(f"{c}.nii.gz" for c in cases)
+    assert cli_main(["datasets", "write", "732", "--variant", "tiny"]) == 0  # identical: a no-op
+    capsys.readouterr()
+    assert cli_main(["datasets", "write", "732"]) == 2  # the full variant differs: refused
+    err = capsys.readouterr().err
+    assert "already exists and differs" in err and "overwrite=True" not in err
+
+    pre = tmp_path / "pre"
+    assert cli_main(["datasets", "write", "732", "--variant", "tiny", "--splits", "--preprocessed", str(pre)]) == 2
+    assert "plan and preprocess first" in capsys.readouterr().err
+    (pre / "Dataset732_DSB2018Nuclei").mkdir(parents=True)  # as after nnUNetv2_plan_and_preprocess
+    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    assert cli_main(["datasets", "write", "732", "--variant", "tiny", "--splits"]) == 0
+    splits = json.loads((pre / "Dataset732_DSB2018Nuclei" / "splits_final.json").read_text())
+    assert splits == datasets.splits_for("dsb2018", "tiny")
+
+
+# ------------------------------------------------------------------------------ the demo
+
+def _table_row(output: str, trainer: str) -> list[str]:
+    rows = [line for line in output.splitlines() if line.startswith(f"| {trainer} |")]
+    assert rows, f"no table row for {trainer} in the output"
+    return [c.strip() for c in rows[-1].strip("|").split("|")]
+
+
+DEMO_TRAINERS = ["nnUNetTrainerPolyDice_1ep2it", "nnUNetTrainer_1ep2it"]
+
+
+def _demo_command():
+    return [tool(), "demo", "--work", "demo", "--variant", "tiny", "--schedule", "1x2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The demo's first run (tiny data, 1 epoch of 2 iterations), from a folder of its own, with the user's
+    own (empty) nnU-Net folders in the environment. Shared by the demo test and the sweep test, which
+    goes on in the demo's work folder as a user would after the demo."""
+    root = tmp_path_factory.mktemp("demo")
+    user = {v: root / "user" / v for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for folder in user.values():
+        folder.mkdir(parents=True)
+    env = nnunet_env(**{k: str(v) for k, v in user.items()})
+    start = time.monotonic()
+    proc = run(_demo_command(), env, timeout=TIMEOUT, cwd=root)
+    return {"root": root, "work": root / "demo", "env": env, "user": user, "stdout": proc.stdout,
+            "seconds": time.monotonic() - start}
+
+
+def test_demo_end_to_end_and_resume(demo_run):
+    out, work = demo_run["stdout"], demo_run["work"]
+    for i in range(1, 6):
+        assert f"=== Step {i}/5:" in out
+    assert out.index("=== Step 2/5") < out.index("Epoch 0") < out.index("=== Step 3/5")  # nnU-Net's log streams
+    assert "hippocampus pooled" in out and "amygdala pooled" in out
+    assert re.search(r"Demo finished in [\d.]+ min", out)
+
+    cases = datasets.splits_for(COLIN, "tiny")[3]["val"]  # fold 3: the block with both structures
+    assert sorted(p.name for p in (work / "heldout_fold3" / "imagesTs").iterdir()) == [f"{c}_0000.nii.gz" for c in cases]
+    table_md = (work / "demo_dice.md").read_text()
+    cs = datasets.load_cases(COLIN, "tiny")
+    refs = {c: cs.labels[cs.case_ids.index(c)] for c in cases}
+    for trainer in DEMO_TRAINERS:
+        row = _table_row(out, trainer)
+        assert f"| {' | '.join(row)} |" in table_md
+        preds = {}
+        for case in cases:
+            pred = read_array(work / "predictions" / trainer / f"{case}.nii.gz")
+            assert pred.shape == (1, *refs[case].shape) and set(np.unique(pred)) <= {0, 1, 2}
+            preds[case] = pred[0]
+        # the hippocampus cell, recomputed here from the prediction files and the embedded labels
+        inter = sum(np.count_nonzero((preds[c] == 1) & (refs[c] == 1)) for c in cases)
+        total = sum(np.count_nonzero(preds[c] == 1) + np.count_nonzero(refs[c] == 1) for c in cases)
+        assert row[1] == f"{2 * inter / total:.3f}"
+    for folder in demo_run["user"].values():
+        assert not any(folder.iterdir()), f"the demo wrote into the user's {folder.name}"
+
+    start = time.monotonic()
+    second = run(_demo_command(), demo_run["env"], timeout=TIMEOUT, cwd=demo_run["root"])
+    second_s = time.monotonic() - start
+    for trainer in DEMO_TRAINERS:
+        assert f"{trainer} fold 3: skip" in second.stdout
+        assert _table_row(second.stdout, trainer) == _table_row(out, trainer)
+    assert ": fresh" not in second.stdout and "nnUNetv2_train" not in second.stdout
+    assert "$ nnUNetv2_predict" not in second.stdout and "Epoch 0" not in second.stdout
+    assert second_s < min(30.0, demo_run["seconds"] / 3), (demo_run["seconds"], second_s)
+
+
+# ------------------------------------------------------------------------------ sweep + compare
+
+def test_sweep_and_compare_after_the_demo(demo_run):
+    """In the demo's work folder: a sweep of one more Poly Dice setting and the baseline over folds 3 and 4
+    (the demo's fold-3 runs count as finished), then compare."""
+    work = demo_run["work"]
+    env = nnunet_env(work)
+    sweep = [tool(), "sweep", "731", "2d_cpu", "--folds", "3", "4", "--K", "inf", "--epsilon", "0",
+             "--families", "nnUNetTrainerPolyDice", "--baselines", "nnUNetTrainer", "nnUNetTrainerPolyDice",
+             "--schedule", "1x2", "--device", "cpu"]
+    # the grid's Kinf_eps0 and the family default (K=2, eps=1: the demo's trainer) make a 2-cell heat map
+    trainers = ["nnUNetTrainerPolyDice_Kinf_eps0_1ep2it", "nnUNetTrainer_1ep2it", "nnUNetTrainerPolyDice_1ep2it"]
+    out = run(sweep, env, timeout=TIMEOUT).stdout
+    assert "Sweep done: 4 of 4 runs succeeded, 2 were already finished." in out
+    for trainer in DEMO_TRAINERS:
+        assert f"{trainer} fold 3: skip" in out
+
+    compare = run([tool(), "compare", "731", "2d_cpu"], env, timeout=TIMEOUT).stdout
+    for trainer in trainers:
+        assert re.search(rf"^{trainer}\s+2/2\s", compare, re.M), compare
+
+    results = work / "nnUNet_results" / COLIN
+    out_dir = results / "polydice_compare_2d_cpu"
+    rows = list(csv.DictReader((out_dir / "comparison.csv").open()))
+    assert sorted((r["trainer"], r["class"]) for r in rows) == sorted(
+        (t, c) for t in trainers for c in ("hippocampus", "amygdala", "foreground mean"))
+    for png in ("heatmap_nnUNetTrainerPolyDice_1ep2it_Dice_hippocampus.png",
+                "heatmap_nnUNetTrainerPolyDice_1ep2it_Dice_amygdala.png"):
+        assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # one fact against nnU-Net's own files: the mean over folds of summary.json's amygdala Dice
+    # (amygdala is in the reference of both folds, so nnU-Net's value is never NaN)
+    def summary_mean(trainer):
+        return statistics.fmean(
+            json.loads((results / f"{trainer}__nnUNetPlans__2d_cpu" / f"fold_{f}" / "validation" / "summary.json")
+                       .read_text())["mean"]["2"]["Dice"] for f in (3, 4))
+
+    row = next(r for r in rows if r["trainer"] == trainers[0] and r["class"] == "amygdala")
+    assert row["n_folds"] == "2"
+    assert float(row["mean"]) == pytest.approx(summary_mean(trainers[0]), abs=1e-12)
+    assert row["reference"] == "nnUNetTrainer_1ep2it"
+    assert float(row["diff_to_reference"]) == pytest.approx(
+        summary_mean(trainers[0]) - summary_mean("nnUNetTrainer_1ep2it"), abs=1e-12)
+
+    again = run(sweep, env, timeout=TIMEOUT).stdout
+    assert again.count(": skip") == 6 and "nnUNetv2_train" not in again
+    assert "0 of 0 runs succeeded, 6 were already finished" in again
+
+
+# ------------------------------------------------------------------------------ MSD task, 3D training
+
+def test_msd_task_to_3d_training_and_prediction(tmp_path):
+    """write_msd_task -> nnUNetv2_convert_MSD_dataset -> plan 3d_fullres -> leave-one-out splits ->
+    nnUNetv2_train a compound Poly Dice trainer in 3D -> nnUNetv2_predict the held-out cube."""
+    env = nnunet_env(tmp_path)
+    task = datasets.write_msd_task(tmp_path / "msd")
+    run(["nnUNetv2_convert_MSD_dataset", "-i", str(task), "-overwrite_id", "934", "-np", "1"], env, timeout=TIMEOUT)
+    name = "Dataset934_Colin27HippoAmyg"
+    raw = tmp_path / "nnUNet_raw" / name
+    dataset_json = json.loads((raw / "dataset.json").read_text())
+    assert dataset_json["labels"] == {"background": 0, "hippocampus": 1, "amygdala": 2}
+    cubes = datasets.load_cases("Dataset733_Colin27HippoAmyg3D")
+    assert sorted(p.name for p in (raw / "imagesTr").iterdir()) == sorted(f"{c}_0000.nii.gz" for c in cubes.case_ids)
+
+    # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA): it needs at least 1
+    run(["nnUNetv2_plan_and_preprocess", "-d", "934", "-c", "3d_fullres", "-np", "1", "-npfp", "1"],
+        {**env, "nnUNet_n_proc_DA": "1"}, timeout=TIMEOUT)
+    # 4 cases: nnU-Net cannot make its 5 random folds; leave one cube out, as for Dataset733
+    splits = datasets.splits_for("Dataset733_Colin27HippoAmyg3D")
+    assert [len(s["val"]) for s in splits] == [1, 1, 1, 1]
+    (tmp_path / "nnUNet_preprocessed" / name / "splits_final.json").write_text(json.dumps(splits))
+
+    trainer = "nnUNetTrainerPolyDiceCE_K3_eps0p5_1ep2it"
+    run(["nnUNetv2_train", "934", "3d_fullres", "0", "-tr", trainer, "-device", "cpu"], env, timeout=TIMEOUT)
+    fold = tmp_path / "nnUNet_results" / name / f"{trainer}__nnUNetPlans__3d_fullres" / "fold_0"
+    assert (fold / "checkpoint_final.pth").is_file()
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert set(summary["mean"]) == {"1", "2"}
+    # what nnU-Net recorded of the trainer it ran: our loss with the name's K and epsilon, CE kept
+    debug = json.loads((fold / "debug.json").read_text())
+    assert "PolyDiceLoss(K=3, epsilon=0.5," in debug["loss"] and "CrossEntropyLoss" in debug["loss"]
+    assert "compound=True" in debug["polyloss_spec"]
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    losses = [float(v) for v in re.findall(r"train_loss (-?[\d.]+)", log)]
+    assert losses and all(v >= 0 for v in losses)  # CE + Poly Dice >= 0; nnU-Net's CE - Dice can be negative
+
+    held_out = splits[0]["val"][0]
+    images = tmp_path / "imagesTs"
+    images.mkdir()
+    shutil.copy2(raw / "imagesTr" / f"{held_out}_0000.nii.gz", images)
+    pred_dir = tmp_path / "pred"
+    run(["nnUNetv2_predict", "-i", str(images), "-o", str(pred_dir), "-d", "934", "-c", "3d_fullres", "-f", "0",
+         "-tr", trainer, "-device", "cpu", "-npp", "1", "-nps", "1"], env, timeout=TIMEOUT)
+    import SimpleITK as sitk
+
+    pred = sitk.ReadImage(str(pred_dir / f"{held_out}.nii.gz"))
+    ref = sitk.ReadImage(str(raw / "labelsTr" / f"{held_out}.nii.gz"))
+    assert pred.GetSize() == ref.GetSize() == (32, 32, 32)
+    assert np.allclose(pred.GetSpacing(), ref.GetSpacing()) and np.allclose(pred.GetOrigin(), ref.GetOrigin())
+    assert np.allclose(pred.GetDirection(), ref.GetDirection())
+    assert set(np.unique(sitk.GetArrayViewFromImage(pred))) <= {0, 1, 2}
