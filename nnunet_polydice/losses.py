@@ -236,7 +236,15 @@ class PolyDiceLoss(_PolySettings, OverlapIndexLoss):
         return f"K={self.K}, epsilon={self.epsilon}{terms}, " + super().extra_repr()
 
 
-class PolyTverskyLoss(_PolySettings, OverlapIndexLoss):
+class _TverskyIndex:
+    """The Tversky index from nnU-Net's sums (FP = sum_pred - TP, FN = sum_gt - TP), for the classes
+    that carry ``alpha`` and ``beta``."""
+
+    def index(self, tp, sum_pred, sum_gt):
+        return tversky_index(tp, sum_pred - tp, sum_gt - tp, self.alpha, self.beta, self.smooth)
+
+
+class PolyTverskyLoss(_PolySettings, _TverskyIndex, OverlapIndexLoss):
     """Polynomial Tversky loss: the polynomial of :class:`PolyDiceLoss` over ``u_c = 1 - T_c``.
 
     ::
@@ -278,9 +286,6 @@ class PolyTverskyLoss(_PolySettings, OverlapIndexLoss):
         self._coefficients = _coefficients(*self._poly)
         self.alpha, self.beta = validate_tversky(alpha, beta)
 
-    def index(self, tp, sum_pred, sum_gt):
-        return tversky_index(tp, sum_pred - tp, sum_gt - tp, self.alpha, self.beta, self.smooth)
-
     def transform(self, index):
         return _poly_of_index(index, self.K, self._coefficients)
 
@@ -292,7 +297,7 @@ class PolyTverskyLoss(_PolySettings, OverlapIndexLoss):
         )
 
 
-class TverskyLoss(OverlapIndexLoss):
+class TverskyLoss(_TverskyIndex, OverlapIndexLoss):
     """Tversky loss (baseline): ``L = mean over classes (and samples) of 1 - T_c``.
 
     ::
@@ -325,9 +330,6 @@ class TverskyLoss(OverlapIndexLoss):
         super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
         self.alpha, self.beta = validate_tversky(alpha, beta)
 
-    def index(self, tp, sum_pred, sum_gt):
-        return tversky_index(tp, sum_pred - tp, sum_gt - tp, self.alpha, self.beta, self.smooth)
-
     def transform(self, index):
         return 1.0 - index
 
@@ -335,7 +337,7 @@ class TverskyLoss(OverlapIndexLoss):
         return f"alpha={self.alpha}, beta={self.beta}, " + super().extra_repr()
 
 
-class FocalTverskyLoss(OverlapIndexLoss):
+class FocalTverskyLoss(_TverskyIndex, OverlapIndexLoss):
     """Focal Tversky loss (baseline): ``L = mean over classes (and samples) of (1 - T_c)^gamma``.
 
     ::
@@ -372,9 +374,6 @@ class FocalTverskyLoss(OverlapIndexLoss):
         super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
         self.alpha, self.beta = validate_tversky(alpha, beta)
         self.gamma = validate_gamma(gamma)
-
-    def index(self, tp, sum_pred, sum_gt):
-        return tversky_index(tp, sum_pred - tp, sum_gt - tp, self.alpha, self.beta, self.smooth)
 
     def transform(self, index):
         return focal_power(1.0 - index, self.gamma)
