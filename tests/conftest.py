@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -28,7 +27,3 @@ def run(cmd, env, timeout=600, check=True, **kw) -> subprocess.CompletedProcess:
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
-
-
-def python(code: str, env, **kw) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-c", code], env, **kw)
