@@ -21,6 +21,14 @@ was not trained, a fold without ``validation/summary.json`` and a class whose va
 (nnU-Net's mean is NaN when a class is in neither reference nor prediction of any validation case)
 all go to :attr:`Comparison.missing`; rows with fewer folds than compared are marked.
 
+A class absent from the reference of every validation case of a fold (nnU-Net's mean ``n_ref`` is 0)
+has no overlap score in that fold: nnU-Net writes Dice 0 when anything was predicted there (a false
+positive) and NaN when nothing was. With contiguous-block folds of a structure that only part of the
+volume contains, that 0 would be averaged with real Dice values of the other folds. So for the overlap
+metrics (:data:`OVERLAP_METRICS`) such a fold is left out of that class's cell and reported in
+:attr:`Comparison.missing` (with the false-positive voxels, if any); other metrics (FP, n_pred, ...)
+keep it. The foreground-mean column is nnU-Net's own ``foreground_mean`` of each fold, unchanged.
+
 Files (:func:`write_outputs`): ``comparison.md``, ``comparison.csv`` and, for each Poly family with at
 least two (K, epsilon) settings, one K x epsilon heat map per class
 (``heatmap_<family>[_a<A>_b<B>][_<E>ep<I>it]_<metric>_<class>.png``). The files written are listed in
@@ -52,6 +60,7 @@ __all__ = [
     "find_trainers",
     "find_folds",
     "read_summary",
+    "absent_from_reference",
     "label_names",
     "reference_for",
     "compare",
@@ -63,6 +72,8 @@ __all__ = [
 #: Name of the file, in the output folder, that lists the files this tool wrote.
 MANIFEST = ".polydice_compare.json"
 FOREGROUND = "foreground_mean"
+#: Metrics that score overlap with the reference: undefined for a class the fold's reference lacks.
+OVERLAP_METRICS = frozenset({"Dice", "IoU"})
 
 
 @dataclass
@@ -172,8 +183,11 @@ class Comparison:
         if any(self.incomplete(r) for r in self.rows):
             lines.append(f"* fewer than the {len(self.folds)} folds compared ({', '.join(self.folds)}); "
                          f"see Missing.")
+        lines.append("foreground mean: nnU-Net's foreground_mean of each fold (over all classes, as nnU-Net's "
+                     "model selection uses it), then averaged over folds.")
         if any(c.n < r.n_folds for r in self.rows for c in r.cells.values()):
-            lines.append("[n=...] folds in which this class's value was NaN are left out of that cell.")
+            lines.append("[n=...] folds in which this class's value was NaN, or the class was absent from every "
+                         "validation reference, are left out of that cell (see Missing).")
         return lines
 
     def title(self) -> str:
@@ -287,6 +301,19 @@ def read_summary(path: Path, metric: str = "Dice") -> tuple[dict, float]:
     return values, _as_float(fg[metric])
 
 
+def absent_from_reference(path: Path) -> dict:
+    """``{class key: false-positive voxels}`` for the classes of one summary.json that no validation case's
+    reference contains (nnU-Net's mean ``n_ref`` is 0). Summaries without ``n_ref`` give ``{}``."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    absent = {}
+    for key, metrics in data.get("mean", {}).items():
+        n_ref = metrics.get("n_ref") if isinstance(metrics, dict) else None
+        if n_ref is not None and float(n_ref) == 0.0:
+            cases = len(data.get("metric_per_case") or []) or 1
+            absent[str(key)] = float(metrics.get("FP") or 0.0) * cases  # the mean FP times the cases
+    return absent
+
+
 def _as_float(value) -> float:
     return math.nan if value is None else float(value)
 
@@ -380,12 +407,19 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
                 missing.append(Missing(t, f, "no validation/summary.json (training unfinished or validation not run)"))
                 continue
             values, fg = read_summary(summary, metric)
+            absent = absent_from_reference(summary) if metric in OVERLAP_METRICS else {}
             row.folds.append(f)
             for key, v in [*values.items(), (FOREGROUND, fg)]:
                 if key != FOREGROUND and key not in keys:
                     keys.append(key)
                 cell = row.cells.setdefault(key, Cell())
-                if math.isnan(v):
+                if key in absent:
+                    fp = absent[key]
+                    what = ("nothing predicted" if math.isnan(v) or not fp
+                            else f"{metric} {v:.4f}, {fp:.0f} false-positive voxels")
+                    missing.append(Missing(t, f, f"class {names.get(key, key)}: absent from the reference of "
+                                                 f"every validation case, left out ({what})"))
+                elif math.isnan(v):
                     what = "foreground mean" if key == FOREGROUND else f"class {names.get(key, key)}"
                     missing.append(Missing(t, f, f"{what}: {metric} is NaN"))
                 else:

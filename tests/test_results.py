@@ -17,11 +17,15 @@ LABELS = {"background": 0, "hippocampus": 1, "amygdala": 2}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def write_summary(path, dice: dict):
+def write_summary(path, dice: dict, absent: dict = {}):
     """A summary.json as nnU-Net writes it: per-class means keyed by label (int) or region (tuple),
-    the foreground mean over the classes, one case per fold here."""
+    the foreground mean over the classes, one case per fold here. ``absent``: {class: false-positive
+    voxels} for classes the reference lacks (n_ref 0; nnU-Net's Dice is then 0, or NaN with nothing
+    predicted)."""
     means = {k: {"Dice": v, "IoU": v / (2 - v) if not math.isnan(v) else v, "FP": 1.0, "TP": 2.0, "FN": 3.0,
                  "TN": 4.0, "n_pred": 3.0, "n_ref": 5.0} for k, v in dice.items()}
+    for k, fp in absent.items():
+        means[k].update(FP=float(fp), TP=0.0, FN=0.0, n_pred=float(fp), n_ref=0.0)
     fg = {m: float(sum(means[k][m] for k in means) / len(means)) for m in means[next(iter(means))]}
     data = {"metric_per_case": [{"reference_file": "ref.nii.gz", "prediction_file": "pred.nii.gz",
                                  "metrics": {k: dict(v) for k, v in means.items()}}],
@@ -151,6 +155,31 @@ def test_nan_values_are_left_out_and_reported(tmp_path):
     assert row.cells["1"].mean == pytest.approx(0.6)
     assert "nnUNetTrainer / fold 0: class amygdala: Dice is NaN" in [str(m) for m in c.missing]
     assert "[n=1]" in c.text()
+
+
+def test_a_class_absent_from_a_folds_reference_is_left_out_of_overlap_metrics(tmp_path):
+    # contiguous folds: fold 0 has no amygdala. nnU-Net scores the 7 false-positive voxels there as Dice 0;
+    # fold 3 has none and nothing predicted (NaN). Neither is a Dice of the amygdala.
+    d = trainer_dir(tmp_path, "nnUNetTrainer")
+    write_summary(d / "fold_0" / "validation" / "summary.json", {1: 0.5, 2: 0.0}, absent={2: 7})
+    write_summary(d / "fold_1" / "validation" / "summary.json", {1: 0.7, 2: 0.3})
+    write_summary(d / "fold_2" / "validation" / "summary.json", {1: 0.6, 2: 0.5})
+    write_summary(d / "fold_3" / "validation" / "summary.json", {1: 0.6, 2: float("nan")}, absent={2: 0})
+    c = results.compare(tmp_path, DS, "2d")
+    amyg = c.row("nnUNetTrainer").cells["2"]
+    assert amyg.values == {"1": 0.3, "2": 0.5}
+    assert amyg.mean == pytest.approx(0.4) and amyg.std == pytest.approx(math.sqrt(0.02))
+    assert c.row("nnUNetTrainer").cells["1"].mean == pytest.approx(0.6)  # (0.5 + 0.7 + 0.6 + 0.6) / 4
+    missing = [str(m) for m in c.missing]
+    assert ("nnUNetTrainer / fold 0: class amygdala: absent from the reference of every validation case, "
+            "left out (Dice 0.0000, 7 false-positive voxels)") in missing
+    assert ("nnUNetTrainer / fold 3: class amygdala: absent from the reference of every validation case, "
+            "left out (nothing predicted)") in missing
+    assert not any("Dice is NaN" in m and "amygdala" in m for m in missing)
+    assert "amygdala" in c.text() and "[n=2]" in c.text()
+    # other metrics keep the fold: the false positives are real numbers there
+    fp = results.compare(tmp_path, DS, "2d", metric="FP").row("nnUNetTrainer").cells["2"]
+    assert fp.values == {"0": 7.0, "1": 1.0, "2": 1.0, "3": 0.0}
 
 
 def test_region_keys_take_their_names_from_dataset_json(tmp_path):

@@ -34,7 +34,9 @@ def register(sub) -> None:
         description=(
             "Read nnU-Net's fold_*/validation/summary.json of each trainer and write comparison.md, "
             "comparison.csv and, for each Poly family with at least two (K, epsilon) settings, one heat map per "
-            "class. Missing trainers, folds and NaN values are listed, never dropped. In the output folder only "
+            "class. Missing trainers, folds and NaN values are listed, never dropped; a fold whose validation "
+            "reference lacks a class is left out of that class's Dice/IoU (nnU-Net scores false positives there as "
+            "0) and listed. In the output folder only "
             "files this command wrote before (listed in .polydice_compare.json) are overwritten."))
     p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name)")
     p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
