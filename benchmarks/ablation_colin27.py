@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from nnunet_polydice.naming import parse_trainer_name, trainer_name
+from nnunet_polydice.results import absent_from_reference
 from nnunet_polydice.workspace import environ_summary, prepare_embedded, workspace_env
 
 CONFIG = "2d_cpu"
@@ -39,13 +40,14 @@ def sweep(dataset, folds, trainers, schedule, device, env):
 
 
 def best_two(results: Path, dataset: str, names: list[str], fold: int) -> list[str]:
-    """The two settings with the highest mean Dice over the classes present in the fold's validation."""
+    """The two settings with the highest mean Dice over the classes the fold's validation reference contains."""
     scores = {}
     for name in names:
         summary = results / dataset / f"{name}__nnUNetPlans__{CONFIG}" / f"fold_{fold}" / "validation" / "summary.json"
         if summary.is_file():
-            per_class = [v["Dice"] for v in json.loads(summary.read_text())["mean"].values()]
-            present = [d for d in per_class if d == d]  # NaN: class absent and not predicted
+            absent = absent_from_reference(summary)  # no Dice there: 0 for false positives, else NaN
+            means = json.loads(summary.read_text())["mean"]
+            present = [v["Dice"] for k, v in means.items() if k not in absent and v["Dice"] == v["Dice"]]
             scores[name] = sum(present) / len(present) if present else -1.0
     ranked = sorted(scores, key=lambda n: -scores[n])
     print("fold %d ranking of the pure Poly Dice settings: %s" % (fold, ", ".join(f"{n} {scores[n]:.3f}" for n in ranked)))
