@@ -75,12 +75,13 @@ DEMO_TRAINERS = ("nnUNetTrainerPolyDice", "nnUNetTrainer")
 CPU_SCHEDULE = (15, 25)
 GPU_SCHEDULE = (60, 25)
 
-# Timing model of the full Colin27 data in the 2d_cpu configuration on 2 otherwise idle CPU cores
-# (measured: an epoch of 25 training + 5 validation iterations in about 15 s).
-SECONDS_PER_ITERATION = 15.0 / 25  # per training iteration, its share of validation iterations included
+# Timing model of the full Colin27 data in the 2d_cpu configuration on 2 otherwise idle CPU cores, from the
+# timed default demo (`/usr/bin/time nnunet-polydice demo`, 2026-11-27: 6 min 10 s in all; 375 iterations
+# trained in 107 s per trainer, epochs of 25 training + 5 validation iterations in 5.6 s on average).
+SECONDS_PER_ITERATION = 107.0 / 375  # per training iteration, its share of validation iterations included
 PLAN_SECONDS = 25  # writing the data, nnU-Net's planning and preprocessing of 2d (first run only)
-TRAIN_OVERHEAD_SECONDS = 40  # start-up of nnUNetv2_train and its final validation, per trainer
-PREDICT_SECONDS = 20  # one nnUNetv2_predict of the held-out slices, start-up included
+TRAIN_OVERHEAD_SECONDS = 35  # start-up of nnUNetv2_train and its final validation, per trainer
+PREDICT_SECONDS = 30  # one nnUNetv2_predict of the held-out slices, start-up included
 
 #: File in the work folder that records which data set and variant the folder was made for.
 MARKER = "polydice_demo.json"

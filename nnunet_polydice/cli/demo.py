@@ -76,8 +76,10 @@ def register(sub) -> None:
             "Run it again to resume: finished trainings are skipped, interrupted ones continued (--c).\n\n"
             f"Default schedule: {cpu[0]}x{cpu[1]} on the CPU ({cpu[0] * cpu[1]} iterations per trainer; "
             f"expected about {_CPU_MIN:.0f} min\n"
-            "for the whole demo on 2 idle CPU cores with the full colin27 data: planning ~25 s, per trainer\n"
-            f"~40 s start-up and validation, {demo.SECONDS_PER_ITERATION:.1f} s per iteration, ~20 s prediction), "
+            f"for the whole demo on 2 idle CPU cores with the full colin27 data: planning ~{demo.PLAN_SECONDS} s, per "
+            "trainer\n"
+            f"~{demo.TRAIN_OVERHEAD_SECONDS} s start-up and validation, {demo.SECONDS_PER_ITERATION:.2f} s per "
+            f"iteration, ~{demo.PREDICT_SECONDS} s prediction; timed: 6 min 10 s), "
             f"{gpu[0]}x{gpu[1]} on a GPU (--device cuda\nor auto with a GPU). This short budget shows how fast each "
             "loss finds small structures,\nnot final accuracy (use 'nnunet-polydice sweep' over several folds for "
             "that)."))
