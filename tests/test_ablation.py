@@ -184,6 +184,17 @@ def test_dataset_given_by_name_and_schedule_changes_folders(tree, capsys):
     assert lines == [_cmd("nnUNetTrainerPolyDice_K1_eps0_3ep2it", 0), _cmd("nnUNetTrainer_3ep2it", 0)]
 
 
+def test_default_baselines_come_with_a_grid_not_with_a_list_of_trainers(tree, capsys):
+    grid = ["sweep", DS, "2d", "--folds", "0", "--K", "1", "--epsilon", "0", "--families", PD, "--print"]
+    assert main(grid) == 0
+    trainers = [line.split(" -tr ")[1].split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    # K1_eps0 fold 0 is finished in the tree (no line); the four baselines are not trained yet
+    assert trainers == ["nnUNetTrainer", "nnUNetTrainerDiceLoss", "nnUNetTrainerTversky", "nnUNetTrainerFocalTversky"]
+    assert main(["sweep", DS, "2d", "--folds", "0", "--trainers", "nnUNetTrainerPolyDice_K3_eps0", "--print"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines == [_cmd("nnUNetTrainerPolyDice_K3_eps0", 0)]
+
+
 def test_dry_run_shows_every_state_and_runs_nothing(tree, capsys, monkeypatch):
     calls = []
     monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))

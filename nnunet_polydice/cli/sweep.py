@@ -11,7 +11,10 @@ def _say(text: str) -> None:
 
 def run(args) -> int:
     schedule = ablation.parse_schedule(args.schedule) if args.schedule else None
-    trainers = ablation.sweep_trainers(args.families, args.K or (), args.epsilon or (), baselines=args.baselines,
+    baselines = args.baselines
+    if baselines is None:  # the paper's baselines go with a grid; a list of --trainers alone is taken as it is
+        baselines = ablation.DEFAULT_BASELINES if (args.K or args.epsilon) else ()
+    trainers = ablation.sweep_trainers(args.families, args.K or (), args.epsilon or (), baselines=baselines,
                                        extra=args.trainers, alpha=args.alpha, beta=args.beta, schedule=schedule)
     folds = ablation.parse_folds(args.folds)
     results = ablation.results_root()
@@ -77,9 +80,10 @@ def register(sub) -> None:
                         "nnUNetTrainerPolyTversky, nnUNetTrainerPolyTverskyCE; default: the two Poly Dice families)")
     p.add_argument("--alpha", type=float, help="Tversky alpha of the Poly Tversky families (default 0.3)")
     p.add_argument("--beta", type=float, help="Tversky beta of the Poly Tversky families (default 0.7)")
-    p.add_argument("--baselines", nargs="*", default=list(ablation.DEFAULT_BASELINES), metavar="TRAINER",
-                   help="baseline trainers trained beside the grid (default: " + " ".join(ablation.DEFAULT_BASELINES)
-                        + "; '--baselines' alone: none)")
+    p.add_argument("--baselines", nargs="*", default=None, metavar="TRAINER",
+                   help="baseline trainers trained beside the grid (default with --K/--epsilon: "
+                        + " ".join(ablation.DEFAULT_BASELINES) + "; default with only --trainers, and "
+                        "'--baselines' alone: none)")
     p.add_argument("--trainers", nargs="+", default=[], metavar="NAME", help="extra trainer names to train")
     p.add_argument("--schedule", metavar="ExI",
                    help="short schedule: E epochs of I iterations, appended as _<E>ep<I>it to every name "
