@@ -6,7 +6,7 @@ Colin27/AAL coronal slices (hippocampus, amygdala), with a short CPU budget.
 
 What it does, resumable at every step (run it again after a crash: finished runs are skipped):
 1. writes the embedded data set into DIR/nnUNet_raw, plans and preprocesses ``2d`` with nnU-Net, adds
-   the smaller ``2d_cpu`` configuration (see ``nnunet_polydice.workspace.CPU_ARCHITECTURE``) and the
+   the smaller ``2d_cpu`` configuration (see ``nnunet_polydice.experiments.workspace.CPU_ARCHITECTURE``) and the
    contiguous-block splits;
 2. fold by fold, trains the baselines (nnUNetTrainer, nnUNetTrainerDiceLoss, Tversky, focal Tversky)
    and the pure Poly Dice grid with ``nnunet-polydice sweep``;
@@ -24,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from nnunet_polydice.naming import parse_trainer_name, trainer_name
-from nnunet_polydice.results import absent_from_reference
-from nnunet_polydice.workspace import environ_summary, prepare_embedded, workspace_env
+from nnunet_polydice.integration.naming import parse_trainer_name, schedule_suffix, trainer_name
+from nnunet_polydice.experiments.results import absent_from_reference
+from nnunet_polydice.experiments.workspace import environ_summary, prepare_embedded, workspace_env
 
 CONFIG = "2d_cpu"
 BASELINES = ["nnUNetTrainer", "nnUNetTrainerDiceLoss", "nnUNetTrainerTversky", "nnUNetTrainerFocalTversky"]
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     for i, fold in enumerate(args.folds):
         sweep(dataset, [fold], BASELINES + pure + ce, args.schedule, args.device, env)
         if i == 0:
-            scheduled = [f"{n}_{epochs}ep{iterations}it" for n in pure]
+            scheduled = [n + schedule_suffix(epochs, iterations) for n in pure]
             top = best_two(Path(env["nnUNet_results"]), dataset, scheduled, fold)
             for name in top:
                 spec = parse_trainer_name(name)

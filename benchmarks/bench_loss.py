@@ -229,7 +229,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.onehot != "auto":
-        import nnunet_polydice.functional as functional
+        import nnunet_polydice.loss.functional as functional
 
         functional._one_hot_dtype = (lambda probs: torch.bool) if args.onehot == "bool" else (lambda probs: probs.dtype)
     if args.memory_child:

@@ -5,7 +5,7 @@
 # PYTHONPATH), this script
 #   1. writes the embedded Colin27/AAL 2D data set (Dataset731_Colin27HippoAmyg) into a work folder of
 #      its own and runs nnU-Net's planning and preprocessing (2d, default nnU-Net plans) and the splits
-#      (nnunet_polydice.workspace.prepare_embedded; the user's nnU-Net folders are not used);
+#      (nnunet_polydice.experiments.workspace.prepare_embedded; the user's nnU-Net folders are not used);
 #   2. trains fold 0, configuration 2d, with `nnUNetv2_train ... -tr nnUNetTrainerPolyDice_4ep100it`
 #      and `-tr nnUNetTrainer_4ep100it` (4 epochs x 100 iterations, 20 validation iterations each; the
 #      `_<E>ep<I>it` suffix is this package's, and works on nnU-Net's own trainers too) on `-device cuda`,
@@ -104,7 +104,7 @@ rm -f "$WORK/dataset_name.txt"
 import sys
 from pathlib import Path
 
-from nnunet_polydice.workspace import prepare_embedded
+from nnunet_polydice.experiments.workspace import prepare_embedded
 
 name = prepare_embedded(sys.argv[2], sys.argv[1], configuration=None)
 Path(sys.argv[1], "dataset_name.txt").write_text(name + "\n")
@@ -121,7 +121,7 @@ ENV_EXPORTS=$("$PY" - "$WORK" <<'EOF'
 import shlex
 import sys
 
-from nnunet_polydice.workspace import workspace_env
+from nnunet_polydice.experiments.workspace import workspace_env
 
 env = workspace_env(sys.argv[1], cpu=False)
 for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer"):

@@ -7,10 +7,10 @@ line need it before torch is loaded. The loss classes are loaded on first access
 __version__ = "0.1.0"
 
 _LAZY = {
-    "PolyDiceLoss": "nnunet_polydice.losses",
-    "PolyTverskyLoss": "nnunet_polydice.losses",
-    "TverskyLoss": "nnunet_polydice.losses",
-    "FocalTverskyLoss": "nnunet_polydice.losses",
+    "PolyDiceLoss": "nnunet_polydice.loss.modules",
+    "PolyTverskyLoss": "nnunet_polydice.loss.modules",
+    "TverskyLoss": "nnunet_polydice.loss.modules",
+    "FocalTverskyLoss": "nnunet_polydice.loss.modules",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,4 @@
-"""``nnunet-polydice sweep`` (nnunet_polydice.ablation): which trainings a grid needs and how each is run.
+"""``nnunet-polydice sweep`` (nnunet_polydice.experiments.ablation): which trainings a grid needs and how each is run.
 
 No training here: the results tree is built in tmp_path with the files nnU-Net writes (empty
 checkpoints, since the sweep only checks that they exist) and nnUNetv2_train is replaced by a recorder.
@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from nnunet_polydice import ablation
+from nnunet_polydice.experiments import ablation
 from nnunet_polydice.cli import main
-from nnunet_polydice.locate import trainers_folder
+from nnunet_polydice.integration.locate import trainers_folder
 
 DS = "Dataset042_Toy"
 PD, PDCE = "nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE"

@@ -1,4 +1,4 @@
-"""Facts about the embedded data sets and the writers in nnunet_polydice.datasets.
+"""Facts about the embedded data sets and the writers in nnunet_polydice.experiments.datasets.
 
 No nnU-Net planning here (that is in the integration tests); everything is written under tmp_path.
 """
@@ -14,7 +14,7 @@ import pytest
 
 sitk = pytest.importorskip("SimpleITK")
 
-from nnunet_polydice import datasets as D  # noqa: E402
+from nnunet_polydice.experiments import datasets as D  # noqa: E402
 
 COLIN = "Dataset731_Colin27HippoAmyg"
 DSB = "Dataset732_DSB2018Nuclei"
@@ -360,7 +360,7 @@ def test_describe_datasets():
 
 
 def test_import_is_cheap():
-    code = ("import sys, nnunet_polydice.datasets; "
+    code = ("import sys, nnunet_polydice.experiments.datasets; "
             "print('torch' in sys.modules, 'SimpleITK' in sys.modules, 'nnunetv2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])

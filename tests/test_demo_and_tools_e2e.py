@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from conftest import nnunet_env, run
-from nnunet_polydice import datasets
+from nnunet_polydice.experiments import datasets
 from nnunet_polydice.cli import main as cli_main
-from nnunet_polydice.demo import dice_scores, format_dice_table
+from nnunet_polydice.experiments.demo import dice_scores, format_dice_table
 
 COLIN = "Dataset731_Colin27HippoAmyg"
 TIMEOUT = 900

@@ -1,4 +1,4 @@
-"""Facts about the pure functions (nnunet_polydice.functional) and the validators (defaults).
+"""Facts about the pure functions (nnunet_polydice.loss.functional) and the validators (defaults).
 
 Expected numbers are worked out by hand (shown in the comments) or with plain Python/numpy written
 here, never with the code under test.
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_polydice import defaults
-from nnunet_polydice.defaults import validate_gamma, validate_poly, validate_smooth, validate_tversky
-from nnunet_polydice.functional import (
+from nnunet_polydice.loss import settings as defaults
+from nnunet_polydice.loss.settings import validate_gamma, validate_poly, validate_smooth, validate_tversky
+from nnunet_polydice.loss.functional import (
     check_shapes,
     dice_index_from_sums,
     focal_power,
@@ -46,7 +46,7 @@ def test_constants():
 
 
 def test_package_and_defaults_do_not_import_torch():
-    code = ("import sys, nnunet_polydice, nnunet_polydice.defaults; "
+    code = ("import sys, nnunet_polydice, nnunet_polydice.loss.settings; "
             "assert nnunet_polydice.__file__.startswith(sys.argv[1]), nnunet_polydice.__file__; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "NNUNET_POLYDICE_NO_HOOK": "1"}

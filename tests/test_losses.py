@@ -1,4 +1,4 @@
-"""Facts about the loss modules (nnunet_polydice.losses).
+"""Facts about the loss modules (nnunet_polydice.loss.modules).
 
 Expected values come from hand computations (in the comments) or from ``reference_loss`` below, a
 plain-numpy transcription of SPEC.md section 1.1 that forms FP and FN directly
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_polydice import FocalTverskyLoss, PolyDiceLoss, PolyTverskyLoss, TverskyLoss, defaults
-from nnunet_polydice.losses import OverlapIndexLoss
+from nnunet_polydice import FocalTverskyLoss, PolyDiceLoss, PolyTverskyLoss, TverskyLoss
+from nnunet_polydice.loss import settings as defaults
+from nnunet_polydice.loss.modules import OverlapIndexLoss
 
 
 def softmax1(x):

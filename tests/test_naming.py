@@ -1,4 +1,4 @@
-"""The trainer-name grammar (nnunet_polydice.naming): pure Python, no nnU-Net needed."""
+"""The trainer-name grammar (nnunet_polydice.integration.naming): pure Python, no nnU-Net needed."""
 
 import math
 import sys
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_polydice import defaults
-from nnunet_polydice.naming import (FAMILIES, InvalidTrainerName, catalogue_names, format_number,
+from nnunet_polydice.loss import settings as defaults
+from nnunet_polydice.integration.naming import (FAMILIES, InvalidTrainerName, catalogue_names, format_number,
                                     parse_trainer_name, ready_grid, trainer_name)
 
 if sys.version_info >= (3, 11):

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import nnunet_env, run
-from nnunet_polydice import datasets
-from nnunet_polydice.workspace import prepare_embedded
+from nnunet_polydice.experiments import datasets
+from nnunet_polydice.experiments.workspace import prepare_embedded
 
 DATASET = "Dataset731_Colin27HippoAmyg"
 

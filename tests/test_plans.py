@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nnunet_polydice.plans import add_configuration, smaller_configuration
+from nnunet_polydice.integration.plans import add_configuration, smaller_configuration
 
 
 def _plans():

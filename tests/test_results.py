@@ -1,4 +1,4 @@
-"""``nnunet-polydice compare`` (nnunet_polydice.results) on validation summaries written in tmp_path by
+"""``nnunet-polydice compare`` (nnunet_polydice.experiments.results) on validation summaries written in tmp_path by
 nnU-Net's own ``save_summary_json``, with Dice values chosen so that every number can be checked by hand."""
 
 import csv
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from nnunet_polydice import results
+from nnunet_polydice.experiments import results
 from nnunet_polydice.cli import main
 
 save_summary_json = pytest.importorskip("nnunetv2.evaluation.evaluate_predictions").save_summary_json

@@ -1,4 +1,4 @@
-"""``nnunet-polydice plot-shape`` (nnunet_polydice.shape): L(D) and dL/dD from the package's own math."""
+"""``nnunet-polydice plot-shape`` (nnunet_polydice.experiments.shape): L(D) and dL/dD from the package's own math."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nnunet_polydice import shape  # noqa: E402
+from nnunet_polydice.experiments import shape  # noqa: E402
 from nnunet_polydice.cli import main  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -3,15 +3,15 @@
 nnU-Net imports this module from the folder named in ``nnUNet_extTrainer`` (the package's start-up hook
 adds it) and takes the trainer with ``getattr``. The family classes below use the documented defaults;
 every other setting (``nnUNetTrainerPolyDice_K3_eps0p5``, ``..._20ep50it``) is made on first lookup by
-the module-level ``__getattr__`` from the grammar in ``nnunet_polydice.naming``. A malformed name of one
+the module-level ``__getattr__`` from the grammar in ``nnunet_polydice.integration.naming``. A malformed name of one
 of these families raises ``InvalidTrainerName`` (a ValueError that says what is allowed) instead of
 nnU-Net's generic "could not find".
 """
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_polydice.naming import parse_trainer_name, ready_grid
-from nnunet_polydice.nnunet_trainer import PolyLossMixin, ShortScheduleMixin
+from nnunet_polydice.integration.naming import parse_trainer_name, ready_grid
+from nnunet_polydice.integration.trainer import PolyLossMixin, ShortScheduleMixin
 
 
 class nnUNetTrainerPolyDice(PolyLossMixin, nnUNetTrainer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..naming import FAMILIES, catalogue_names, format_k, parse_trainer_name
+from nnunet_polydice.integration.naming import FAMILIES, catalogue_names, format_k, parse_trainer_name
 
 
 def _row(name: str) -> dict:

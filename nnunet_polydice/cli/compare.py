@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import ablation, results
+from nnunet_polydice.experiments import ablation, results
 
 
 def run(args) -> int:

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .. import datasets
+from nnunet_polydice.experiments import datasets
 
 
 def _folder(value: str | None, variable: str, option: str) -> Path:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from .. import ablation, demo
+from nnunet_polydice.experiments import ablation, demo
 
 _CPU_MIN = demo.estimate_cpu_seconds(*demo.CPU_SCHEDULE) / 60
 

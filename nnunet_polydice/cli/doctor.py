@@ -9,8 +9,8 @@ import io
 import os
 import sys
 
-from ..locate import HOOK_OPT_OUT, trainers_folder
-from ..naming import FAMILIES, InvalidTrainerName
+from nnunet_polydice.integration.locate import HOOK_OPT_OUT, trainers_folder
+from nnunet_polydice.integration.naming import FAMILIES, InvalidTrainerName
 
 MIN_NNUNET = (2, 8)
 DEFAULT_CHECKS = (*FAMILIES, "nnUNetTrainerPolyDice_K3_eps0p5", "nnUNetTrainerPolyDiceCE_Kinf_epsm0p5",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import shape
+from nnunet_polydice.experiments import shape
 
 
 def run(args) -> int:

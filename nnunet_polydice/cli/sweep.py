@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import ablation
+from nnunet_polydice.experiments import ablation
 
 
 def _say(text: str) -> None:

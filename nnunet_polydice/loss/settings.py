@@ -2,15 +2,16 @@
 
 Plain Python on purpose: no torch, no nnunetv2. The trainer-name parser and the command line import
 this module to check a name such as ``nnUNetTrainerPolyDice_K3_eps1`` before torch is loaded, and the
-loss classes in :mod:`nnunet_polydice.losses` validate their constructor arguments with the same
+loss classes in :mod:`nnunet_polydice.loss.modules` validate their constructor arguments with the same
 functions, so a bad setting fails the same way (a :class:`ValueError` whose message names the
 argument, the value given and what is allowed) wherever it is given.
 
 Constants
 ---------
 ``DEFAULT_K`` and ``DEFAULT_EPSILON`` are the truncation order and leading-coefficient perturbation
-used when none is given. They are placeholders until the project's ablation picks values; the loss
-classes and the trainers read them from here, so this is the one place to change them.
+used when none is given: K = 2, epsilon = 1, kept after the project's ablation on the Colin27/AAL
+slices (README, "Numbers we measured"). The loss classes and the trainers read them from here, so this
+is the one place to change them.
 
 ``SMOOTH`` is nnU-Net's smoothing term (the ``smooth`` its trainers pass to the Dice loss).
 ``TVERSKY_ALPHA``/``TVERSKY_BETA`` (0.3/0.7) and ``FOCAL_GAMMA`` (0.75) are the usual settings of the
@@ -51,14 +52,15 @@ __all__ = [
     "FOCAL_GAMMA",
     "MAX_K",
     "validate_poly",
+    "coefficients",
     "validate_tversky",
     "validate_gamma",
     "validate_smooth",
 ]
 
-#: Truncation order of the polynomial when none is given (placeholder until the ablation).
+#: Truncation order of the polynomial when none is given (kept after the ablation).
 DEFAULT_K = 2
-#: Perturbation of the leading coefficient when none is given (placeholder until the ablation).
+#: Perturbation of the leading coefficient when none is given (kept after the ablation).
 DEFAULT_EPSILON = 1.0
 #: nnU-Net's smoothing term for the soft Dice (its trainers pass ``smooth=1e-5``).
 SMOOTH = 1e-5
@@ -166,14 +168,28 @@ def validate_poly(K, epsilon, eps_terms=None):
             )
 
     if K != math.inf:
-        coefficients = [1.0 + epsilon] + [1.0 / j + e for j, e in enumerate(terms, start=2)]
-        coefficients += [1.0 / j for j in range(len(coefficients) + 1, K + 1)]
-        if all(c == 0.0 for c in coefficients):
+        if all(c == 0.0 for c in coefficients(K, epsilon, terms)):
             raise ValueError(
                 f"K={K} with epsilon={epsilon!r} and eps_terms={terms!r} gives a loss that is identically zero; "
                 "at least one coefficient 1/j + eps_j must be positive (for K=1, epsilon must be > -1)."
             )
     return K, epsilon, terms
+
+
+def coefficients(K, epsilon: float, eps_terms: tuple = ()) -> tuple:
+    """The coefficients of the polynomial, for settings already validated by :func:`validate_poly`.
+
+    For finite K: ``(c_1, ..., c_K)`` with ``c_j = 1/j + eps_j`` (``eps_1 = epsilon``), the loss being
+    ``sum_j c_j u^j``. For ``K = inf``: the perturbations ``(eps_1, eps_2, ...)`` without trailing
+    zeros (empty when there is none), the polynomial added to ``-log(D)``.
+    """
+    perturbation = (float(epsilon), *eps_terms)
+    if K != math.inf:
+        return tuple(1.0 / j + (perturbation[j - 1] if j <= len(perturbation) else 0.0) for j in range(1, K + 1))
+    n = len(perturbation)
+    while n and perturbation[n - 1] == 0.0:
+        n -= 1
+    return perturbation[:n]
 
 
 def validate_tversky(alpha, beta):

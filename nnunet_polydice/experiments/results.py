@@ -49,7 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .naming import SUFFIX_SCHEDULE, format_k, format_number, parse_trainer_name
+from nnunet_polydice.integration.naming import (
+    format_k,
+    format_number,
+    parse_trainer_name,
+    schedule_suffix,
+    split_schedule,
+)
 
 __all__ = [
     "MANIFEST",
@@ -235,7 +241,7 @@ class Comparison:
         num = lambda v: "" if v is None else repr(float(v))  # noqa: E731
         for row in self.rows:
             spec = row.spec
-            sched = SUFFIX_SCHEDULE.search(row.trainer)
+            sched = schedule_suffix(*split_schedule(row.trainer)[1:])
             fam = spec.family_name if spec is not None else None
             for key, name in self.columns():
                 cell = row.cells.get(key, Cell())
@@ -245,7 +251,7 @@ class Comparison:
                     "" if spec is None or spec.epsilon is None else num(spec.epsilon),
                     "" if spec is None or spec.alpha is None else num(spec.alpha),
                     "" if spec is None or spec.beta is None else num(spec.beta),
-                    sched.group(0)[1:] if sched else "",
+                    sched[1:],
                     name, key, self.metric, cell.n, len(self.folds), num(cell.mean), num(cell.std),
                     row.reference or "", num(row.diffs.get(key)),
                     ";".join(f"{f}:{v!r}" for f, v in cell.values.items()),
@@ -343,10 +349,8 @@ def reference_for(trainer: str, reference: str, available: Sequence[str]) -> str
     ``nnUNetTrainer_30ep20it`` is the reference of ``nnUNetTrainerPolyDice_K2_eps0_30ep20it`` (with
     ``reference='nnUNetTrainer'``), and plain ``nnUNetTrainer`` that of ``nnUNetTrainerPolyDice_K2_eps0``.
     """
-    ref_sched = SUFFIX_SCHEDULE.search(reference)
-    base = reference[: ref_sched.start()] if ref_sched else reference
-    row_sched = SUFFIX_SCHEDULE.search(trainer)
-    candidates = [base + (row_sched.group(0) if row_sched else ""), reference]
+    base = split_schedule(reference)[0]
+    candidates = [base + schedule_suffix(*split_schedule(trainer)[1:]), reference]
     for c in candidates:
         if c in available:
             return c
@@ -462,13 +466,12 @@ def heatmap_groups(comparison: Comparison) -> dict:
     groups: dict = {}
     for row in comparison.rows:
         spec = row.spec
-        if spec is None or spec.family is None or "K" not in spec.family.params:
+        if spec is None or spec.family is None or not spec.family.loss.is_poly:
             continue
         label = spec.family.name
         if "a" in spec.family.params:
             label += f"_a{format_number(spec.alpha)}_b{format_number(spec.beta)}"
-        if spec.epochs is not None:
-            label += f"_{spec.epochs}ep{spec.iterations}it"
+        label += schedule_suffix(spec.epochs, spec.iterations)
         cells = groups.setdefault(label, {})
         setting = (spec.K, spec.epsilon)
         if setting not in cells or spec.explicit:  # an explicit name wins over the family's default name

@@ -54,7 +54,7 @@ __all__ = [
     "format_datasets",
 ]
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 VARIANTS = ("full", "tiny")
 _SPACING_2D_SLICE = 999.0  # spacing of the singleton axis of 2D cases (nnU-Net's own convention)
 _RELEASE = "nnunet-polydice embedded data v1"

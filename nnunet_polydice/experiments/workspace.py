@@ -14,9 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import datasets
-from .locate import with_trainers_folder
-from .plans import CPU_CONFIGURATION, add_configuration, smaller_configuration
+from nnunet_polydice.experiments import datasets
+from nnunet_polydice.integration.locate import with_trainers_folder
+from nnunet_polydice.integration.plans import CPU_CONFIGURATION, add_configuration, smaller_configuration
 
 # The CPU configuration used by the demo and the measured ablation (see README, "Numbers").
 CPU_ARCHITECTURE = {"n_stages": 5, "base_features": 8, "max_features": 128, "batch_size": 8, "max_patch": 96}

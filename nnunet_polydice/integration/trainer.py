@@ -18,15 +18,8 @@ import torch
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
-from .losses import FocalTverskyLoss, PolyDiceLoss, PolyTverskyLoss, TverskyLoss
-from .naming import TrainerSpec
-
-LOSS_CLASSES = {
-    "polydice": PolyDiceLoss,
-    "polytversky": PolyTverskyLoss,
-    "tversky": TverskyLoss,
-    "focaltversky": FocalTverskyLoss,
-}
+from nnunet_polydice.integration.naming import TrainerSpec
+from nnunet_polydice.loss import modules
 
 _DICE_KEYWORDS = ("batch_dice", "do_bg", "smooth", "ddp")
 
@@ -51,7 +44,8 @@ def replace_dice_term(loss, spec: TrainerSpec, compile_dice: bool):
         raise TypeError(f"nnU-Net's Dice term {type(old).__name__} lacks {missing}; this nnU-Net version is "
                         f"not supported by nnunet-polydice.")
     kwargs = {k: getattr(old, k) for k in _DICE_KEYWORDS}
-    dice = LOSS_CLASSES[spec.family.loss](apply_nonlin=old.apply_nonlin, **kwargs, **spec.loss_kwargs())
+    loss_class = getattr(modules, spec.family.loss.loss_class)
+    dice = loss_class(apply_nonlin=old.apply_nonlin, **kwargs, **spec.loss_kwargs())
     compound.dc = torch.compile(dice) if compile_dice else dice
     if not spec.family.compound:
         compound.weight_ce = 0  # the pure family: Poly Dice replaces the whole compound

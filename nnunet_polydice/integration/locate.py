@@ -11,7 +11,7 @@ HOOK_OPT_OUT = "NNUNET_POLYDICE_NO_HOOK"
 def trainers_folder() -> Path:
     """The folder nnU-Net must search: ``nnunet_polydice/trainers`` when installed from a wheel,
     ``<checkout>/trainers`` when running from a source checkout."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for candidate in (package / "trainers", package.parent / "trainers"):
         if (candidate / "nnunet_polydice_trainers.py").is_file():
             return candidate

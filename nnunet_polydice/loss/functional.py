@@ -1,6 +1,6 @@
 """The math of the Poly Dice family as small, stateless torch functions.
 
-The loss modules in :mod:`nnunet_polydice.losses` only wire these together:
+The loss modules in :mod:`nnunet_polydice.loss.modules` only wire these together:
 
 1. :func:`overlap_sums` turns probabilities and a target into per-class sums (nnU-Net's
    memory-efficient way: ``TP = sum m p g``, ``sum_pred = sum m p``, ``sum_gt = sum m g``; then
@@ -10,7 +10,7 @@ The loss modules in :mod:`nnunet_polydice.losses` only wire these together:
 3. :func:`poly_loss` (from the index) / :func:`poly_series` (from ``u = 1 - index``), or
    :func:`focal_power`, turns it into a per-class loss, which the module then averages.
 
-Definitions (SPEC.md section 1.1, the project's reading of Aizawa, "Polynomial Dice Loss for Medical
+Definitions (the project's reading of Aizawa, "Polynomial Dice Loss for Medical
 Image Segmentation", arXiv 2606.23373, following PolyLoss, Leng et al., ICLR 2022)::
 
     D_c = (2 TP + s) / max(2 TP + FP + FN + s, 1e-8)                 soft Dice, s = 1e-5
@@ -19,8 +19,8 @@ Image Segmentation", arXiv 2606.23373, following PolyLoss, Leng et al., ICLR 202
     L_c = sum_{j=1..K} (1/j + eps_j) u_c^j                           K = 1, 2, 3, ...
     L_c = -log(D_c) + sum_j eps_j u_c^j                              K = inf (the full series)
 
-with ``eps_1 = epsilon`` and ``(eps_2, eps_3, ...) = eps_terms`` (see :mod:`nnunet_polydice.defaults`
-for the rule and its checks).
+with ``eps_1 = epsilon`` and ``(eps_2, eps_3, ...) = eps_terms`` (see :mod:`nnunet_polydice.loss.settings`
+for the rule and its checks). Why this reading: the README, "How we read the paper".
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from nnunet_polydice.defaults import SMOOTH, validate_gamma, validate_poly
+from nnunet_polydice.loss.settings import SMOOTH, coefficients, validate_gamma, validate_poly
 
 __all__ = [
     "soft_dice_index",
@@ -91,7 +91,7 @@ def tversky_index(
 
     ``alpha = beta = 0.5`` gives the soft Dice of :func:`soft_dice_index` (same smoothing up to a
     factor 2 in ``s``: ``(TP + s)/(TP + FP/2 + FN/2 + s)`` equals ``(2TP + 2s)/(2TP + FP + FN + 2s)``,
-    so ``smooth = s/2`` reproduces a Dice smoothed with ``s`` exactly; the losses keep SPEC's
+    so ``smooth = s/2`` reproduces a Dice smoothed with ``s`` exactly; the losses keep the project's
     definition and pass the same ``s`` to both, a difference of order ``s``).
     ``beta > alpha`` penalises false negatives more (the usual choice is 0.3 / 0.7).
 
@@ -116,20 +116,9 @@ def poly_coefficients(K, epsilon: float = 0.0, eps_terms: Optional[Sequence[floa
     perturbation), the polynomial added to ``-log(D)``.
 
     Raises:
-        ValueError: for settings refused by :func:`nnunet_polydice.defaults.validate_poly`.
+        ValueError: for settings refused by :func:`nnunet_polydice.loss.settings.validate_poly`.
     """
-    return _coefficients(*validate_poly(K, epsilon, eps_terms))
-
-
-def _coefficients(K, epsilon: float, eps_terms: Tuple[float, ...]) -> Tuple[float, ...]:
-    """:func:`poly_coefficients` of settings already validated."""
-    perturbation = (epsilon, *eps_terms)
-    if K != math.inf:
-        return tuple(1.0 / j + (perturbation[j - 1] if j <= len(perturbation) else 0.0) for j in range(1, K + 1))
-    n = len(perturbation)
-    while n and perturbation[n - 1] == 0.0:
-        n -= 1
-    return perturbation[:n]
+    return coefficients(*validate_poly(K, epsilon, eps_terms))
 
 
 def _scaled(u: torch.Tensor, c: float) -> torch.Tensor:
@@ -186,16 +175,16 @@ def poly_series(
     ``u = 1``, where ``u`` has lost the digits of ``1 - u``.
 
     Raises:
-        ValueError: for settings refused by :func:`nnunet_polydice.defaults.validate_poly`.
+        ValueError: for settings refused by :func:`nnunet_polydice.loss.settings.validate_poly`.
     """
     K, epsilon, eps_terms = validate_poly(K, epsilon, eps_terms)
-    coefficients = _coefficients(K, epsilon, eps_terms)
+    cs = coefficients(K, epsilon, eps_terms)
     if K != math.inf:
-        return _polynomial(u, coefficients)
+        return _polynomial(u, cs)
     below_one = 1.0 - torch.finfo(u.dtype).eps / 2.0
     loss = -torch.log1p(-u.clamp_max(below_one))
-    if coefficients:
-        loss = loss + _polynomial(u, coefficients)
+    if cs:
+        loss = loss + _polynomial(u, cs)
     return loss
 
 
@@ -219,10 +208,10 @@ def poly_loss(
     takes the floor value.
 
     Raises:
-        ValueError: for settings refused by :func:`nnunet_polydice.defaults.validate_poly`.
+        ValueError: for settings refused by :func:`nnunet_polydice.loss.settings.validate_poly`.
     """
     K, epsilon, eps_terms = validate_poly(K, epsilon, eps_terms)
-    return _poly_of_index(index, K, _coefficients(K, epsilon, eps_terms))
+    return _poly_of_index(index, K, coefficients(K, epsilon, eps_terms))
 
 
 def focal_power(u: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """The shape of the per-class loss: ``L(D)`` and ``dL/dD`` against the Dice ``D`` in ``[0, 1]``.
 
 The library side of ``nnunet-polydice plot-shape``; no argparse, no printing. The values come from the
-project's own math, :func:`nnunet_polydice.functional.poly_series` of ``u = 1 - D`` (and
-:func:`~nnunet_polydice.functional.focal_power` for the focal-Tversky baseline), in float64, with the
+project's own math, :func:`nnunet_polydice.loss.functional.poly_series` of ``u = 1 - D`` (and
+:func:`~nnunet_polydice.loss.functional.focal_power` for the focal-Tversky baseline), in float64, with the
 derivative taken by ``torch.autograd``::
 
     L(D) = sum_{j=1..K} (1/j) u^j + epsilon u,   u = 1 - D        dL/dD = -(1 + epsilon + u + ... + u^(K-1))
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .defaults import validate_poly
-from .naming import format_k, parse_trainer_name
+from nnunet_polydice.loss.settings import validate_poly
+from nnunet_polydice.integration.naming import format_k, parse_trainer_name
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -89,13 +89,9 @@ def parse_setting(text: str) -> ShapeSetting:
     if spec is None or spec.family is None:
         raise ValueError(f"{text!r} is neither a setting K=<K>,eps=<epsilon> nor a trainer of nnunet-polydice; the "
                          f"loss of nnU-Net's own trainers is not a function of the Dice alone.")
-    loss = spec.family.loss
-    index = "D" if loss == "polydice" else "T"
-    if loss in ("polydice", "polytversky"):
-        return ShapeSetting(text, "poly", spec.K, spec.epsilon, None, index)
-    if loss == "tversky":
-        return ShapeSetting(text, "poly", 1, 0.0, None, index)
-    return ShapeSetting(text, "focal", 1, 0.0, spec.gamma, index)
+    kind = spec.family.loss
+    K, epsilon, gamma = kind.shape(spec.loss_kwargs())
+    return ShapeSetting(text, "poly" if gamma is None else "focal", K, epsilon, gamma, kind.index)
 
 
 def _as_setting(s) -> ShapeSetting:
@@ -106,7 +102,7 @@ def loss_and_slope(setting, index_values):
     """``(L, dL/dD)`` as float64 tensors at the given index values (D, or T for Tversky types)."""
     import torch
 
-    from .functional import focal_power, poly_series
+    from nnunet_polydice.loss.functional import focal_power, poly_series
 
     setting = _as_setting(setting)
     D = torch.as_tensor(index_values, dtype=torch.float64).detach().clone().requires_grad_(True)

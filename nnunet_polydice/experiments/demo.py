@@ -32,9 +32,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import ablation, datasets
-from .plans import CPU_CONFIGURATION
-from .workspace import prepare_embedded, run_logged, workspace_env
+from nnunet_polydice.experiments import ablation, datasets
+from nnunet_polydice.integration.plans import CPU_CONFIGURATION
+from nnunet_polydice.experiments.workspace import prepare_embedded, run_logged, workspace_env
 
 __all__ = [
     "DemoData",

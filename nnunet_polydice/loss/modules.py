@@ -17,7 +17,8 @@ Segmentation", arXiv 2606.23373 (ICANN 2026), of which only the abstract is avai
 expansion of the Dice loss with a truncation order K and a perturbed leading coefficient epsilon,
 built here on the template of PolyLoss (Z. Leng et al., "PolyLoss: A Polynomial Expansion
 Perspective of Classification Loss Functions", ICLR 2022), which expands
-``-log(P) = sum_j (1/j)(1 - P)^j`` and perturbs its first coefficient. See SPEC.md section 1.1.
+``-log(P) = sum_j (1/j)(1 - P)^j`` and perturbs its first coefficient. Why this reading: the README,
+"How we read the paper".
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch.distributed as dist
 from nnunetv2.utilities.ddp_allgather import AllGatherGrad
 from torch import nn
 
-from nnunet_polydice.defaults import (
+from nnunet_polydice.loss.settings import (
     DEFAULT_EPSILON,
     DEFAULT_K,
     FOCAL_GAMMA,
@@ -37,13 +38,13 @@ from nnunet_polydice.defaults import (
     TVERSKY_ALPHA,
     TVERSKY_BETA,
     validate_gamma,
+    coefficients,
     validate_poly,
     validate_smooth,
     validate_tversky,
 )
-from nnunet_polydice.functional import (
+from nnunet_polydice.loss.functional import (
     _check_do_bg,
-    _coefficients,
     _poly_of_index,
     dice_index_from_sums,
     focal_power,
@@ -150,6 +151,13 @@ class _PolySettings:
     polynomial's coefficients once, at construction, so changing them afterwards is refused rather
     than silently ignored (build a new loss instead)."""
 
+    def _set_poly(self, K, epsilon, eps_terms) -> None:
+        self._poly = validate_poly(K, epsilon, eps_terms)
+        self._coefficients = coefficients(*self._poly)
+
+    def transform(self, index):
+        return _poly_of_index(index, self.K, self._coefficients)
+
     @property
     def K(self):
         return self._poly[0]
@@ -186,10 +194,10 @@ class PolyDiceLoss(_PolySettings, OverlapIndexLoss):
     the smoothing).
 
     Poly-N: ``eps_terms = (eps_2, eps_3, ...)`` adds ``eps_j u_c^j`` to the following terms
-    (coefficients ``1/j + eps_j``, each ``>= 0``); see :mod:`nnunet_polydice.defaults`.
+    (coefficients ``1/j + eps_j``, each ``>= 0``); see :mod:`nnunet_polydice.loss.settings`.
 
     This is the project's reading of Aizawa, arXiv 2606.23373 (whose full text is not available),
-    following PolyLoss (Leng et al., ICLR 2022); see SPEC.md section 1.1.
+    following PolyLoss (Leng et al., ICLR 2022); see the README, "How we read the paper".
 
     Args:
         apply_nonlin, batch_dice, do_bg, smooth, ddp: as nnU-Net's Dice classes
@@ -222,14 +230,10 @@ class PolyDiceLoss(_PolySettings, OverlapIndexLoss):
         eps_terms: Optional[Sequence[float]] = None,
     ):
         super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
-        self._poly = validate_poly(K, epsilon, eps_terms)
-        self._coefficients = _coefficients(*self._poly)
+        self._set_poly(K, epsilon, eps_terms)
 
     def index(self, tp, sum_pred, sum_gt):
         return dice_index_from_sums(tp, sum_pred, sum_gt, self.smooth)
-
-    def transform(self, index):
-        return _poly_of_index(index, self.K, self._coefficients)
 
     def extra_repr(self) -> str:
         terms = f", eps_terms={self.eps_terms}" if self.eps_terms else ""
@@ -282,12 +286,8 @@ class PolyTverskyLoss(_PolySettings, _TverskyIndex, OverlapIndexLoss):
         beta: float = TVERSKY_BETA,
     ):
         super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
-        self._poly = validate_poly(K, epsilon, eps_terms)
-        self._coefficients = _coefficients(*self._poly)
+        self._set_poly(K, epsilon, eps_terms)
         self.alpha, self.beta = validate_tversky(alpha, beta)
-
-    def transform(self, index):
-        return _poly_of_index(index, self.K, self._coefficients)
 
     def extra_repr(self) -> str:
         terms = f", eps_terms={self.eps_terms}" if self.eps_terms else ""
@@ -348,7 +348,7 @@ class FocalTverskyLoss(_TverskyIndex, OverlapIndexLoss):
     segmentation", ISBI 2019 (their exponent ``1/gamma`` with gamma = 4/3 is our ``gamma = 0.75``).
     For ``gamma < 1`` the derivative is infinite at a perfect prediction; classes with
     ``1 - T_c <= eps`` (machine epsilon) contribute 0 and no gradient (see
-    :func:`nnunet_polydice.functional.focal_power`).
+    :func:`nnunet_polydice.loss.functional.focal_power`).
 
     Args:
         apply_nonlin, batch_dice, do_bg, smooth, ddp: see :class:`OverlapIndexLoss`.

@@ -4,8 +4,8 @@ The library side of ``nnunet-polydice sweep``. No argparse and no printing: mess
 ``echo`` callable and the runner is a parameter, so that tests can drive everything without nnU-Net.
 
 A sweep is a list of trainer names (a Poly family x K x epsilon grid made with
-:func:`nnunet_polydice.naming.trainer_name`, baselines and extra names, all validated by
-:func:`nnunet_polydice.naming.parse_trainer_name` before anything runs) times a list of folds. For each
+:func:`nnunet_polydice.integration.naming.trainer_name`, baselines and extra names, all validated by
+:func:`nnunet_polydice.integration.naming.parse_trainer_name` before anything runs) times a list of folds. For each
 (trainer, fold) the state is read from nnU-Net's results folder
 ``$nnUNet_results/<DatasetXXX_Name>/<trainer>__<plans>__<configuration>/fold_<f>/``:
 
@@ -31,9 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from . import defaults
-from .locate import with_trainers_folder
-from .naming import FAMILIES, SUFFIX_SCHEDULE, parse_trainer_name, trainer_name
+from nnunet_polydice.loss import settings
+from nnunet_polydice.integration.locate import with_trainers_folder
+from nnunet_polydice.integration.naming import (
+    FAMILIES,
+    parse_trainer_name,
+    schedule_suffix,
+    split_schedule,
+    trainer_name,
+)
 
 __all__ = [
     "DEFAULT_FAMILIES",
@@ -125,20 +131,21 @@ def with_schedule(name: str, epochs: int | None, iterations: int | None) -> str:
     validate_trainer_name(name)
     if epochs is None:
         return name
-    suffix = f"_{epochs}ep{iterations}it"
-    existing = SUFFIX_SCHEDULE.search(name)
-    if existing:
-        if existing.group(0) == suffix:
+    suffix = schedule_suffix(epochs, iterations)
+    _, has_epochs, has_iterations = split_schedule(name)
+    if has_epochs is not None:
+        existing = schedule_suffix(has_epochs, has_iterations)
+        if existing == suffix:
             return name
-        raise ValueError(f"trainer name {name!r} already has the schedule {existing.group(0)!r}; it cannot also "
+        raise ValueError(f"trainer name {name!r} already has the schedule {existing!r}; it cannot also "
                          f"take {suffix!r}. Give it without a suffix, or leave out the schedule.")
     return validate_trainer_name(name + suffix)
 
 
 def _poly_family(name: str):
     fam = FAMILIES.get(name)
-    if fam is None or "K" not in fam.params:
-        poly = [f for f, v in FAMILIES.items() if "K" in v.params]
+    if fam is None or not fam.loss.is_poly:
+        poly = [f for f, v in FAMILIES.items() if v.loss.is_poly]
         raise ValueError(f"{name!r} is not a Poly family that takes K and epsilon; allowed: {', '.join(poly)}. "
                          f"Sweep other trainers with --baselines or --trainers.")
     return fam
@@ -159,12 +166,12 @@ def sweep_trainers(
 
     Order: for each family, for each K, for each epsilon (the grid, named by :func:`trainer_name`); then
     the baselines; then the extra names. Poly Tversky families take ``alpha``/``beta`` (default
-    :data:`defaults.TVERSKY_ALPHA` / :data:`defaults.TVERSKY_BETA`). ``schedule = (E, I)`` appends
+    :data:`settings.TVERSKY_ALPHA` / :data:`settings.TVERSKY_BETA`). ``schedule = (E, I)`` appends
     ``_<E>ep<I>it`` to every name, baselines and extra names included.
 
     Raises:
         ValueError: for a family that takes no K, a bad K or epsilon (the sentence of
-            :func:`defaults.validate_poly`), K without epsilon or the reverse, alpha/beta without a Poly
+            :func:`settings.validate_poly`), K without epsilon or the reverse, alpha/beta without a Poly
             Tversky family, a malformed name, or an empty sweep.
     """
     epochs, iterations = schedule if schedule is not None else (None, None)
@@ -178,16 +185,16 @@ def sweep_trainers(
     if (alpha is not None or beta is not None) and not tversky:
         raise ValueError("alpha and beta apply only to the Poly Tversky families (nnUNetTrainerPolyTversky, "
                          "nnUNetTrainerPolyTverskyCE); add one of them to the families, or leave alpha/beta out.")
-    a = defaults.TVERSKY_ALPHA if alpha is None else alpha
-    b = defaults.TVERSKY_BETA if beta is None else beta
+    a = settings.TVERSKY_ALPHA if alpha is None else alpha
+    b = settings.TVERSKY_BETA if beta is None else beta
     if tversky:
-        a, b = defaults.validate_tversky(a, b)
+        a, b = settings.validate_tversky(a, b)
 
     names: list[str] = []
     for fam in fams:
         for K in K_values:
             for eps in epsilons:
-                K_ok, eps_ok, _ = defaults.validate_poly(K, eps)  # the sentence, before any name is made
+                K_ok, eps_ok, _ = settings.validate_poly(K, eps)  # the sentence, before any name is made
                 kw = {"alpha": a, "beta": b} if "a" in fam.params else {}
                 names.append(trainer_name(fam.name, K=K_ok, epsilon=eps_ok, epochs=epochs, iterations=iterations,
                                           **kw))

@@ -1,0 +1,231 @@
+"""Trainer names: one grammar from a name to a loss setting and back.
+
+Pure Python, no torch and no nnunetv2, so that names can be checked (by the command line, the sweep
+tool and nnU-Net's trainer lookup) before anything heavy is imported.
+
+Grammar (``<...>`` are placeholders, ``[...]`` optional)::
+
+    name      := <family> [<params>] [_<E>ep<I>it]
+               | <nnU-Net trainer> _<E>ep<I>it
+    params    := _K<K>_eps<NUM>                       (PolyDice, PolyDiceCE)
+               | _K<K>_eps<NUM>_a<NUM>_b<NUM>         (PolyTversky, PolyTverskyCE)
+               | _a<NUM>_b<NUM>                       (Tversky, TverskyCE)
+               | _a<NUM>_b<NUM>_g<NUM>                (FocalTversky, FocalTverskyCE)
+    K         := a positive integer without leading zeros, or ``inf``
+    NUM       := the shortest decimal form of the value, ``p`` for the decimal point and a leading
+                 ``m`` for the minus sign: 1 -> ``1``, 0.5 -> ``0p5``, -0.5 -> ``m0p5``, 1.25 -> ``1p25``
+
+A family name without parameters uses the documented defaults (``nnunet_polydice.loss.settings``); with parameters,
+all of the family's parameters are given, so that a name means the same setting in every release.
+Another spelling of the same number (``eps1p0``, ``K03``) is refused with the canonical name, because
+nnU-Net keys its results folders by trainer name and two names for one setting would split them.
+
+The schedule suffix ``_<E>ep<I>it`` (E epochs of I training iterations, I/5 validation iterations,
+at least 1) turns any of these, and any trainer nnU-Net itself ships (``nnUNetTrainer_20ep50it``),
+into a short-schedule variant for CPU budgets, demos and tests. It is built by :func:`schedule_suffix`
+and read by :func:`split_schedule`, nowhere else.
+
+Only the canonical ASCII spelling resolves: digits are ``0-9`` (not other Unicode digits, which
+Python's ``int`` would accept) and nothing may follow the name (not even a newline), since every
+other spelling would be a second results folder for the same setting.
+
+The families themselves (tokens, loss classes, defaults, formulas) are declared in
+:mod:`nnunet_polydice.loss.families`; this module only reads and writes names.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from nnunet_polydice.loss.families import FAMILIES, PARAMETERS, Family, format_k
+
+__all__ = ["FAMILIES", "Family", "InvalidTrainerName", "TrainerSpec", "catalogue_names", "format_k",
+           "format_number", "parse_number", "parse_trainer_name", "ready_grid", "schedule_suffix",
+           "split_schedule", "trainer_name"]
+
+_SCHEDULE = re.compile(r"_([0-9]+)ep([0-9]+)it\Z", re.ASCII)
+_NUM = r"m?[0-9]+(?:p[0-9]+)?"
+_PARAM_REGEX = {"K": r"[0-9]+|inf", "eps": _NUM, "a": _NUM, "b": _NUM, "g": _NUM}
+
+# The documented grid of ready settings (catalogue and entry points), for both Poly Dice families.
+READY_K = (1, 2, 3, math.inf)
+READY_EPSILON = (-0.5, 0.0, 0.5, 1.0, 2.0)
+
+
+class InvalidTrainerName(ValueError):
+    """A name of one of our families that does not follow the grammar or names a disallowed setting."""
+
+
+def schedule_suffix(epochs: int | None, iterations: int | None) -> str:
+    """``_<E>ep<I>it`` for a short schedule, ``''`` for nnU-Net's own (both None)."""
+    if epochs is None and iterations is None:
+        return ""
+    return f"_{int(epochs)}ep{int(iterations)}it"
+
+
+def split_schedule(name: str) -> tuple[str, int | None, int | None]:
+    """``(core, epochs, iterations)`` of a name; ``(name, None, None)`` without a schedule suffix.
+
+    Raises:
+        InvalidTrainerName: for a suffix with zero or a leading zero (``_0ep5it``, ``_05ep5it``).
+    """
+    m = _SCHEDULE.search(name)
+    if m is None:
+        return name, None, None
+    if any(g.startswith("0") for g in m.groups()):
+        raise InvalidTrainerName(
+            f"Trainer name {name!r}: the schedule suffix _<epochs>ep<iterations>it needs positive integers "
+            f"without leading zeros (got {m.group(0)!r}), e.g. _20ep50it.")
+    return name[: m.start()], int(m.group(1)), int(m.group(2))
+
+
+def format_number(value: float) -> str:
+    """Canonical name token of a number: shortest decimal form, ``p`` for '.', ``m`` for '-'."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"only finite numbers have a name token (got {value!r}).")
+    text = format(Decimal(repr(value)).normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text.replace("-", "m").replace(".", "p")
+
+
+def parse_number(token: str) -> float:
+    return float(token.replace("m", "-").replace("p", "."))
+
+
+def _token(param: str, value) -> str:
+    return format_k(value) if param == "K" else format_number(value)
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """What a trainer name means. ``family`` is None for a short-schedule variant of an nnU-Net trainer."""
+
+    base: str
+    family: Family | None = None
+    K: float | int | None = None
+    epsilon: float | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    gamma: float | None = None
+    explicit: bool = False  # parameters spelled out in the name (False: family defaults)
+    epochs: int | None = None
+    iterations: int | None = None
+
+    @property
+    def name(self) -> str:
+        name = self.base
+        if self.family is not None and self.explicit:
+            kwargs = self.loss_kwargs()
+            name += "".join(f"_{p}{_token(p, kwargs[PARAMETERS[p].keyword])}" for p in self.family.params)
+        return name + schedule_suffix(self.epochs, self.iterations)
+
+    @property
+    def family_name(self) -> str | None:
+        return None if self.family is None else self.family.name
+
+    def loss_kwargs(self) -> dict:
+        """Keyword arguments of the family's loss class beyond nnU-Net's Dice ones (empty for nnU-Net's own)."""
+        if self.family is None:
+            return {}
+        return {k: getattr(self, k) for k in self.family.loss.keywords}
+
+    def formula(self) -> str:
+        if self.family is None:
+            return f"loss of {self.base}"
+        return ("CE + " if self.family.compound else "") + self.family.loss.formula(self.loss_kwargs())
+
+
+def _family_of(name: str) -> tuple[Family | None, str]:
+    """The longest family name that ``name`` is, or starts with followed by '_'; and the rest."""
+    for fam in sorted(FAMILIES.values(), key=lambda f: -len(f.name)):
+        if name == fam.name:
+            return fam, ""
+        if name.startswith(fam.name + "_"):
+            return fam, name[len(fam.name):]
+    return None, name
+
+
+def _allowed_sentence(family: Family) -> str:
+    example = family.name + "".join(f"_{p}{_token(p, PARAMETERS[p].example)}" for p in family.params)
+    return (f"Allowed: {family.name} (defaults) or {family.name}{family.pattern}, optionally followed by "
+            f"_<epochs>ep<iterations>it, e.g. {example}; K is a positive integer or inf, NUM is "
+            f"a number written with p for the decimal point and m for a minus sign.")
+
+
+def _is_plain_identifier(text: str) -> bool:
+    return text.isascii() and text.isidentifier() and "__" not in text
+
+
+def parse_trainer_name(name: str) -> TrainerSpec | None:
+    """Parse a trainer name.
+
+    Returns None when the name is not one of ours (so nnU-Net's lookup can go on elsewhere), a
+    TrainerSpec when it is, and raises InvalidTrainerName when it starts like one of our families
+    but is malformed, non-canonical or names a disallowed setting.
+    """
+    core, epochs, iterations = split_schedule(name)
+    family, rest = _family_of(core)
+    if family is None:
+        if epochs is None or not _is_plain_identifier(core):
+            return None
+        return TrainerSpec(base=core, epochs=epochs, iterations=iterations)
+    if rest == "":
+        return TrainerSpec(base=family.name, family=family, epochs=epochs, iterations=iterations,
+                           **family.loss.defaults())
+
+    regex = "".join(f"_{p}({_PARAM_REGEX[p]})" for p in family.params)
+    m = re.fullmatch(regex, rest, flags=re.ASCII)
+    if m is None:
+        raise InvalidTrainerName(f"Trainer name {name!r} is not a valid {family.name} name. "
+                                 + _allowed_sentence(family))
+    tokens = dict(zip(family.params, m.groups()))
+    values = {p: (math.inf if tok == "inf" else int(tok)) if p == "K" else parse_number(tok)
+              for p, tok in tokens.items()}
+    canonical_tokens = {p: _token(p, v) for p, v in values.items()}
+    if canonical_tokens != tokens:
+        canonical = family.name + "".join(f"_{p}{canonical_tokens[p]}" for p in family.params)
+        raise InvalidTrainerName(
+            f"Trainer name {name!r} spells a number in a non-canonical way; the canonical name of this "
+            f"setting is {canonical + schedule_suffix(epochs, iterations)!r} (numbers are written in their "
+            f"shortest decimal form).")
+    try:
+        kwargs = family.loss.validate({PARAMETERS[p].keyword: v for p, v in values.items()})
+    except ValueError as err:
+        raise InvalidTrainerName(f"Trainer name {name!r} names a disallowed setting: {err} "
+                                 + _allowed_sentence(family)) from None
+    return TrainerSpec(base=family.name, family=family, explicit=True, epochs=epochs, iterations=iterations,
+                       **kwargs)
+
+
+def trainer_name(family: str, *, K=None, epsilon=None, alpha=None, beta=None, gamma=None,
+                 epochs: int | None = None, iterations: int | None = None) -> str:
+    """Canonical name of a setting (all of the family's parameters must be given, or none)."""
+    fam = FAMILIES[family]
+    given = {"K": K, "epsilon": epsilon, "alpha": alpha, "beta": beta, "gamma": gamma}
+    name = fam.name
+    if any(given[k] is not None for k in fam.loss.keywords):
+        missing = [k for k in fam.loss.keywords if given[k] is None]
+        if missing:
+            raise ValueError(f"{family} needs all of {fam.loss.keywords} or none (missing {missing}).")
+        name += "".join(f"_{p}{_token(p, given[PARAMETERS[p].keyword])}" for p in fam.params)
+    spec = parse_trainer_name(name + schedule_suffix(epochs, iterations))  # validates
+    return spec.name
+
+
+def ready_grid() -> list[str]:
+    """The documented grid of ready settings: both Poly Dice families x READY_K x READY_EPSILON."""
+    return [trainer_name(fam, K=K, epsilon=eps)
+            for fam in ("nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE")
+            for K in READY_K for eps in READY_EPSILON]
+
+
+def catalogue_names() -> list[str]:
+    """Every name in the catalogue: the family names (defaults) and the ready grid."""
+    return list(FAMILIES) + ready_grid()
