@@ -85,9 +85,13 @@ def test_bad_schedule_text(text):
 
 # ------------------------------------------------------------------------------------------ states
 
+GOOD_SUMMARY = json.dumps({"metric_per_case": [], "mean": {}, "foreground_mean": {"Dice": 0.5}})
+
+
 def _touch(path):
+    """An empty file, or a readable nnU-Net summary for a summary.json."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
+    path.write_text(GOOD_SUMMARY if path.name == "summary.json" else "")
 
 
 @pytest.mark.parametrize("files, state", [
@@ -101,10 +105,21 @@ def _touch(path):
     (["checkpoint_final.pth", "validation/summary.json"], "skip"),
     (["checkpoint_final.pth", "checkpoint_best.pth", "validation/summary.json"], "skip"),
     (["checkpoint_latest.pth", "validation/summary.json"], "continue"),  # summary of an older run
+    (["validation/summary.json"], "foreign"),  # copied from elsewhere: never trained over
+    (["validation/summary.json", "debug.json"], "foreign"),
+    (["checkpoint_final.pth", "validation/summary.json:truncated"], "validate"),  # validate again
+    (["checkpoint_final.pth", "validation/summary.json:empty"], "validate"),
+    (["checkpoint_final.pth", "validation/summary.json:list"], "validate"),
+    (["checkpoint_latest.pth", "polydice_pruned.json"], "pruned"),
+    (["checkpoint_final.pth", "polydice_pruned.json", "validation/summary.json"], "skip"),
 ])
 def test_fold_state_from_the_files_nnunet_writes(tmp_path, files, state):
+    content = {"": GOOD_SUMMARY, "truncated": GOOD_SUMMARY[:20], "empty": "", "list": "[1, 2]"}
     for f in files:
-        _touch(tmp_path / "fold_0" / f)
+        name, _, kind = f.partition(":")
+        _touch(tmp_path / "fold_0" / name)
+        if name.endswith(".json"):
+            (tmp_path / "fold_0" / name).write_text(content[kind])
     assert ablation.fold_state(tmp_path / "fold_0") == state
 
 

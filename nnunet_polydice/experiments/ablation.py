@@ -7,15 +7,10 @@ A sweep is a list of trainer names (a Poly family x K x epsilon grid made with
 :func:`nnunet_polydice.integration.naming.trainer_name`, baselines and extra names, all validated by
 :func:`nnunet_polydice.integration.naming.parse_trainer_name` before anything runs) times a list of folds. For each
 (trainer, fold) the state is read from nnU-Net's results folder
-``$nnUNet_results/<DatasetXXX_Name>/<trainer>__<plans>__<configuration>/fold_<f>/``:
+``$nnUNet_results/<DatasetXXX_Name>/<trainer>__<plans>__<configuration>/fold_<f>/``.
 
-- ``skip``: ``checkpoint_final.pth`` and ``validation/summary.json`` exist; nothing to do;
-- ``validate``: ``checkpoint_final.pth`` but no ``validation/summary.json``: ``nnUNetv2_train ... --val``;
-- ``continue``: ``checkpoint_latest.pth`` or ``checkpoint_best.pth`` (no final): ``nnUNetv2_train ... --c``;
-- ``fresh``: none of these: ``nnUNetv2_train ...``.
-
-Only the existence of these files is checked (nnU-Net's own ``--c`` falls back from final to latest to
-best checkpoint in the same way).
+The state of each (trainer, fold) and what is done about it is the rule of
+:mod:`nnunet_polydice.experiments.runs`, which ``compare`` and ``tune`` share.
 """
 
 from __future__ import annotations
@@ -31,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from nnunet_polydice.experiments.runs import STATES, fold_state
 from nnunet_polydice.loss import settings
 from nnunet_polydice.integration.locate import with_trainers_folder
 from nnunet_polydice.integration.naming import (
@@ -73,8 +69,6 @@ DEFAULT_FAMILIES = ("nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE")
 DEFAULT_BASELINES = ("nnUNetTrainer", "nnUNetTrainerDiceLoss", "nnUNetTrainerTversky", "nnUNetTrainerFocalTversky")
 #: nnU-Net's five-fold cross-validation.
 DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
-#: What a (trainer, fold) needs, in the order of the module docstring's table.
-STATES = ("skip", "validate", "continue", "fresh")
 
 TRAIN_EXECUTABLE = "nnUNetv2_train"
 
@@ -287,28 +281,15 @@ def fold_folder(results: Path, dataset_name: str, trainer: str, plans: str, conf
     return Path(results) / dataset_name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
 
 
-def fold_state(folder: Path) -> str:
-    """``'skip'``, ``'validate'``, ``'continue'`` or ``'fresh'`` from the files in a ``fold_<f>`` folder."""
-    folder = Path(folder)
-    final = (folder / "checkpoint_final.pth").is_file()
-    if final and (folder / "validation" / "summary.json").is_file():
-        return "skip"
-    if final:
-        return "validate"
-    if (folder / "checkpoint_latest.pth").is_file() or (folder / "checkpoint_best.pth").is_file():
-        return "continue"
-    return "fresh"
-
-
 def train_command(dataset_name: str, configuration: str, fold, trainer: str, state: str, *,
                   plans: str = "nnUNetPlans", device: str | None = None, npz: bool = False) -> tuple[str, ...] | None:
-    """The ``nnUNetv2_train`` argument list for a state (None for 'skip').
+    """The ``nnUNetv2_train`` argument list for a state (None for 'skip', 'foreign' and 'pruned').
 
     ``nnUNetv2_train DATASET CONFIGURATION FOLD -tr TRAINER -p PLANS [-device D] [--npz] [--c | --val]``
     """
     if state not in STATES:
         raise ValueError(f"state must be one of {STATES} (got {state!r}).")
-    if state == "skip":
+    if state in ("skip", "foreign", "pruned"):
         return None
     cmd = [TRAIN_EXECUTABLE, str(dataset_name), str(configuration), str(fold), "-tr", trainer, "-p", plans]
     if device is not None:

@@ -1,0 +1,114 @@
+"""What state one nnU-Net training (a ``fold_<f>`` folder) is in: the one rule sweep, compare and tune share.
+
+nnU-Net's layout: ``$nnUNet_results/<DatasetXXX_Name>/<trainer>__<plans>__<configuration>/fold_<f>/``.
+A fold is **finished** when it holds ``checkpoint_final.pth`` *and* a readable
+``validation/summary.json`` (a JSON object with nnU-Net's ``metric_per_case``, ``mean`` and
+``foreground_mean``). Every state, in the order they are checked:
+
+====================  =====================================================  ============================
+state                 files                                                  what ``sweep`` does
+====================  =====================================================  ============================
+``skip``              checkpoint_final + readable summary.json (finished)    nothing
+``foreign``           summary.json but no checkpoint at all (copied in)      nothing: never trained over
+``pruned``            the marker ``polydice_pruned.json`` (``tune`` stopped  nothing (remove the marker
+                      the run early; its checkpoint is kept)                 to let sweep continue it)
+``validate``          checkpoint_final, summary.json missing or unreadable   ``nnUNetv2_train ... --val``
+``continue``          checkpoint_latest or checkpoint_best, no final         ``nnUNetv2_train ... --c``
+``fresh``             none of these                                          ``nnUNetv2_train ...``
+====================  =====================================================  ============================
+
+Only files are read (no network weights are loaded).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["STATES", "PRUNED_MARKER", "SummaryError", "FoldStatus", "read_summary_json", "fold_status",
+           "fold_state"]
+
+#: What a (trainer, fold) needs, in the order of the module docstring's table.
+STATES = ("skip", "foreign", "pruned", "validate", "continue", "fresh")
+#: Written into a fold folder by ``tune`` when its pruner stops the run.
+PRUNED_MARKER = "polydice_pruned.json"
+_SUMMARY_KEYS = ("metric_per_case", "mean", "foreground_mean")
+
+
+class SummaryError(ValueError):
+    """A validation/summary.json that is missing or cannot be used; the message says why."""
+
+
+def read_summary_json(path) -> dict:
+    """nnU-Net's ``validation/summary.json`` as a dict.
+
+    Raises:
+        SummaryError: when the file is missing, empty, not valid JSON (e.g. truncated by a crash or a
+            full disk), not a JSON object, or lacks one of ``metric_per_case``, ``mean``,
+            ``foreground_mean``; the message names the reason.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SummaryError("no validation/summary.json (training unfinished or validation not run)") from None
+    except OSError as err:
+        raise SummaryError(f"validation/summary.json cannot be read ({err.strerror})") from None
+    if not text.strip():
+        raise SummaryError("validation/summary.json is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SummaryError(f"validation/summary.json is not valid JSON (truncated?): {err.msg} at line "
+                           f"{err.lineno}") from None
+    if not isinstance(data, dict):
+        raise SummaryError(f"validation/summary.json holds a {type(data).__name__}, not nnU-Net's summary object")
+    missing = [k for k in _SUMMARY_KEYS if k not in data]
+    if missing:
+        raise SummaryError(f"validation/summary.json lacks {', '.join(missing)} (not written by nnU-Net's "
+                           "evaluation?)")
+    return data
+
+
+@dataclass(frozen=True)
+class FoldStatus:
+    """The state of one fold folder, the reason in words, and the summary when it is finished."""
+
+    state: str
+    reason: str
+    summary: dict | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "skip"
+
+
+def fold_status(folder) -> FoldStatus:
+    """The :class:`FoldStatus` of a ``fold_<f>`` folder (see the module docstring for the rule)."""
+    folder = Path(folder)
+    final = (folder / "checkpoint_final.pth").is_file()
+    started = (folder / "checkpoint_latest.pth").is_file() or (folder / "checkpoint_best.pth").is_file()
+    summary_path = folder / "validation" / "summary.json"
+    summary, problem = None, None
+    try:
+        summary = read_summary_json(summary_path)
+    except SummaryError as err:
+        problem = str(err)
+    if final and summary is not None:
+        return FoldStatus("skip", "finished", summary)
+    if not final and not started and summary_path.exists():
+        return FoldStatus("foreign", "validation/summary.json without any checkpoint (copied from elsewhere?); "
+                                     "it is never trained over")
+    if (folder / PRUNED_MARKER).is_file():
+        return FoldStatus("pruned", "stopped early by the tuner's pruner (checkpoint kept)")
+    if final:
+        return FoldStatus("validate", problem)
+    if started:
+        return FoldStatus("continue", "training started, not finished")
+    return FoldStatus("fresh", "not trained")
+
+
+def fold_state(folder) -> str:
+    """Just the state name of :func:`fold_status`."""
+    return fold_status(folder).state
