@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -26,12 +27,33 @@ def wheel(tmp_path_factory) -> Path:
     return next(out.glob("nnunet_polydice-*.whl"))
 
 
+def _see_the_running_environment(root: Path) -> None:
+    """Let the new venv see the packages of the environment running the tests.
+
+    ``--system-site-packages`` shows the *base* interpreter's packages only. When the suite itself runs
+    in a virtual environment (``python -m venv env && . env/bin/activate``, then the README's commands),
+    nnunetv2 and torch are in that venv, not in the base: a ``.pth`` file in the new venv adds the
+    running environment's site-packages (with its own ``.pth`` files, as ``--system-site-packages``
+    does for the base) after the new venv's own, so the wheel installed there still comes first.
+    """
+    if sys.prefix == sys.base_prefix:
+        return
+    outer = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    inner = subprocess.run([str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    lines = [f"import site; site.addsitedir({path!r})" for path in sorted(outer)]
+    (Path(inner) / "zz_outer_environment.pth").write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory, wheel) -> Path:
-    """A new virtual environment that sees the system's nnunetv2 and torch, with the wheel installed."""
+    """A new virtual environment that sees nnunetv2 and torch of the environment running the tests (the
+    base interpreter's or the activated venv's), with the wheel installed."""
     root = tmp_path_factory.mktemp("venv") / "env"
     run([sys.executable, "-m", "venv", "--system-site-packages", str(root)], nnunet_env())
-    run([str(root / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)], nnunet_env())
+    _see_the_running_environment(root)
+    run([str(root / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed",
+         str(wheel)], nnunet_env())
     return root
 
 
