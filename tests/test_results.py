@@ -1,14 +1,17 @@
 """``nnunet-polydice compare`` (nnunet_polydice.experiments.results) on validation summaries written in tmp_path by
-nnU-Net's own ``save_summary_json``, with Dice values chosen so that every number can be checked by hand."""
+nnU-Net's own ``save_summary_json``, with Dice values chosen so that every number can be checked by hand, and the
+paired statistics (bootstrap CI, Wilcoxon p) on differences whose answers are worked out in the comments."""
 
 import csv
 import json
 import math
+import warnings
 
+import numpy as np
 import pytest
 
-from nnunet_polydice.experiments import results
 from nnunet_polydice.cli import main
+from nnunet_polydice.experiments import results
 
 save_summary_json = pytest.importorskip("nnunetv2.evaluation.evaluate_predictions").save_summary_json
 
@@ -17,11 +20,12 @@ LABELS = {"background": 0, "hippocampus": 1, "amygdala": 2}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def write_summary(path, dice: dict, absent: dict = {}):
+def write_summary(path, dice: dict, absent: dict | None = None, finished: bool = True):
     """A summary.json as nnU-Net writes it: per-class means keyed by label (int) or region (tuple),
     the foreground mean over the classes, one case per fold here. ``absent``: {class: false-positive
     voxels} for classes the reference lacks (n_ref 0; nnU-Net's Dice is then 0, or NaN with nothing
-    predicted)."""
+    predicted). ``finished``: also an (empty) checkpoint_final.pth, as after a finished training."""
+    absent = absent or {}
     means = {k: {"Dice": v, "IoU": v / (2 - v) if not math.isnan(v) else v, "FP": 1.0, "TP": 2.0, "FN": 3.0,
                  "TN": 4.0, "n_pred": 3.0, "n_ref": 5.0} for k, v in dice.items()}
     for k, fp in absent.items():
@@ -32,6 +36,29 @@ def write_summary(path, dice: dict, absent: dict = {}):
             "mean": means, "foreground_mean": fg}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_summary_json(data, str(path))
+    if finished:
+        (path.parent.parent / "checkpoint_final.pth").write_bytes(b"")
+
+
+def write_cases(path, cases: dict):
+    """A finished fold whose summary.json has several cases, built as nnU-Net's compute_metrics_on_folder
+    does: ``cases`` = {reference file name: {class: (Dice, n_ref)}}; per class the nanmean over the cases of
+    each metric, the foreground mean over the classes of those means."""
+    per_case = []
+    for name, classes in cases.items():
+        metrics = {k: {"Dice": d, "IoU": d / (2 - d), "FP": 0.0 if r else 3.0, "TP": 1.0, "FN": 1.0, "TN": 9.0,
+                       "n_pred": 2.0, "n_ref": float(r)} for k, (d, r) in classes.items()}
+        per_case.append({"reference_file": f"/data/gt_segmentations/{name}", "prediction_file": f"/pred/{name}",
+                         "metrics": metrics})
+    keys = list(per_case[0]["metrics"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-NaN, as in nnU-Net
+        means = {k: {m: float(np.nanmean([c["metrics"][k][m] for c in per_case])) for m in per_case[0]["metrics"][k]}
+                 for k in keys}
+    fg = {m: float(np.mean([means[k][m] for k in keys])) for m in means[keys[0]]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_summary_json({"metric_per_case": per_case, "mean": means, "foreground_mean": fg}, str(path))
+    (path.parent.parent / "checkpoint_final.pth").write_bytes(b"")
 
 
 def trainer_dir(res, trainer, plans="nnUNetPlans", conf="2d"):
@@ -103,7 +130,10 @@ def test_means_stds_and_differences_by_hand(tree):
     assert k2.folds == ["0", "1"] and c.incomplete(k2)
     assert k2.cells["1"].mean == pytest.approx(0.7)
     assert k2.cells["1"].std == pytest.approx(math.sqrt(0.02))  # sample std of 0.6, 0.8 (ddof = 1)
-    assert k2.diffs["1"] == pytest.approx(0.1) and k2.diffs["2"] == pytest.approx(0.3)
+    # the difference is over the folds both have (0 and 1): (0.6 + 0.8) / 2 - (0.5 + 0.6) / 2, not 0.7 - 0.6
+    assert k2.diff_folds["1"] == ["0", "1"]
+    assert k2.diffs["1"] == pytest.approx(0.15) and k2.diffs["2"] == pytest.approx(0.6 - 0.25)
+    assert k1.diff_folds["1"] == ["0", "1", "2"]
 
 
 def test_reference_has_the_rows_schedule_if_that_exists(tree):
@@ -134,8 +164,8 @@ def test_missing_folds_and_trainers_are_reported(tree):
     c = results.compare(tree, DS, "2d", trainers=["nnUNetTrainer", "nnUNetTrainerPolyDice_K2_eps0",
                                                   "nnUNetTrainerPolyDice_K9_eps0"], folds=["0", "1", "2", "3"])
     missing = [str(m) for m in c.missing]
-    assert "nnUNetTrainerPolyDice_K2_eps0 / fold 2: no validation/summary.json (training unfinished or " \
-           "validation not run)" in missing
+    assert "nnUNetTrainerPolyDice_K2_eps0 / fold 2: training started, not finished (no checkpoint_final.pth)" \
+        in missing
     assert "nnUNetTrainer / fold 3: not trained (no fold folder)" in missing
     assert "nnUNetTrainerPolyDice_K9_eps0: no results folder nnUNetTrainerPolyDice_K9_eps0__nnUNetPlans__2d" \
         in missing
@@ -214,14 +244,14 @@ def test_cli_writes_md_csv_and_heatmaps(tree, capsys):
     out_dir = tree / DS / "polydice_compare_2d"
     printed = capsys.readouterr().out
     assert "nnUNetTrainerPolyDice_K2_eps0 *" in printed
-    assert "0.8000 ± 0.1000 (+0.2000)" in printed  # K1_eps0 hippocampus
+    assert "0.8000 ± 0.1000 (+0.2000, 3 folds)" in printed  # K1_eps0 hippocampus
     assert "Missing (1):" in printed and "nnUNetTrainerPolyDice_K2_eps0 / fold 2" in printed
 
     md = (out_dir / "comparison.md").read_text()
     assert "| trainer | folds | hippocampus | amygdala | foreground mean | reference |" in md
-    assert "| nnUNetTrainerPolyDice_K2_eps0 * | 2/3 | 0.7000 ± 0.1414 (+0.1000) |" in md
+    assert "| nnUNetTrainerPolyDice_K2_eps0 * | 2/3 | 0.7000 ± 0.1414 (+0.1500, 2 folds) |" in md
     assert "## Missing" in md
-    assert "- nnUNetTrainerPolyDice_K2_eps0 / fold 2: no validation/summary.json" in md
+    assert "- nnUNetTrainerPolyDice_K2_eps0 / fold 2: training started, not finished" in md
     assert "* fewer than the 3 folds compared" in md
     assert "nnUNetTrainerDiceLoss" not in md  # other plans / configuration
 
@@ -233,6 +263,14 @@ def test_cli_writes_md_csv_and_heatmaps(tree, capsys):
     assert float(r["mean"]) == pytest.approx(0.8) and float(r["std"]) == pytest.approx(0.1)
     assert float(r["diff_to_reference"]) == pytest.approx(0.2) and r["reference"] == "nnUNetTrainer"
     assert r["fold_values"] == "0:0.7;1:0.8;2:0.9"
+    assert r["diff_n_folds"] == "3" and r["diff_folds"] == "0;1;2"
+    # one case per fold: 3 paired cases, each +0.2; too few for a CI or a p
+    assert r["paired_cases"] == "3" and float(r["paired_mean_diff"]) == pytest.approx(0.2)
+    assert r["ci95_low"] == r["wilcoxon_p"] == ""
+    assert r["paired_note"] == "CI: only 3 cases; p: only 3 non-zero differences"
+    assert r["bootstrap_resamples"] == "10000" and r["bootstrap_seed"] == "0"
+    k2 = next(r for r in rows if r["trainer"] == "nnUNetTrainerPolyDice_K2_eps0" and r["class"] == "amygdala")
+    assert k2["diff_n_folds"] == "2" and float(k2["diff_to_reference"]) == pytest.approx(0.35)
     s = next(r for r in rows if r["trainer"] == "nnUNetTrainerPolyDice_K1_eps0_3ep2it"
              and r["class"] == "foreground mean")
     assert s["schedule"] == "3ep2it" and s["reference"] == "nnUNetTrainer_3ep2it"
@@ -282,7 +320,7 @@ def test_folds_and_trainers_arguments(tree, capsys):
     assert "Missing: none." in printed
     assert "nnUNetTrainerPolyDice_K2_eps0 *" not in printed
     # K2_eps0 on folds 0, 1: (0.6, 0.8) vs reference (0.5, 0.6): +0.15
-    assert "0.7000 ± 0.1414 (+0.1500)" in printed
+    assert "0.7000 ± 0.1414 (+0.1500, 2 folds)" in printed
 
 
 def test_a_trainer_folder_without_folds_is_reported(tmp_path):
@@ -298,3 +336,236 @@ def test_no_results_is_an_error(tmp_path, monkeypatch, capsys):
     (tmp_path / DS).mkdir()
     assert main(["compare", DS, "2d"]) == 2
     assert "no trainer folders" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ paired, per fold and per case
+
+def test_the_difference_is_over_the_folds_both_trainers_have(tmp_path, capsys, monkeypatch):
+    # the reference has fold 0 only; the Poly trainer folds 0 and 2, with fold 0 identical to the reference's.
+    # Over the common fold 0 the difference is 0; the unpaired means would give (0.5 + 0.9) / 2 - 0.5 = +0.2.
+    write_summary(trainer_dir(tmp_path, "nnUNetTrainer") / "fold_0" / "validation" / "summary.json", {1: 0.5, 2: 0.2})
+    poly = trainer_dir(tmp_path, "nnUNetTrainerPolyDice_K2_eps1")
+    write_summary(poly / "fold_0" / "validation" / "summary.json", {1: 0.5, 2: 0.2})
+    write_summary(poly / "fold_2" / "validation" / "summary.json", {1: 0.9, 2: 0.4})
+    c = results.compare(tmp_path, DS, "2d")
+    row = c.row("nnUNetTrainerPolyDice_K2_eps1")
+    assert row.cells["1"].mean == pytest.approx(0.7)
+    assert row.diffs["1"] == 0.0 and row.diffs["2"] == 0.0 and row.diffs["foreground_mean"] == 0.0
+    assert row.diff_folds["1"] == ["0"]
+    assert row.paired["1"].folds == ["0"] and row.paired["1"].n == 1 and row.paired["1"].mean == 0.0
+    assert "0.7000 ± 0.2828 (+0.0000, 1 fold)" in c.text()
+    assert "| nnUNetTrainerPolyDice_K2_eps1 | 2/2 | 0.7000 ± 0.2828 (+0.0000, 1 fold) |" in c.markdown()
+    line = next(r for r in csv.DictReader(c.csv_text().splitlines()) if r["trainer"] == row.trainer
+                and r["class"] == "hippocampus")
+    assert float(line["diff_to_reference"]) == 0.0 and line["diff_n_folds"] == "1" and line["diff_folds"] == "0"
+
+
+def test_no_fold_in_common_gives_no_difference(tmp_path):
+    write_summary(trainer_dir(tmp_path, "nnUNetTrainer") / "fold_0" / "validation" / "summary.json", {1: 0.5, 2: 0.2})
+    write_summary(trainer_dir(tmp_path, "nnUNetTrainerPolyDice") / "fold_1" / "validation" / "summary.json",
+                  {1: 0.9, 2: 0.4})
+    c = results.compare(tmp_path, DS, "2d")
+    row = c.row("nnUNetTrainerPolyDice")
+    assert row.diffs["1"] is None and row.diff_folds["1"] == []
+    assert row.paired["1"].n == 0 and row.paired["1"].notes == ["no paired case"]
+    assert "0.9000 (no fold in common)" in c.text()
+
+
+# two folds of 4 cases; the hippocampus is in every case, the amygdala only in fold 1's
+REF_CASES = {
+    "0": {f"c{i}.nii.gz": {1: (0.5, 40), 2: (float("nan"), 0)} for i in range(4)},
+    "1": {f"c{i}.nii.gz": {1: (0.5, 40), 2: (0.4, 10)} for i in range(4, 8)},
+}
+# hippocampus: +0.05, +0.10, ..., +0.40 in c0..c7; amygdala in fold 1: -0.1, +0.1, 0, +0.2. In fold 0 the Poly
+# trainer predicts amygdala voxels where the reference has none (Dice 0, n_ref 0): left out, as the NaNs
+POLY_CASES = {
+    "0": {f"c{i}.nii.gz": {1: (0.5 + 0.05 * (i + 1), 40), 2: (0.0, 0)} for i in range(4)},
+    "1": {f"c{i}.nii.gz": {1: (0.5 + 0.05 * (i + 1), 40), 2: (a, 10)}
+          for i, a in zip(range(4, 8), (0.3, 0.5, 0.4, 0.6))},
+}
+
+
+@pytest.fixture
+def cases_tree(tmp_path):
+    for trainer, folds in (("nnUNetTrainer", REF_CASES), ("nnUNetTrainerPolyDice", POLY_CASES)):
+        d = trainer_dir(tmp_path, trainer)
+        for f, cases in folds.items():
+            write_cases(d / f"fold_{f}" / "validation" / "summary.json", cases)
+    return tmp_path
+
+
+def test_paired_per_case_statistics_by_hand(cases_tree):
+    c = results.compare(cases_tree, DS, "2d")
+    hip, amy, fg = (c.row("nnUNetTrainerPolyDice").paired[k] for k in ("1", "2", "foreground_mean"))
+    # hippocampus: 8 differences 0.05 .. 0.40, mean 0.225; all positive, distinct: exact p = 2 / 2^8
+    assert hip.folds == ["0", "1"] and hip.n == 8 and hip.left_out == 0 and hip.nonzero == 8
+    assert hip.mean == pytest.approx(0.225)
+    assert hip.p == pytest.approx(2 / 256)
+    assert 0.05 <= hip.ci[0] < 0.225 < hip.ci[1] <= 0.40 and hip.excludes_zero
+    # amygdala: fold 0's four cases lack it (left out); -0.1, +0.1, 0, +0.2: mean 0.05, 3 non-zero
+    assert amy.n == 4 and amy.left_out == 4 and amy.mean == pytest.approx(0.05) and amy.nonzero == 3
+    assert amy.ci is None and amy.p is None and amy.notes == ["CI: only 4 cases", "p: only 3 non-zero differences"]
+    # per case, the foreground is the mean over the classes the case's reference has: fold 0 the hippocampus
+    # alone (0.05, 0.10, 0.15, 0.20), fold 1 the mean of both: (0.25 - 0.1) / 2, (0.30 + 0.1) / 2, 0.35 / 2,
+    # (0.40 + 0.2) / 2 = 0.075, 0.2, 0.175, 0.3: sum 1.25 over 8 cases; all positive: p = 2 / 2^8 again
+    assert fg.n == 8 and fg.mean == pytest.approx(1.25 / 8) and fg.p == pytest.approx(2 / 256)
+    # the fold cells keep the fold rule: the amygdala is absent from every reference of fold 0
+    assert c.row("nnUNetTrainerPolyDice").cells["2"].values == {"1": pytest.approx(0.45)}
+
+    md = c.markdown()
+    assert "## Paired per-case differences to the reference" in md
+    hip_line = next(line for line in md.splitlines() if line.startswith("| nnUNetTrainerPolyDice | nnUNetTrainer | "
+                                                                        "hippocampus |"))
+    assert hip_line.startswith("| nnUNetTrainerPolyDice | nnUNetTrainer | hippocampus | 0, 1 | 8 | 0 | +0.2250 | [")
+    assert "] * | 0.00781 | 8 |" in hip_line
+    amy_line = next(line for line in md.splitlines() if "| amygdala | 0, 1 |" in line)
+    assert amy_line == ("| nnUNetTrainerPolyDice | nnUNetTrainer | amygdala | 0, 1 | 4 | 4 | +0.0500 | n/a | n/a | 3 | "
+                        "CI: only 4 cases; p: only 3 non-zero differences |")
+    assert "* marks a CI that excludes 0" in md and "zero_method='wilcox'" in md and "n_ref = 0" in md
+
+    rows = {r["class"]: r for r in csv.DictReader(c.csv_text().splitlines()) if r["trainer"] == "nnUNetTrainerPolyDice"}
+    assert rows["hippocampus"]["ci_excludes_zero"] == "true"
+    assert float(rows["hippocampus"]["ci95_low"]) == hip.ci[0] and float(rows["hippocampus"]["wilcoxon_p"]) == hip.p
+    assert rows["amygdala"]["paired_left_out"] == "4" and rows["amygdala"]["ci_excludes_zero"] == ""
+
+
+def test_cases_without_a_match_are_reported(cases_tree):
+    extra = dict(POLY_CASES["1"], **{"c9.nii.gz": {1: (0.9, 40), 2: (0.9, 10)}})
+    write_cases(cases_tree / DS / "nnUNetTrainerPolyDice__nnUNetPlans__2d" / "fold_1" / "validation" / "summary.json",
+                extra)
+    c = results.compare(cases_tree, DS, "2d")
+    assert c.row("nnUNetTrainerPolyDice").paired["1"].n == 8  # c9 has no partner
+    assert ("nnUNetTrainerPolyDice / fold 1: 1 validation cases without a match in nnUNetTrainer's fold 1 and 0 of "
+            "its cases without one here: left out of the paired statistics (different splits?)") \
+        in [str(m) for m in c.missing]
+
+
+def test_bootstrap_ci_contains_or_excludes_zero():
+    # all differences +0.1: every resample has mean 0.1, so the interval is [0.1, 0.1] and excludes 0
+    low, high = results.bootstrap_ci([0.1] * 6)
+    assert low == pytest.approx(0.1) and high == pytest.approx(0.1)
+    assert results.paired_stats([0.1] * 6).excludes_zero
+    # +0.1 and -0.1 five times each: the resampled means are symmetric about 0
+    low, high = results.bootstrap_ci([0.1] * 5 + [-0.1] * 5)
+    assert -0.1 <= low < 0 < high <= 0.1
+    assert not results.paired_stats([0.1] * 5 + [-0.1] * 5).excludes_zero
+    # 50 zeros and 50 ones: a resample's mean is Binomial(100, 1/2) / 100, whose 2.5 % and 97.5 % quantiles are
+    # 40/100 and 60/100 (P(X <= 39) = 0.018, P(X <= 40) = 0.028; symmetric above); 10000 resamples hit them
+    low, high = results.bootstrap_ci([0.0] * 50 + [1.0] * 50)
+    assert low == pytest.approx(0.40, abs=0.011) and high == pytest.approx(0.60, abs=0.011)
+    # a fixed seed gives a fixed interval
+    d = [0.3, -0.1, 0.25, 0.05, 0.0, 0.12, -0.02]
+    assert results.bootstrap_ci(d, seed=7) == results.bootstrap_ci(d, seed=7)
+    assert results.bootstrap_ci(d, resamples=500, seed=1) != results.bootstrap_ci(d, resamples=500, seed=2)
+    with pytest.raises(ValueError, match="at least one difference"):
+        results.bootstrap_ci([])
+
+
+@pytest.mark.parametrize("diffs, expected", [
+    # 6 positive differences of distinct sizes: W- = 0, one of the 2^6 equally likely sign patterns on each
+    # side is as extreme: p = 2 / 64
+    ([0.01, 0.02, 0.03, 0.04, 0.05, 0.06], 2 / 64),
+    # ranks 1..5 positive, 6 negative: W- = 6; sign patterns with W- <= 6 are the subsets of {1..6} with sum
+    # <= 6: {}, the 6 singletons, {1,2} {1,3} {1,4} {1,5} {2,3} {2,4}, {1,2,3}: 14; p = 2 * 14 / 64
+    ([1, 2, 3, 4, 5, -6], 2 * 14 / 64),
+    # zero differences are dropped (zero_method 'wilcox'): as the 6 positive ones alone
+    ([0.0, 0.0, 1, 2, 3, 4, 5, 6], 2 / 64),
+    # 0.1 + 0.2 - 0.3 is float noise (5.6e-17), counted as a zero
+    ([0.1 + 0.2 - 0.3, 1, 2, 3, 4, 5, 6], 2 / 64),
+])
+def test_wilcoxon_p_by_hand(diffs, expected):
+    p, why = results.wilcoxon_p(diffs)
+    assert why is None and p == pytest.approx(expected)
+
+
+def test_wilcoxon_p_not_available():
+    assert results.wilcoxon_p([0.0] * 8) == (None, "all differences are zero")
+    assert results.wilcoxon_p([0.0, 1, 2, 3, 4, 5]) == (None, "only 5 non-zero differences")
+    assert results.wilcoxon_p([]) == (None, "only 0 non-zero differences")
+
+
+def test_paired_differences_pairs_by_case_and_leaves_out_absent_classes():
+    a = {"x": (0.8, 5.0), "y": (0.0, 0.0), "z": (0.7, 5.0), "only_a": (0.1, 5.0)}
+    b = {"x": (0.6, 5.0), "y": (float("nan"), 0.0), "z": (0.7, 5.0), "only_b": (0.1, 5.0)}
+    found = results.paired_differences(a, b)
+    assert found.cases == ["x", "z"] and found.diffs == pytest.approx([0.2, 0.0])
+    assert found.left_out == ["y"] and found.unpaired == ["only_a", "only_b"]
+    # FP and other counts are defined without the class in the reference: only NaN is left out then
+    fp = results.paired_differences({"y": (3.0, 0.0)}, {"y": (1.0, 0.0)}, skip_absent=False)
+    assert fp.diffs == [2.0] and fp.left_out == []
+
+
+# ------------------------------------------------------------------------------ folds that cannot be compared
+
+def test_an_unusable_summary_is_listed_and_the_rest_compared(tree, capsys):
+    k1 = tree / DS / "nnUNetTrainerPolyDice_K1_eps0__nnUNetPlans__2d"
+    truncated = k1 / "fold_1" / "validation" / "summary.json"
+    truncated.write_text(truncated.read_text()[:60])  # as after a crash or a full disk
+    empty = tree / DS / "nnUNetTrainerPolyDice_K1_eps1__nnUNetPlans__2d" / "fold_0" / "validation" / "summary.json"
+    empty.write_text("")
+    wrong = tree / DS / "nnUNetTrainer_3ep2it__nnUNetPlans__2d" / "fold_2" / "validation" / "summary.json"
+    wrong.write_text("[1, 2, 3]")
+    bad_cases = tree / DS / "nnUNetTrainerPolyDice_K1_eps0_5ep2it__nnUNetPlans__2d" / "fold_0" / "validation" / \
+        "summary.json"
+    data = json.loads(bad_cases.read_text())
+    data["metric_per_case"] = {"not": "a list"}
+    bad_cases.write_text(json.dumps(data))
+
+    assert main(["compare", DS, "2d", "--out", str(tree / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "Missing (5):" in printed  # the four, and K2_eps0's unfinished fold 2
+    missing = printed.split("Missing (5):")[1]
+    line = next(m for m in missing.splitlines() if "nnUNetTrainerPolyDice_K1_eps0 / fold 1" in m).strip()
+    assert line.startswith("nnUNetTrainerPolyDice_K1_eps0 / fold 1: validation/summary.json is not valid JSON "
+                           "(truncated?): ") and line.endswith(f" at line 3 ({truncated})")
+    assert f"nnUNetTrainerPolyDice_K1_eps1 / fold 0: validation/summary.json is empty ({empty})" in missing
+    assert (f"nnUNetTrainer_3ep2it / fold 2: validation/summary.json holds a list, not nnU-Net's summary object "
+            f"({wrong})") in missing
+    assert (f"nnUNetTrainerPolyDice_K1_eps0_5ep2it / fold 0: validation/summary.json: metric_per_case is not a "
+            f"list of cases ({bad_cases})") in missing
+    c = results.compare(tree, DS, "2d")
+    k1_row = c.row("nnUNetTrainerPolyDice_K1_eps0")
+    assert k1_row.folds == ["0", "2"] and k1_row.cells["1"].mean == pytest.approx(0.8)  # (0.7 + 0.9) / 2
+    assert k1_row.diffs["1"] == pytest.approx(0.8 - 0.6) and k1_row.diff_folds["1"] == ["0", "2"]  # ref (0.5, 0.7)
+    assert c.row("nnUNetTrainer").folds == ["0", "1", "2"]
+
+
+def test_fold_states_follow_the_sweep_rule(tree):
+    d = tree / DS / "nnUNetTrainerPolyDice_K1_eps1__nnUNetPlans__2d"
+    (d / "fold_0" / "checkpoint_final.pth").unlink()
+    (d / "fold_0" / "checkpoint_latest.pth").write_bytes(b"")  # retrained with --c: its old summary is stale
+    (d / "fold_1" / "checkpoint_final.pth").unlink()
+    (d / "fold_1" / "checkpoint_latest.pth").write_bytes(b"")
+    (d / "fold_1" / "polydice_pruned.json").write_text("{}")  # stopped by the tuner's pruner
+    (d / "fold_2" / "checkpoint_final.pth").unlink()  # a summary copied in without checkpoints: 'foreign'
+    c = results.compare(tree, DS, "2d", trainers=["nnUNetTrainer", "nnUNetTrainerPolyDice_K1_eps1"])
+    missing = [str(m) for m in c.missing]
+    assert missing == [
+        "nnUNetTrainerPolyDice_K1_eps1 / fold 0: training started, not finished (no checkpoint_final.pth)",
+        "nnUNetTrainerPolyDice_K1_eps1 / fold 1: pruned: stopped early by the tuner's pruner (checkpoint kept)"]
+    assert c.row("nnUNetTrainerPolyDice_K1_eps1").folds == ["2"]
+    assert [str(m) for m in c.notes] == [
+        "nnUNetTrainerPolyDice_K1_eps1 / fold 2: compared from a validation/summary.json without any checkpoint "
+        "(copied in; sweep never trains over it)"]
+    assert "Notes (1):" in c.text() and "## Notes" in c.markdown()
+    (tree / DS / "nnUNetTrainer__nnUNetPlans__2d" / "fold_0" / "validation" / "summary.json").unlink()
+    c = results.compare(tree, DS, "2d", trainers=["nnUNetTrainer"])
+    assert [str(m) for m in c.missing] == [
+        "nnUNetTrainer / fold 0: checkpoint_final.pth but no validation/summary.json (validation not run)"]
+
+
+def test_cli_bootstrap_and_seed(cases_tree, monkeypatch, capsys):
+    monkeypatch.setenv("nnUNet_results", str(cases_tree))
+    monkeypatch.setenv("nnUNet_raw", str(cases_tree))
+    out = cases_tree / "out"
+    assert main(["compare", DS, "2d", "--out", str(out), "--bootstrap", "500", "--seed", "3"]) == 0
+    assert "500 resamples of the cases with replacement, numpy default_rng(seed=3)" in capsys.readouterr().out
+    row = next(r for r in csv.DictReader((out / "comparison.csv").open())
+               if r["trainer"] == "nnUNetTrainerPolyDice" and r["class"] == "hippocampus")
+    assert row["bootstrap_resamples"] == "500" and row["bootstrap_seed"] == "3"
+    assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx(results.bootstrap_ci(
+        [0.05 * (i + 1) for i in range(8)], 500, 3), abs=1e-12)
+    for bad in ("50", "0"):
+        assert main(["compare", DS, "2d", "--out", str(out), "--bootstrap", bad]) == 2
+        err = capsys.readouterr().err
+        assert f"--bootstrap must be an integer of at least 100 (got {bad})" in err

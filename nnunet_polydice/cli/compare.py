@@ -1,23 +1,26 @@
 """``nnunet-polydice compare``: a table (and K x epsilon heat maps) of trained settings from nnU-Net's
-validation summaries."""
+validation summaries, with paired per-case statistics against a reference trainer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation, results
+from nnunet_polydice.experiments import ablation, outputs, results
 
 
 def run(args) -> int:
+    results.check_resamples(args.bootstrap, "--bootstrap")
     root = ablation.results_root()
     dataset = ablation.resolve_dataset_name(args.dataset)
     folds = ablation.parse_folds(args.folds) if args.folds else None
     if args.trainers:
         for name in args.trainers:
             ablation.validate_trainer_name(name)
-    comparison = results.compare(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
-                                 folds=folds, reference=args.reference, metric=args.metric)
     out_dir = Path(args.out) if args.out else results.default_out_dir(root, dataset, args.configuration, args.plans)
+    outputs.check_out_dir(out_dir, "--out" if args.out else "the output folder")
+    comparison = results.compare(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
+                                 folds=folds, reference=args.reference, metric=args.metric,
+                                 bootstrap=args.bootstrap, seed=args.seed)
     print(comparison.text(), end="", flush=True)
     written = results.write_outputs(comparison, out_dir)
     print(f"\nWrote {len(written)} files to {out_dir}:")
@@ -29,14 +32,17 @@ def run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser(
         "compare",
-        help="table of validation Dice per trainer and class (mean, std over folds, difference to a reference), "
-             "with K x epsilon heat maps",
+        help="table of validation Dice per trainer and class (mean, std over folds, paired difference to a "
+             "reference with bootstrap CI and Wilcoxon p), with K x epsilon heat maps",
         description=(
-            "Read nnU-Net's fold_*/validation/summary.json of each trainer and write comparison.md, "
-            "comparison.csv and, for each Poly family with at least two (K, epsilon) settings, one heat map per "
-            "class. Missing trainers, folds and NaN values are listed, never dropped; a fold whose validation "
-            "reference lacks a class is left out of that class's Dice/IoU (nnU-Net scores false positives there as "
-            "0) and listed. In the output folder only "
+            "Read nnU-Net's fold_*/validation/summary.json of each finished fold (checkpoint_final.pth and a readable "
+            "summary, the rule sweep uses) and write comparison.md, comparison.csv and, for each Poly family with at "
+            "least two (K, epsilon) settings, one heat map per class. The difference to the reference is over the "
+            "folds both trainers have; per validation case (matched by reference file, pooled over those folds) "
+            "come the mean difference, a percentile bootstrap 95%% CI and the two-sided Wilcoxon signed-rank p "
+            "(zero differences dropped). Missing trainers, unfinished, pruned or unreadable folds and NaN values are "
+            "listed, never dropped; a fold (or case) whose validation reference lacks a class is left out of that "
+            "class's Dice/IoU (nnU-Net scores false positives there as 0) and listed. In the output folder only "
             "files this command wrote before (listed in .polydice_compare.json) are overwritten."))
     p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name)")
     p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
@@ -51,4 +57,9 @@ def register(sub) -> None:
                    help="output folder (default: $nnUNet_results/<Dataset>/polydice_compare_<configuration>, "
                         "polydice_compare_<plans>_<configuration> for other plans)")
     p.add_argument("--metric", default="Dice", help="per-class metric of nnU-Net's summary: Dice (default), IoU, ...")
+    p.add_argument("--bootstrap", type=int, default=results.DEFAULT_BOOTSTRAP, metavar="N",
+                   help=f"bootstrap resamples of the paired 95%% CI, at least {results.MIN_RESAMPLES} "
+                        f"(default: {results.DEFAULT_BOOTSTRAP})")
+    p.add_argument("--seed", type=int, default=results.DEFAULT_SEED,
+                   help=f"seed of the bootstrap (numpy default_rng; default: {results.DEFAULT_SEED})")
     p.set_defaults(func=run)

@@ -8,18 +8,34 @@ as nnU-Net writes it (``nnunetv2.evaluation.evaluate_predictions.compute_metrics
     {"foreground_mean": {"Dice": ..., "IoU": ..., ...},
      "mean": {"1": {"Dice": ..., ...}, "2": {...}},          # label value as a string, or
              {"(1, 2, 3)": {...}, "(3,)": {...}},              # region tuple as a string (region-based)
-     "metric_per_case": [...]}
+     "metric_per_case": [{"reference_file": ".../case_001.nii.gz", "prediction_file": ...,
+                          "metrics": {"1": {"Dice": ..., "n_ref": ..., ...}, ...}}, ...]}
+
+Which folds count: the rule of :mod:`nnunet_polydice.experiments.runs`, the one ``sweep`` uses. A fold
+is compared when it is finished (``checkpoint_final.pth`` and a readable summary.json). A fold that
+sweep leaves alone as *foreign* (a readable summary.json copied in without any checkpoint) is compared
+too and listed under Notes. Every other fold goes to :attr:`Comparison.missing` with its reason: not
+trained, training not finished, *pruned* by the tuner, or a summary.json that cannot be used (missing,
+empty, truncated, not nnU-Net's object; with its path). One bad fold never stops the rest.
 
 Output: a :class:`Comparison`, one :class:`Row` per trainer, with for each class (and for the
 foreground mean) the mean over folds, the sample standard deviation (``ddof = 1``; none with one
-fold), the number of folds, and the difference of the mean to the reference trainer's mean
-(:func:`reference_for`). Class names come from the ``labels`` of the ``dataset.json`` that nnU-Net
-copies into each trainer folder (falling back to the summary's key).
+fold), the number of folds, and
+
+* the difference to the reference trainer (:func:`reference_for`) **over the folds both have a value
+  for**: ``mean_{f in F} x_f - mean_{f in F} r_f`` with ``F`` the common folds (their number is shown);
+* paired per-case statistics (:class:`Paired`): the validation cases of the common folds, matched by
+  their reference file name within each fold and pooled, give differences ``d_i = x_i - r_i``; their
+  mean, a percentile bootstrap 95 % confidence interval (:func:`bootstrap_ci`) and the two-sided
+  Wilcoxon signed-rank p (:func:`wilcoxon_p`).
+
+Class names come from the ``labels`` of the ``dataset.json`` that nnU-Net copies into each trainer
+folder (falling back to the summary's key).
 
 What is missing is never dropped silently: a requested trainer without a results folder, a fold that
-was not trained, a fold without ``validation/summary.json`` and a class whose value is NaN in a fold
-(nnU-Net's mean is NaN when a class is in neither reference nor prediction of any validation case)
-all go to :attr:`Comparison.missing`; rows with fewer folds than compared are marked.
+is not finished, and a class whose value is NaN in a fold (nnU-Net's mean is NaN when a class is in
+neither reference nor prediction of any validation case) all go to :attr:`Comparison.missing`; rows with
+fewer folds than compared are marked.
 
 A class absent from the reference of every validation case of a fold (nnU-Net's mean ``n_ref`` is 0)
 has no overlap score in that fold: nnU-Net writes Dice 0 when anything was predicted there (a false
@@ -27,13 +43,17 @@ positive) and NaN when nothing was. With contiguous-block folds of a structure t
 volume contains, that 0 would be averaged with real Dice values of the other folds. So for the overlap
 metrics (:data:`OVERLAP_METRICS`) such a fold is left out of that class's cell and reported in
 :attr:`Comparison.missing` (with the false-positive voxels, if any); other metrics (FP, n_pred, ...)
-keep it. The foreground-mean column is nnU-Net's own ``foreground_mean`` of each fold, unchanged.
+keep it. Per case the same holds: a case whose reference lacks the class (its ``n_ref`` is 0) is left
+out of that class's paired overlap statistics and counted. The foreground-mean column is nnU-Net's own
+``foreground_mean`` of each fold, unchanged; per case, the foreground value is the mean over the
+classes that the case's reference contains.
 
 Files (:func:`write_outputs`): ``comparison.md``, ``comparison.csv`` and, for each Poly family with at
 least two (K, epsilon) settings, one K x epsilon heat map per class
 (``heatmap_<family>[_a<A>_b<B>][_<E>ep<I>it]_<metric>_<class>.png``). The files written are listed in
 ``.polydice_compare.json`` in the output folder; a later run overwrites (and, when no longer produced,
-removes) only files listed there, and refuses to overwrite any other file.
+removes) only files listed there, and refuses to overwrite any other file
+(:class:`nnunet_polydice.experiments.outputs.OwnedFolder`).
 """
 
 from __future__ import annotations
@@ -42,13 +62,16 @@ import csv
 import io
 import json
 import math
-import os
+import numbers
 import re
 import statistics
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
+from pathlib import Path, PureWindowsPath
 
+from nnunet_polydice.experiments import outputs
+from nnunet_polydice.experiments.runs import SummaryError, fold_status, read_summary_json
 from nnunet_polydice.integration.naming import (
     format_k,
     format_number,
@@ -59,16 +82,29 @@ from nnunet_polydice.integration.naming import (
 
 __all__ = [
     "MANIFEST",
+    "DEFAULT_BOOTSTRAP",
+    "DEFAULT_SEED",
+    "MIN_CASES",
+    "ZERO_METHOD",
     "Cell",
+    "Paired",
+    "PairedDifferences",
     "Row",
     "Missing",
     "Comparison",
     "find_trainers",
     "find_folds",
     "read_summary",
+    "summary_values",
+    "per_case_values",
     "absent_from_reference",
     "label_names",
     "reference_for",
+    "paired_differences",
+    "bootstrap_ci",
+    "wilcoxon_p",
+    "paired_stats",
+    "check_resamples",
     "compare",
     "heatmap_groups",
     "write_outputs",
@@ -76,10 +112,21 @@ __all__ = [
 ]
 
 #: Name of the file, in the output folder, that lists the files this tool wrote.
-MANIFEST = ".polydice_compare.json"
+MANIFEST = outputs.manifest_name("compare")
 FOREGROUND = "foreground_mean"
 #: Metrics that score overlap with the reference: undefined for a class the fold's reference lacks.
 OVERLAP_METRICS = frozenset({"Dice", "IoU"})
+#: Bootstrap resamples of the paired confidence interval, unless given.
+DEFAULT_BOOTSTRAP = 10000
+#: Seed of numpy.random.default_rng for the bootstrap, unless given.
+DEFAULT_SEED = 0
+#: Fewest resamples accepted: the 2.5th percentile of fewer means is hardly an estimate.
+MIN_RESAMPLES = 100
+#: Fewest paired cases for a CI, and fewest non-zero differences for a Wilcoxon p (with 5 the smallest
+#: possible two-sided p is 2/2^5 = 0.0625: nothing could be significant at 0.05).
+MIN_CASES = 6
+#: How the Wilcoxon test treats zero differences (scipy's zero_method): dropped before ranking.
+ZERO_METHOD = "wilcox"
 
 
 @dataclass
@@ -103,12 +150,44 @@ class Cell:
 
 
 @dataclass
+class Paired:
+    """Per-case paired statistics of one trainer x class against its reference (:func:`paired_stats`)."""
+
+    folds: list  # the folds both have, whose cases are pooled
+    n: int = 0  # paired cases used
+    left_out: int = 0  # paired cases left out: the reference lacks the class (n_ref 0), or the value is NaN
+    mean: float | None = None  # mean of d_i = trainer_i - reference_i
+    ci: tuple | None = None  # (low, high): percentile bootstrap 95 % confidence interval of the mean
+    p: float | None = None  # two-sided Wilcoxon signed-rank p
+    nonzero: int = 0  # differences that are not zero (the ones the Wilcoxon test ranks)
+    notes: list = field(default_factory=list)  # why the CI or p is not available
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the confidence interval lies wholly above or below 0."""
+        return self.ci is not None and (self.ci[0] > 0 or self.ci[1] < 0)
+
+
+@dataclass(frozen=True)
+class PairedDifferences:
+    """What :func:`paired_differences` found: the cases used with their differences, and the cases not used."""
+
+    cases: list  # case keys used, sorted
+    diffs: list  # a - b for each of them
+    left_out: list  # in both, but the reference lacks the class (n_ref 0) or a value is NaN
+    unpaired: list  # in only one of the two
+
+
+@dataclass
 class Row:
     trainer: str
-    folds: list = field(default_factory=list)  # folds with a summary.json
+    folds: list = field(default_factory=list)  # folds with a usable summary.json
     cells: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> Cell
     reference: str | None = None
-    diffs: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> float | None
+    diffs: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> float | None, over diff_folds
+    diff_folds: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> folds both have a value for
+    cases: dict = field(default_factory=dict)  # fold -> {case: {class key: (value, n_ref)}}
+    paired: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> Paired
 
     @property
     def n_folds(self) -> int:
@@ -124,6 +203,8 @@ class Row:
 
 @dataclass(frozen=True)
 class Missing:
+    """One entry of :attr:`Comparison.missing` (or of :attr:`Comparison.notes`)."""
+
     trainer: str
     fold: str | None  # None: the whole trainer
     reason: str
@@ -131,6 +212,14 @@ class Missing:
     def __str__(self) -> str:
         where = self.trainer if self.fold is None else f"{self.trainer} / fold {self.fold}"
         return f"{where}: {self.reason}"
+
+
+def _signed(value: float) -> str:
+    return f"{round(value, 4) + 0.0:+.4f}"  # + 0.0: no '-0.0000' from rounding noise
+
+
+def _n_folds(n: int) -> str:
+    return "1 fold" if n == 1 else f"{n} folds"
 
 
 @dataclass
@@ -144,6 +233,9 @@ class Comparison:
     classes: list  # [(key, name)]
     rows: list
     missing: list
+    notes: list = field(default_factory=list)  # folds compared with a remark (a copied-in summary)
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    seed: int = DEFAULT_SEED
 
     # ------------------------------------------------------------------------------ lookups
     def row(self, trainer: str) -> Row:
@@ -159,6 +251,9 @@ class Comparison:
     def incomplete(self, row: Row) -> bool:
         return row.n_folds < len(self.folds)
 
+    def _against_reference(self, row: Row) -> bool:
+        return row.reference is not None and row.reference != row.trainer
+
     # ------------------------------------------------------------------------------ rendering
     def _cell_text(self, row: Row, key) -> str:
         cell = row.cells.get(key)
@@ -169,9 +264,10 @@ class Comparison:
             text += f" ± {cell.std:.4f}"
         if cell.n < row.n_folds:
             text += f" [n={cell.n}]"
-        diff = row.diffs.get(key)
-        if diff is not None and row.reference != row.trainer:
-            text += f" ({round(diff, 4) + 0.0:+.4f})"  # + 0.0: no '-0.0000' from rounding noise
+        if self._against_reference(row):
+            diff = row.diffs.get(key)
+            text += " (no fold in common)" if diff is None else \
+                f" ({_signed(diff)}, {_n_folds(len(row.diff_folds.get(key, [])))})"
         return text
 
     def _table(self) -> tuple[list, list]:
@@ -179,13 +275,15 @@ class Comparison:
         body = []
         for row in self.rows:
             name = row.trainer + (" *" if self.incomplete(row) else "")
-            body.append([name, f"{row.n_folds}/{len(self.folds)}", *[self._cell_text(row, k) for k, _ in self.columns()],
-                         row.reference or "-"])
+            cells = [self._cell_text(row, k) for k, _ in self.columns()]
+            body.append([name, f"{row.n_folds}/{len(self.folds)}", *cells, row.reference or "-"])
         return header, body
 
     def _legend(self) -> list:
         lines = [f"Cells: mean ± sample standard deviation over folds of the validation {self.metric} "
-                 f"(nnU-Net's validation/summary.json), (difference of the mean to the reference's mean)."]
+                 f"(nnU-Net's validation/summary.json), (difference to the reference, over the folds both have a "
+                 f"value for: the trainer's mean over those folds minus the reference's mean over the same folds; "
+                 f"their number)."]
         if any(self.incomplete(r) for r in self.rows):
             lines.append(f"* fewer than the {len(self.folds)} folds compared ({', '.join(self.folds)}); "
                          f"see Missing.")
@@ -196,37 +294,88 @@ class Comparison:
                          "validation reference, are left out of that cell (see Missing).")
         return lines
 
+    def _paired_table(self) -> tuple[list, list]:
+        header = ["trainer", "reference", "class", "folds", "cases", "left out", "mean diff", "95% CI", "Wilcoxon p",
+                  "non-zero", "note"]
+        body = []
+        for row in self.rows:
+            if not self._against_reference(row):
+                continue
+            for key, title in self.columns():
+                pr = row.paired.get(key)
+                if pr is None:
+                    continue
+                ci = "n/a" if pr.ci is None else \
+                    f"[{_signed(pr.ci[0])}, {_signed(pr.ci[1])}]" + (" *" if pr.excludes_zero else "")
+                body.append([row.trainer, row.reference, title, ", ".join(pr.folds) or "-", str(pr.n),
+                             str(pr.left_out), "-" if pr.mean is None else _signed(pr.mean), ci,
+                             "n/a" if pr.p is None else f"{pr.p:.3g}", str(pr.nonzero), "; ".join(pr.notes)])
+        return header, body
+
+    def _paired_legend(self) -> list:
+        overlap = self.metric in OVERLAP_METRICS
+        lines = [f"Paired: the validation cases of the folds both the trainer and its reference have, matched by "
+                 f"the file name of their reference within each fold and pooled over those folds; d = trainer's "
+                 f"{self.metric} minus the reference's, per case; mean diff = the mean of d.",
+                 f"95% CI: percentile bootstrap of the mean of d ({self.bootstrap} resamples of the cases with "
+                 f"replacement, numpy default_rng(seed={self.seed}); the 2.5th and 97.5th percentiles of the "
+                 f"resampled means). * marks a CI that excludes 0.",
+                 f"Wilcoxon p: two-sided signed-rank test of d (scipy.stats.wilcoxon, zero_method='{ZERO_METHOD}': "
+                 f"zero differences are dropped; non-zero counts the rest). Not available when all differences "
+                 f"are zero or fewer than {MIN_CASES} are non-zero (the smallest possible p would be 2/2^5 = 0.0625 "
+                 f"or more); the CI needs {MIN_CASES} paired cases. Neither is corrected for multiple comparisons."]
+        if overlap:
+            lines.append(f"left out: cases whose reference lacks the class (n_ref = 0; nnU-Net's {self.metric} is 0 "
+                         f"there for any false positive, NaN for none) are not part of that class's paired "
+                         f"{self.metric}.")
+            lines.append(f"foreground mean, per case: the mean of the case's {self.metric} over the classes its "
+                         f"reference contains (cases with none left out).")
+        else:
+            lines.append(f"foreground mean, per case: the mean of the case's {self.metric} over the classes.")
+        return lines
+
     def title(self) -> str:
         return (f"{self.dataset}, {self.configuration}, plans {self.plans}: validation {self.metric}, "
                 f"folds {', '.join(self.folds) or '-'}, reference {self.reference}")
 
-    def text(self) -> str:
-        """A plain-text table, the legend and the Missing list."""
-        header, body = self._table()
+    @staticmethod
+    def _plain(header: list, body: list) -> list:
         widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
-        lines = [self.title(), ""]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-        lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]
-        lines += ["", *self._legend(), ""]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+        return lines + ["  ".join(v.ljust(w) for v, w in zip(b, widths)).rstrip() for b in body]
+
+    def text(self) -> str:
+        """A plain-text table, the legend, the paired statistics, the Missing list and the notes."""
+        lines = [self.title(), "", *self._plain(*self._table()), "", *self._legend(), ""]
+        header, body = self._paired_table()
+        if body:
+            lines += ["Paired per-case differences to the reference:", *self._plain(header, body), "",
+                      *self._paired_legend(), ""]
         if self.missing:
             lines.append(f"Missing ({len(self.missing)}):")
             lines += [f"  {m}" for m in self.missing]
         else:
             lines.append("Missing: none.")
+        if self.notes:
+            lines += ["", f"Notes ({len(self.notes)}):", *[f"  {m}" for m in self.notes]]
         return "\n".join(lines) + "\n"
 
     def markdown(self, images: Sequence[str] = ()) -> str:
-        header, body = self._table()
         esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-        lines = [f"# Comparison: {esc(self.title())}", ""]
-        lines.append("| " + " | ".join(esc(h) for h in header) + " |")
-        lines.append("|" + "|".join("---" for _ in header) + "|")
-        lines += ["| " + " | ".join(esc(v) for v in b) + " |" for b in body]
-        lines += ["", *self._legend(), "", "## Missing", ""]
-        if self.missing:
-            lines += [f"- {esc(str(m))}" for m in self.missing]
-        else:
-            lines.append("None.")
+
+        def table(header, body):
+            return ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|",
+                    *["| " + " | ".join(esc(v) for v in b) + " |" for b in body]]
+
+        lines = [f"# Comparison: {esc(self.title())}", "", *table(*self._table()), "", *self._legend()]
+        header, body = self._paired_table()
+        if body:
+            lines += ["", "## Paired per-case differences to the reference", "", *table(header, body), "",
+                      *self._paired_legend()]
+        lines += ["", "## Missing", ""]
+        lines += [f"- {esc(str(m))}" for m in self.missing] if self.missing else ["None."]
+        if self.notes:
+            lines += ["", "## Notes", "", *[f"- {esc(str(m))}" for m in self.notes]]
         if images:
             lines += ["", "## Heat maps", ""]
             lines += [f"![{Path(p).stem}]({Path(p).name})" for p in images]
@@ -237,7 +386,10 @@ class Comparison:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["trainer", "family", "K", "epsilon", "alpha", "beta", "schedule", "class", "label_key", "metric",
-                    "n_folds", "folds_compared", "mean", "std", "reference", "diff_to_reference", "fold_values"])
+                    "n_folds", "folds_compared", "mean", "std", "reference", "diff_to_reference", "diff_n_folds",
+                    "diff_folds", "fold_values", "paired_folds", "paired_cases", "paired_left_out",
+                    "paired_mean_diff", "ci95_low", "ci95_high", "ci_excludes_zero", "wilcoxon_p",
+                    "wilcoxon_nonzero", "paired_note", "bootstrap_resamples", "bootstrap_seed"])
         num = lambda v: "" if v is None else repr(float(v))  # noqa: E731
         for row in self.rows:
             spec = row.spec
@@ -245,6 +397,9 @@ class Comparison:
             fam = spec.family_name if spec is not None else None
             for key, name in self.columns():
                 cell = row.cells.get(key, Cell())
+                against = self._against_reference(row) or row.reference == row.trainer
+                common = row.diff_folds.get(key, []) if against else []
+                pr = row.paired.get(key) if self._against_reference(row) else None
                 w.writerow([
                     row.trainer, fam or "",
                     "" if spec is None or spec.K is None else format_k(spec.K),
@@ -253,8 +408,14 @@ class Comparison:
                     "" if spec is None or spec.beta is None else num(spec.beta),
                     sched[1:],
                     name, key, self.metric, cell.n, len(self.folds), num(cell.mean), num(cell.std),
-                    row.reference or "", num(row.diffs.get(key)),
+                    row.reference or "", num(row.diffs.get(key)), len(common) if against else "", ";".join(common),
                     ";".join(f"{f}:{v!r}" for f, v in cell.values.items()),
+                    *([""] * 10 if pr is None else [
+                        ";".join(pr.folds), pr.n, pr.left_out, num(pr.mean),
+                        "" if pr.ci is None else num(pr.ci[0]), "" if pr.ci is None else num(pr.ci[1]),
+                        "" if pr.ci is None else str(pr.excludes_zero).lower(), num(pr.p), pr.nonzero,
+                        "; ".join(pr.notes)]),
+                    *(["", ""] if pr is None else [self.bootstrap, self.seed]),
                 ])
         return buf.getvalue()
 
@@ -283,34 +444,83 @@ def find_folds(trainer_dirs: Sequence[Path]) -> list[str]:
     return sorted(folds, key=_fold_sort_key)
 
 
-def read_summary(path: Path, metric: str = "Dice") -> tuple[dict, float]:
-    """``({class key: value}, foreground mean)`` of ``metric`` from one nnU-Net summary.json.
+def summary_values(data: Mapping, metric: str = "Dice") -> tuple[dict, float]:
+    """``({class key: value}, foreground mean)`` of ``metric`` from nnU-Net's summary (as
+    :func:`nnunet_polydice.experiments.runs.read_summary_json` returns it).
 
     Keys are kept as nnU-Net writes them (``'1'``, ``'(1, 2)'``). Values may be NaN.
 
     Raises:
-        ValueError: when the file is not an nnU-Net summary or lacks the metric.
+        SummaryError: when ``mean`` or ``foreground_mean`` is not an object of metrics.
+        ValueError: when the summary lacks the metric (a wrong ``metric``, not a broken file).
     """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        mean = data["mean"]
-        fg = data["foreground_mean"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} is not an nnU-Net validation summary ({type(err).__name__}: {err}).") from None
+    mean, fg = data["mean"], data["foreground_mean"]
+    if not isinstance(mean, Mapping) or not all(isinstance(m, Mapping) for m in mean.values()) \
+            or not isinstance(fg, Mapping):
+        raise SummaryError("validation/summary.json: mean or foreground_mean is not nnU-Net's object of metrics")
     values = {}
     for key, metrics in mean.items():
         if metric not in metrics:
-            raise ValueError(f"{path} has no metric {metric!r} for class {key}; it has {sorted(metrics)}.")
+            raise ValueError(f"a validation/summary.json has no metric {metric!r} for class {key}; it has "
+                             f"{sorted(metrics)}.")
         values[str(key)] = _as_float(metrics[metric])
     if metric not in fg:
-        raise ValueError(f"{path} has no foreground mean of {metric!r}; it has {sorted(fg)}.")
+        raise ValueError(f"a validation/summary.json has no foreground mean of {metric!r}; it has {sorted(fg)}.")
     return values, _as_float(fg[metric])
 
 
-def absent_from_reference(path: Path) -> dict:
-    """``{class key: false-positive voxels}`` for the classes of one summary.json that no validation case's
-    reference contains (nnU-Net's mean ``n_ref`` is 0). Summaries without ``n_ref`` give ``{}``."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+def read_summary(path: Path, metric: str = "Dice") -> tuple[dict, float]:
+    """:func:`summary_values` of one summary.json file.
+
+    Raises:
+        ValueError: when the file is not an nnU-Net summary (a :class:`SummaryError`, with the path) or lacks
+            the metric.
+    """
+    try:
+        return summary_values(read_summary_json(path), metric)
+    except SummaryError as err:
+        raise SummaryError(f"{path}: {err}") from None
+
+
+def _case_name(reference_file) -> str:
+    """The file name of a case's reference (paths written on Windows or POSIX alike)."""
+    return PureWindowsPath(str(reference_file)).name
+
+
+def per_case_values(data: Mapping, metric: str = "Dice") -> dict:
+    """``{case: {class key: (value, n_ref)}}`` of ``metric`` from nnU-Net's ``metric_per_case``.
+
+    A case is named by the file name of its ``reference_file`` (the same for every trainer of a dataset,
+    wherever the results were computed); ``n_ref`` is the reference's voxel count of the class (None when
+    the summary lacks it).
+
+    Raises:
+        SummaryError: when ``metric_per_case`` is not nnU-Net's list of cases, or two cases share a
+            reference file name.
+    """
+    entries = data["metric_per_case"]
+    if not isinstance(entries, list):
+        raise SummaryError("validation/summary.json: metric_per_case is not a list of cases")
+    cases = {}
+    for i, entry in enumerate(entries):
+        try:
+            name = _case_name(entry["reference_file"])
+            values = {str(k): (_as_float(m[metric]), None if m.get("n_ref") is None else float(m["n_ref"]))
+                      for k, m in entry["metrics"].items()}
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise SummaryError(f"validation/summary.json: case {i} of metric_per_case is not nnU-Net's "
+                               f"({type(err).__name__}: {err})") from None
+        if name in cases:
+            raise SummaryError(f"validation/summary.json: two cases have the reference file name {name}")
+        cases[name] = values
+    return cases
+
+
+def absent_from_reference(summary) -> dict:
+    """``{class key: false-positive voxels}`` for the classes of one summary (a dict, or the path of a
+    summary.json) that no validation case's reference contains (nnU-Net's mean ``n_ref`` is 0).
+    Summaries without ``n_ref`` give ``{}``."""
+    data = summary if isinstance(summary, Mapping) else json.loads(Path(summary).read_text(encoding="utf-8"))
     absent = {}
     for key, metrics in data.get("mean", {}).items():
         n_ref = metrics.get("n_ref") if isinstance(metrics, dict) else None
@@ -357,9 +567,165 @@ def reference_for(trainer: str, reference: str, available: Sequence[str]) -> str
     return None
 
 
+def _fold_summary(fold_dir: Path) -> tuple[dict | None, str | None, bool]:
+    """``(summary, None, foreign)`` for a fold that is compared, ``(None, reason, False)`` for one that is not,
+    by the rule of :func:`nnunet_polydice.experiments.runs.fold_status`."""
+    status = fold_status(fold_dir)
+    path = fold_dir / "validation" / "summary.json"
+    if status.state == "skip":
+        return status.summary, None, False
+    if status.state == "foreign":
+        try:
+            return read_summary_json(path), None, True
+        except SummaryError as err:
+            return None, f"{err} ({path})", False
+    if status.state == "pruned":
+        return None, f"pruned: {status.reason}", False
+    if status.state == "validate":
+        if not path.exists():
+            return None, "checkpoint_final.pth but no validation/summary.json (validation not run)", False
+        return None, f"{status.reason} ({path})", False
+    if status.state == "continue":
+        return None, "training started, not finished (no checkpoint_final.pth)", False
+    return None, "not trained (no checkpoint, no validation/summary.json)", False
+
+
+# ------------------------------------------------------------------------------------ paired statistics
+
+def paired_differences(a: Mapping, b: Mapping, skip_absent: bool = True) -> PairedDifferences:
+    """The per-case differences ``d_i = a_i - b_i`` of two trainers over the cases both have.
+
+    Args:
+        a, b: ``{case key: (value, n_ref)}`` of the trainer and of its reference (any hashable, sortable
+            case key, e.g. ``(fold, file name)``).
+        skip_absent: leave out a case whose reference lacks the class (``n_ref == 0`` in either; an overlap
+            score is not defined there). A case with a NaN value is always left out.
+
+    Returns:
+        :class:`PairedDifferences`: the cases used (sorted) with their ``d_i``, the cases left out, and
+        the cases found in only one of ``a`` and ``b``.
+    """
+    used, diffs, left_out = [], [], []
+    for case in sorted(set(a) & set(b)):
+        (va, ra), (vb, rb) = a[case], b[case]
+        if (skip_absent and (ra == 0 or rb == 0)) or math.isnan(va) or math.isnan(vb):
+            left_out.append(case)
+            continue
+        used.append(case)
+        diffs.append(va - vb)
+    return PairedDifferences(used, diffs, left_out, sorted(set(a) ^ set(b)))
+
+
+def bootstrap_ci(diffs: Sequence[float], resamples: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of ``diffs``.
+
+    ``resamples`` times, n values are drawn with replacement from the n differences (indices from
+    ``numpy.random.default_rng(seed).integers(0, n)``) and their mean ``m_b`` is taken; the interval is the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the ``m_b`` (``numpy.percentile``, linear
+    interpolation): the 2.5th and 97.5th percentiles for level 0.95. Equal inputs and seed give equal
+    intervals. All differences equal to c give ``(c, c)``; differences ``+-c`` in equal numbers give an
+    interval around 0.
+
+    Raises:
+        ValueError: without differences, or with fewer than one resample.
+    """
+    import numpy as np
+
+    d = np.asarray(diffs, dtype=float).ravel()
+    if d.size == 0:
+        raise ValueError("a bootstrap needs at least one difference.")
+    if int(resamples) < 1:
+        raise ValueError(f"the number of bootstrap resamples must be at least 1 (got {resamples}).")
+    rng = np.random.default_rng(seed)
+    means = np.empty(int(resamples))
+    chunk = max(1, 2**20 // d.size)  # at most ~1e6 indices in memory at once
+    for start in range(0, means.size, chunk):
+        m = min(chunk, means.size - start)
+        means[start:start + m] = d[rng.integers(0, d.size, size=(m, d.size))].mean(axis=1)
+    low, high = np.percentile(means, [50.0 * (1 - level), 50.0 * (1 + level)])
+    return float(low), float(high)
+
+
+def wilcoxon_p(diffs: Sequence[float], zero_method: str = ZERO_METHOD,
+               min_nonzero: int = MIN_CASES) -> tuple[float | None, str | None]:
+    """Two-sided Wilcoxon signed-rank p of paired differences: ``(p, None)``, or ``(None, reason)``.
+
+    The differences are rounded to 12 decimals first, so that float noise (``0.3 - 0.2`` against ``0.1``)
+    neither breaks a tie nor turns a zero difference into a non-zero one. Then
+    ``scipy.stats.wilcoxon(d, zero_method=zero_method, alternative='two-sided')``: the ``|d_i|`` are ranked
+    (ties share their mean rank) and ``W+`` sums the ranks of the positive ``d_i``; under the null every
+    sign pattern is equally likely. With ``zero_method='wilcox'`` the zero differences are dropped before
+    ranking ('zsplit' would rank them and give half their rank to each side). scipy's default method:
+    the exact distribution of ``W+`` for at most 50 differences without ties or zeros, an exhaustive
+    sign-flip permutation for at most 13 with ties or zeros, else the normal approximation with
+    continuity correction. Example: 6 positive differences of distinct sizes are the most extreme of the
+    2^6 sign patterns on one side: p = 2 / 64 = 0.03125.
+
+    Not available: all differences zero, or fewer than ``min_nonzero`` non-zero ones (with n non-zero
+    differences the smallest possible two-sided p is 2 / 2^n, 0.0625 for n = 5).
+    """
+    from scipy.stats import wilcoxon
+
+    d = [round(float(v), 12) + 0.0 for v in diffs]
+    nonzero = sum(v != 0 for v in d)
+    if d and nonzero == 0:
+        return None, "all differences are zero"
+    if nonzero < min_nonzero:
+        return None, f"only {nonzero} non-zero differences"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = float(wilcoxon(d, zero_method=zero_method, alternative="two-sided").pvalue)
+    return p, None
+
+
+def paired_stats(diffs: Sequence[float], folds: Sequence[str] = (), left_out: int = 0,
+                 resamples: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED) -> Paired:
+    """:class:`Paired` of differences: their mean, :func:`bootstrap_ci` (with at least :data:`MIN_CASES`
+    differences) and :func:`wilcoxon_p`, with the reason when one is not available."""
+    pr = Paired(list(folds), n=len(diffs), left_out=left_out)
+    if not diffs:
+        pr.notes.append("no paired case")
+        return pr
+    pr.mean = statistics.fmean(diffs)
+    pr.nonzero = sum(round(float(v), 12) != 0 for v in diffs)
+    if len(diffs) >= MIN_CASES:
+        pr.ci = bootstrap_ci(diffs, resamples, seed)
+    else:
+        pr.notes.append(f"CI: only {len(diffs)} cases")
+    pr.p, why = wilcoxon_p(diffs)
+    if why:
+        pr.notes.append(f"p: {why}")
+    return pr
+
+
+def _case_value(metrics: Mapping, key: str, overlap: bool) -> tuple[float, float | None]:
+    """``(value, n_ref)`` of one case for a class key, or for :data:`FOREGROUND` the mean over the classes
+    the case's reference contains (over all classes for a metric that is not an overlap score) with the
+    number of those classes as its ``n_ref``."""
+    if key != FOREGROUND:
+        return metrics.get(key, (math.nan, None))
+    present = [v for k, (v, r) in metrics.items()
+               if k != "0" and not math.isnan(v) and (not overlap or r is None or r > 0)]
+    return (statistics.fmean(present), float(len(present))) if present else (math.nan, 0.0)
+
+
+def check_resamples(value, option: str = "the number of bootstrap resamples") -> int:
+    """``value`` as an int of at least :data:`MIN_RESAMPLES`.
+
+    Raises:
+        ValueError: otherwise; the message names ``option``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < MIN_RESAMPLES:
+        raise ValueError(f"{option} must be an integer of at least {MIN_RESAMPLES} (got {value!r}); the default is "
+                         f"{DEFAULT_BOOTSTRAP}.")
+    return int(value)
+
+
 def compare(results: Path, dataset_name: str, configuration: str, *, plans: str = "nnUNetPlans",
             trainers: Sequence[str] | None = None, folds: Sequence | None = None,
-            reference: str = "nnUNetTrainer", metric: str = "Dice") -> Comparison:
+            reference: str = "nnUNetTrainer", metric: str = "Dice", bootstrap: int = DEFAULT_BOOTSTRAP,
+            seed: int = DEFAULT_SEED) -> Comparison:
     """Read every ``fold_<f>/validation/summary.json`` and build the :class:`Comparison`.
 
     Args:
@@ -369,11 +735,15 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
         folds: default the union of the ``fold_<f>`` folders of these trainers.
         reference: the trainer differences are taken to (see :func:`reference_for`).
         metric: a key of nnU-Net's per-class metrics (Dice, IoU, FP, TP, FN, TN, n_pred, n_ref).
+        bootstrap: resamples of the paired confidence intervals (:func:`bootstrap_ci`).
+        seed: seed of those resamples.
 
     Raises:
         FileNotFoundError: when the dataset has no results folder.
-        ValueError: when no trainer is found, or a summary is malformed or lacks the metric.
+        ValueError: when no trainer is found, a summary lacks the metric, or ``bootstrap`` is too small.
+            An unusable summary.json is not an error: its fold is listed in :attr:`Comparison.missing`.
     """
+    bootstrap = check_resamples(bootstrap)
     dataset_dir = Path(results) / dataset_name
     if not dataset_dir.is_dir():
         raise FileNotFoundError(f"{dataset_dir} does not exist: no results of {dataset_name} in nnUNet_results.")
@@ -384,8 +754,10 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
                          f"configuration and -p/--plans.")
     tdir = {t: dataset_dir / f"{t}__{plans}__{configuration}" for t in trainers}
     folds = [str(f) for f in folds] if folds else find_folds(list(tdir.values()))
+    overlap = metric in OVERLAP_METRICS
 
     missing: list[Missing] = []
+    notes: list[Missing] = []
     rows: list[Row] = []
     keys: list[str] = []
     names: dict = {}
@@ -403,16 +775,25 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
                 names = {}
         for f in folds:
             fold_dir = tdir[t] / f"fold_{f}"
-            summary = fold_dir / "validation" / "summary.json"
             if not fold_dir.is_dir():
                 missing.append(Missing(t, f, "not trained (no fold folder)"))
                 continue
-            if not summary.is_file():
-                missing.append(Missing(t, f, "no validation/summary.json (training unfinished or validation not run)"))
+            data, reason, foreign = _fold_summary(fold_dir)
+            if data is not None:
+                try:
+                    values, fg = summary_values(data, metric)
+                    cases = per_case_values(data, metric)
+                except SummaryError as err:
+                    data, reason = None, f"{err} ({fold_dir / 'validation' / 'summary.json'})"
+            if data is None:
+                missing.append(Missing(t, f, reason))
                 continue
-            values, fg = read_summary(summary, metric)
-            absent = absent_from_reference(summary) if metric in OVERLAP_METRICS else {}
+            if foreign:
+                notes.append(Missing(t, f, "compared from a validation/summary.json without any checkpoint (copied "
+                                           "in; sweep never trains over it)"))
+            absent = absent_from_reference(data) if overlap else {}
             row.folds.append(f)
+            row.cases[f] = cases
             for key, v in [*values.items(), (FOREGROUND, fg)]:
                 if key != FOREGROUND and key not in keys:
                     keys.append(key)
@@ -445,13 +826,37 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
             continue
         ref = next(r for r in rows if r.trainer == row.reference)
         for key in [*keys, FOREGROUND]:
-            a, b = row.cells.get(key, Cell()).mean, ref.cells.get(key, Cell()).mean
-            row.diffs[key] = None if a is None or b is None else a - b
+            a, b = row.cells.get(key, Cell()).values, ref.cells.get(key, Cell()).values
+            common = [f for f in folds if f in a and f in b]
+            row.diff_folds[key] = common
+            row.diffs[key] = (statistics.fmean(a[f] for f in common) - statistics.fmean(b[f] for f in common)
+                              if common else None)
+        if row is not ref:
+            _pair(row, ref, [*keys, FOREGROUND], overlap, bootstrap, seed, missing)
     orphans = [r.trainer for r in rows if r.reference is None and r.n_folds > 0]
     if orphans:
         missing.append(Missing(reference, None, f"reference trainer (or its variant with the same schedule) has "
                                                 f"no results; no differences for {', '.join(orphans)}"))
-    return Comparison(dataset_name, configuration, plans, metric, reference, folds, classes, rows, missing)
+    return Comparison(dataset_name, configuration, plans, metric, reference, folds, classes, rows, missing, notes,
+                      bootstrap, seed)
+
+
+def _pair(row: Row, ref: Row, keys: Sequence[str], overlap: bool, resamples: int, seed: int,
+          missing: list) -> None:
+    """Fill ``row.paired``: the cases of the folds both rows have, pooled; unmatched cases go to ``missing``."""
+    common = [f for f in row.folds if f in ref.folds]
+    for f in common:
+        only_here, only_ref = set(row.cases[f]) - set(ref.cases[f]), set(ref.cases[f]) - set(row.cases[f])
+        if only_here or only_ref:
+            missing.append(Missing(row.trainer, f, f"{len(only_here)} validation cases without a match in "
+                                                   f"{ref.trainer}'s fold {f} and {len(only_ref)} of its cases "
+                                                   f"without one here: left out of the paired statistics "
+                                                   f"(different splits?)"))
+    for key in keys:
+        a, b = ({(_fold_sort_key(f), case): _case_value(m, key, overlap)
+                 for f in common for case, m in r.cases[f].items()} for r in (row, ref))
+        found = paired_differences(a, b, skip_absent=overlap)
+        row.paired[key] = paired_stats(found.diffs, common, len(found.left_out), resamples, seed)
 
 
 # -------------------------------------------------------------------------------------- heat maps
@@ -539,18 +944,7 @@ def _plot_heatmap(path: Path, comparison: Comparison, label: str, cells: dict, k
 def default_out_dir(results: Path, dataset_name: str, configuration: str, plans: str = "nnUNetPlans") -> Path:
     """``<results>/<dataset>/polydice_compare_<configuration>`` (``polydice_compare_<plans>_<configuration>``
     for plans other than nnUNetPlans, so that two plans do not share one folder)."""
-    tag = configuration if plans == "nnUNetPlans" else f"{plans}_{configuration}"
-    return Path(results) / dataset_name / f"polydice_compare_{tag}"
-
-
-def _owned(out_dir: Path) -> set:
-    manifest = out_dir / MANIFEST
-    if not manifest.is_file():
-        return set()
-    try:
-        return set(json.loads(manifest.read_text(encoding="utf-8")).get("files", []))
-    except (ValueError, AttributeError):
-        return set()
+    return outputs.default_out_dir(results, dataset_name, configuration, plans, "compare")
 
 
 def write_outputs(comparison: Comparison, out_dir: Path) -> list[Path]:
@@ -564,26 +958,16 @@ def write_outputs(comparison: Comparison, out_dir: Path) -> list[Path]:
         FileExistsError: when a file to be written exists and was not written by this tool; nothing
             is written then.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    owned = _owned(out_dir)
+    folder = outputs.OwnedFolder(out_dir, "compare")
     heatmaps = _heatmap_files(comparison)
     targets = ["comparison.md", "comparison.csv", *[h[0] for h in heatmaps]]
-    clash = [t for t in targets if (out_dir / t).exists() and t not in owned]
-    if clash:
-        raise FileExistsError(f"{out_dir / clash[0]} exists and was not written by nnunet-polydice compare; "
-                              f"refusing to overwrite it (move it away or choose another output folder).")
+    folder.claim(targets)
+    out_dir = folder.out_dir
     written = []
     for fname, label, cells, key, name in heatmaps:
         _plot_heatmap(out_dir / fname, comparison, label, cells, key, name)
         written.append(out_dir / fname)
     (out_dir / "comparison.csv").write_text(comparison.csv_text(), encoding="utf-8")
     (out_dir / "comparison.md").write_text(comparison.markdown([h[0] for h in heatmaps]), encoding="utf-8")
-    written = [out_dir / "comparison.md", out_dir / "comparison.csv", *written]
-    for stale in owned - set(targets):
-        p = out_dir / stale
-        if p.is_file() and os.path.basename(stale) == stale:
-            p.unlink()
-    (out_dir / MANIFEST).write_text(json.dumps({"tool": "nnunet-polydice compare", "files": targets}, indent=1),
-                                    encoding="utf-8")
-    return written
+    folder.commit(targets)
+    return [out_dir / "comparison.md", out_dir / "comparison.csv", *written]

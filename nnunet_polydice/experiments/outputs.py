@@ -1,0 +1,94 @@
+"""Output folders the tools share with their user: a tool overwrites only files it wrote there itself.
+
+Each tool (``compare``, ``curves``) keeps, in its output folder, a manifest ``.polydice_<tool>.json``
+listing the files it wrote. A later run of that tool overwrites the files listed there, removes those of
+them it does not produce any more, and refuses to overwrite any other file (the user's, or another
+tool's): :class:`OwnedFolder`. :func:`check_out_dir` says, before any work, when a folder cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["manifest_name", "check_out_dir", "default_out_dir", "OwnedFolder"]
+
+
+def manifest_name(tool: str) -> str:
+    """``'.polydice_<tool>.json'``: the file, in the output folder, that lists the files ``tool`` wrote."""
+    return f".polydice_{tool}.json"
+
+
+def check_out_dir(path, option: str = "--out") -> Path:
+    """Check, without creating anything, that ``path`` is or can become a writable folder; return it.
+
+    Raises:
+        ValueError: when ``path`` is an existing file, when a parent of it is a file, or when the nearest
+            existing folder above it (or itself) is not writable; the message names ``option``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file, not a folder; give a folder (it is created if needed).")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path} cannot be created: {existing} is a file, not a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path} is not writable: {existing} does not allow writing; give another "
+                         f"folder.")
+    return path
+
+
+def default_out_dir(results, dataset_name: str, configuration: str, plans: str, tool: str) -> Path:
+    """``<results>/<dataset>/polydice_<tool>_<configuration>`` (``polydice_<tool>_<plans>_<configuration>``
+    for plans other than nnUNetPlans, so that two plans do not share one folder)."""
+    tag = configuration if plans == "nnUNetPlans" else f"{plans}_{configuration}"
+    return Path(results) / dataset_name / f"polydice_{tool}_{tag}"
+
+
+class OwnedFolder:
+    """An output folder of one tool: :meth:`claim` the file names, write them, then :meth:`commit`.
+
+    ``claim`` refuses (before anything is written) a name that exists and is not in the tool's manifest;
+    ``commit`` removes the tool's own files that this run did not produce and writes the manifest.
+    """
+
+    def __init__(self, out_dir, tool: str):
+        self.out_dir = Path(out_dir)
+        self.tool = tool
+        self.manifest = self.out_dir / manifest_name(tool)
+
+    def owned(self) -> set:
+        """The file names the manifest lists (none when it is missing or unreadable)."""
+        if not self.manifest.is_file():
+            return set()
+        try:
+            return set(json.loads(self.manifest.read_text(encoding="utf-8")).get("files", []))
+        except (ValueError, AttributeError):
+            return set()
+
+    def claim(self, names: Sequence[str]) -> None:
+        """Create the folder and check that every name is free or the tool's own.
+
+        Raises:
+            FileExistsError: when a name exists and was not written by this tool; nothing is written then.
+        """
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        owned = self.owned()
+        clash = [n for n in names if (self.out_dir / n).exists() and n not in owned]
+        if clash:
+            raise FileExistsError(f"{self.out_dir / clash[0]} exists and was not written by nnunet-polydice "
+                                  f"{self.tool}; refusing to overwrite it (move it away or choose another output "
+                                  f"folder).")
+
+    def commit(self, names: Sequence[str]) -> None:
+        """Remove the tool's files of an earlier run that are not in ``names``; list ``names`` in the manifest."""
+        for stale in self.owned() - set(names):
+            path = self.out_dir / stale
+            if os.path.basename(stale) == stale and path.is_file():
+                path.unlink()
+        self.manifest.write_text(json.dumps({"tool": f"nnunet-polydice {self.tool}", "files": list(names)}, indent=1),
+                                 encoding="utf-8")
