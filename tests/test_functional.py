@@ -5,6 +5,7 @@ here, never with the code under test.
 """
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -454,3 +455,70 @@ def test_check_shapes_tells_label_map_from_one_hot():
     assert check_shapes(probs, torch.zeros(2, 3, 4, 4)) is False
     # one channel: a target of the same shape is a region target, as in nnU-Net
     assert check_shapes(torch.rand(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)) is False
+
+
+# --------------------------------------------------------------------------------------------------
+# label values and empty inputs: refused with a sentence (nnU-Net's own Dice raises in scatter_)
+
+
+@pytest.mark.parametrize("bad, shown", [(2, "2"), (-1, "-1"), (0.5, "0.5"), (float("nan"), "nan")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [False, True])
+def test_label_map_values_that_are_no_class_number_are_refused(bad, shown, dtype, batch):
+    # 2 classes: only 0 and 1 name a class; 2 (>= C), -1, 0.5 and NaN match none of them
+    labels = torch.tensor([[[1, 1, 0, bad]]], dtype=dtype)
+    with pytest.raises(ValueError, match=rf"holds 1 value\(s\) that are not a class number where the loss is "
+                                         rf"computed \(e\.g\. {shown}\); with 2 prediction channels a label map "
+                                         rf"may hold only the whole numbers 0\.\.1 there"):
+        overlap_sums(_probs(), labels, batch=batch)
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int64, torch.uint8])
+def test_integer_label_maps_out_of_range_are_refused(dtype):
+    labels = torch.tensor([[[1, 1, 0, 200 if dtype == torch.uint8 else 7]]], dtype=dtype)
+    with pytest.raises(ValueError, match=r"\(e\.g\. (200|7)\)"):
+        overlap_sums(_probs(), labels)
+    if dtype != torch.uint8:
+        labels[..., -1] = -3
+        with pytest.raises(ValueError, match=r"\(e\.g\. -3\)"):
+            overlap_sums(_probs(), labels)
+
+
+def test_bad_labels_under_a_zero_mask_are_not_looked_at():
+    # pixel 2 holds 7 but its mask is 0: the sums are the masked hand values of test_overlap_sums_hand_values
+    labels = torch.tensor([[[1, 7, 0, 0]]], dtype=torch.int16)
+    mask = torch.tensor([[[1, 0, 1, 1]]], dtype=torch.bool)
+    tp, sum_pred, sum_gt = overlap_sums(_probs(), labels, mask)
+    np.testing.assert_allclose(tp.numpy(), [[1.7, 0.9]], rtol=1e-6)
+    np.testing.assert_allclose(sum_pred.numpy(), [[1.8, 1.2]], rtol=1e-6)
+    np.testing.assert_allclose(sum_gt.numpy(), [[2.0, 1.0]], rtol=1e-6)
+    # where the mask is 1 the same value is refused; a per-channel mask checks every voxel
+    with pytest.raises(ValueError, match=r"\(e\.g\. 7\)"):
+        overlap_sums(_probs(), labels, torch.ones(1, 1, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\(e\.g\. 7\)"):
+        overlap_sums(_probs(), labels, mask.expand(1, 2, 4))
+
+
+def test_label_check_counts_exactly_beyond_float32_whole_numbers():
+    # 2**24 + 1 voxels of class 0: float32 sums 2**24 + 1 ones to 2**24, which would look like one unlabelled
+    # voxel; the target's sums are then accumulated in float64, so a valid map passes and one bad voxel is caught
+    n = 2 ** 24 + 1
+    probs = torch.ones(1, 1, n)
+    labels = torch.zeros(1, n, dtype=torch.uint8)
+    _, _, sum_gt = overlap_sums(probs, labels)
+    assert sum_gt.dtype == torch.float32 and sum_gt.item() == float(2 ** 24)   # n rounded to float32
+    labels[0, 12345] = 1
+    with pytest.raises(ValueError, match=r"holds 1 value\(s\) .*\(e\.g\. 1\)"):
+        overlap_sums(probs, labels)
+
+
+@pytest.mark.parametrize("probs_shape, target_shape", [
+    ((0, 2, 4), (0, 1, 4)),        # B = 0
+    ((1, 2, 0), (1, 1, 0)),        # zero spatial size
+    ((2, 2, 4, 0), (2, 4, 0)),
+    ((1, 0, 4), (1, 0, 4)),        # no channel
+])
+def test_empty_prediction_is_refused(probs_shape, target_shape):
+    with pytest.raises(ValueError, match=rf"The prediction is empty \(shape {re.escape(str(probs_shape))}\): the "
+                                         r"loss needs at least one sample, one channel and one voxel"):
+        overlap_sums(torch.rand(probs_shape), torch.zeros(target_shape))

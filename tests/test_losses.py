@@ -452,3 +452,37 @@ def test_forward_refuses_mismatched_shapes(cls, x_shape, y_shape, mask_shape, me
 def test_do_bg_false_needs_two_channels():
     with pytest.raises(ValueError, match=r"do_bg=False drops channel 0"):
         PolyDiceLoss(torch.sigmoid, do_bg=False)(torch.randn(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
+
+
+@pytest.mark.parametrize("bad", [3, -1, 1.5])
+@pytest.mark.parametrize("batch_dice", [False, True])
+@pytest.mark.parametrize("cls", list(CLASSES.values()))
+def test_forward_refuses_labels_that_are_no_class_number(cls, bad, batch_dice):
+    # 3 channels: labels 0, 1, 2 only; nnU-Net's MemoryEfficientSoftDiceLoss raises too (in scatter_)
+    labels = torch.zeros(2, 1, 4, 4)
+    labels[1, 0, 2, 3] = bad
+    loss = cls(softmax1, batch_dice=batch_dice, do_bg=False)
+    with pytest.raises(ValueError, match=rf"\(e\.g\. {bad:g}\); with 3 prediction channels a label map may hold "
+                                         r"only the whole numbers 0\.\.2 there"):
+        loss(torch.randn(2, 3, 4, 4), labels)
+
+
+@pytest.mark.parametrize("x_shape, y_shape", [((0, 3, 4, 4), (0, 1, 4, 4)), ((2, 3, 0, 4), (2, 1, 0, 4))])
+@pytest.mark.parametrize("cls", list(CLASSES.values()))
+def test_forward_refuses_an_empty_batch(cls, x_shape, y_shape):
+    with pytest.raises(ValueError, match=r"The prediction is empty .* an empty batch has no Dice"):
+        cls(softmax1)(torch.randn(x_shape), torch.zeros(y_shape))
+
+
+def test_compiled_loss_checks_labels_without_a_graph_break():
+    # under torch.compile the label check is an asynchronous assertion (no host sync, fullgraph still compiles);
+    # on the CPU it raises at once with the same sentence
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("torch.compile on CPU needs a C compiler and none is installed")
+    loss = torch.compile(PolyDiceLoss(softmax1, K=2, epsilon=1.0), fullgraph=True)
+    labels = torch.zeros(2, 1, 4, 4)
+    assert torch.isfinite(loss(torch.randn(2, 3, 4, 4), labels))
+    labels[0, 0, 1, 1] = 3
+    with pytest.raises(RuntimeError, match=r"not a class number where the loss is computed; with 3 prediction "
+                                           r"channels a label map may hold only the whole numbers 0\.\.2"):
+        loss(torch.randn(2, 3, 4, 4), labels)

@@ -252,8 +252,7 @@ def check_shapes(
     Accepted, with ``probs`` of shape ``(B, C, *spatial)`` and at least one spatial axis:
 
     - ``target`` of shape ``(B, 1, *spatial)`` or ``(B, *spatial)``: a label map with values in
-      ``0..C-1``. Values outside that range belong to no class (they are not checked, which would
-      need a device sync; nnU-Net replaces the ignore label before the Dice and masks it out);
+      ``0..C-1`` (checked later by :func:`overlap_sums`, on its small per-class sums);
     - ``target`` of shape ``(B, C, *spatial)``: one-hot or region target (bool, or numbers used as
       they are, so soft targets keep their values). When ``C == 1`` a target of that shape is
       taken as the region target, as nnU-Net does.
@@ -264,12 +263,18 @@ def check_shapes(
         True when ``target`` is a label map, False when it is one-hot/region.
 
     Raises:
-        ValueError: naming the argument and the shapes given.
+        ValueError: naming the argument and the shapes given, also for an empty prediction (a size 0
+            anywhere: no sample, channel or voxel).
     """
     shape = tuple(probs.shape)
     if probs.ndim < 3:
         raise ValueError(
             f"The prediction must have shape (B, C, *spatial) with at least one spatial axis (got shape {shape})."
+        )
+    if 0 in shape:
+        raise ValueError(
+            f"The prediction is empty (shape {shape}): the loss needs at least one sample, one channel and one "
+            f"voxel (B >= 1, C >= 1 and every spatial size >= 1); an empty batch has no Dice."
         )
     _check_do_bg(shape, do_bg)
     target_shape = tuple(target.shape)
@@ -302,6 +307,61 @@ def _one_hot_dtype(probs: torch.Tensor) -> torch.dtype:
     nnU-Net's ``MemoryEfficientSoftDiceLoss`` in time and peak memory on both.
     """
     return probs.dtype
+
+
+#: float32 counts whole numbers exactly up to 2**24; a target's sums over more voxels are accumulated
+#: in float64, so that the label check of :func:`overlap_sums` stays exact.
+EXACT_FLOAT32_COUNT = 2 ** 24
+
+
+def _check_labels(target, onehot, mask, sum_gt, voxels: int, axes) -> None:
+    """Refuse a label map with a value that is no class number ``0..C-1`` where the loss is computed.
+
+    The one-hot is made by comparing the labels with the class numbers, so such a voxel (a label
+    ``>= C``, negative, fractional or NaN) is 0 in every channel: the per-class sums ``sum_gt`` (made
+    anyway) then add up to fewer voxels than the sums cover. The check compares those small
+    ``(B, C)`` or ``(C,)`` sums with the voxel count (the mask's sum under a one-channel mask): one
+    reduction over the classes, no pass over the full tensors (under a per-channel mask every voxel
+    is checked, with one more reduction, of the one-hot).
+
+    How it fails: on CPU tensors in eager mode, a :class:`ValueError` that shows the bad values (the
+    host reads one boolean, about 10 microseconds). On a GPU, and under ``torch.compile`` on any
+    device, the same condition goes to ``torch._assert_async``: no host sync and no graph break
+    (``fullgraph=True`` still compiles); compiled on the CPU it raises a RuntimeError with the
+    sentence, on CUDA it is a device-side assertion, as nnU-Net's own Dice gives (its ``scatter_``).
+    """
+    if mask is None:
+        expected, labelled = voxels, sum_gt.sum(-1)
+    elif mask.shape[1] == 1:
+        expected, labelled = mask.sum(axes, dtype=sum_gt.dtype).squeeze(-1), sum_gt.sum(-1)
+    else:
+        expected, labelled = voxels, onehot.sum(axes, dtype=sum_gt.dtype).sum(-1)
+    ok = ((expected - labelled) < 0.5).all()   # counts of whole voxels: a shortfall is at least 1
+    num_classes = onehot.shape[1]
+    if sum_gt.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not bool(ok):
+            raise _label_error(target, mask, num_classes)
+    else:
+        torch._assert_async(ok, _labels_allowed(num_classes, "The target label map holds a value that is not a "
+                                                             "class number where the loss is computed; "))
+
+
+def _labels_allowed(num_classes: int, what: str) -> str:
+    return (f"{what}with {num_classes} prediction channels a label map may hold only the whole numbers "
+            f"0..{num_classes - 1} there (mask other voxels out with loss_mask, as nnU-Net does with its ignore "
+            f"label).")
+
+
+def _label_error(target: torch.Tensor, mask: Optional[torch.Tensor], num_classes: int) -> ValueError:
+    """The sentence for a label map with values that are no class number (only on the error path)."""
+    values = target.double()
+    if mask is not None and mask.shape[1] == 1:
+        values = values[mask.expand_as(values) != 0]
+    values = values.flatten()
+    bad = values[~((values >= 0) & (values < num_classes) & (values == values.round()))]
+    shown = ", ".join(f"{v:g}" for v in bad.unique()[:5].tolist())
+    return ValueError(_labels_allowed(num_classes, f"The target label map holds {bad.numel()} value(s) that are "
+                                                   f"not a class number where the loss is computed (e.g. {shown}); "))
 
 
 def overlap_sums(
@@ -343,7 +403,12 @@ def overlap_sums(
         ``sum_pred`` carry gradients.
 
     Raises:
-        ValueError: on shapes that do not fit together (see :func:`check_shapes`).
+        ValueError: on shapes that do not fit together or an empty prediction (see :func:`check_shapes`),
+            and on a label map with a value that is no class number ``0..C-1`` (larger, negative,
+            fractional or NaN) where the loss is computed (everywhere, or where a one-channel
+            ``loss_mask`` is non-zero). That check reads the small per-class sums (no extra pass
+            over the full-size tensors); on a GPU or under ``torch.compile`` it is an asynchronous
+            assertion instead of a ValueError, without a host sync (see ``_check_labels``).
     """
     is_label_map = check_shapes(probs, target, loss_mask, do_bg)
     acc = torch.float64 if probs.dtype == torch.float64 else torch.float32   # accumulator dtype
@@ -366,13 +431,17 @@ def overlap_sums(
             gt = target.detach()
             if gt.dtype == torch.bool:
                 gt = gt.to(onehot_dtype)
-        mask = None
+        onehot, mask = gt, None
         if loss_mask is not None:
             mask = loss_mask.detach()
             if mask.dtype == torch.bool:
                 mask = mask.to(onehot_dtype)
             gt = gt * mask
-        sum_gt = gt.sum(axes, dtype=acc)
+        voxels = math.prod(probs.shape[2:]) * (probs.shape[0] if batch else 1)   # per sum
+        sum_gt = gt.sum(axes, dtype=torch.float64 if voxels > EXACT_FLOAT32_COUNT else acc)
+        if is_label_map:
+            _check_labels(target, onehot, mask, sum_gt, voxels, axes)
+        sum_gt = sum_gt.to(acc)
 
     tp = (probs * gt).sum(axes, dtype=acc)
     sum_pred = probs.sum(axes, dtype=acc) if mask is None else (probs * mask).sum(axes, dtype=acc)
