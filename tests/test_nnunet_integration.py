@@ -104,7 +104,7 @@ def test_nnunet_lookup_builds_the_loss_the_name_says(tiny):
     assert (e["dice"], e["alpha"], e["beta"], e["weight_ce"]) == ("TverskyLoss", 0.7, 0.3, 0)
     r = got["regions:nnUNetTrainerPolyDice_K2_eps0"]
     assert (r["compound"], r["nonlin"], r["do_bg"], r["weight_ce"], r["K"]) == \
-        ("DC_and_BCE_loss", "sigmoid", True, 0, "2")
+        ("DiceOnly_BCE_loss", "sigmoid", True, 0, "2")   # nnU-Net's DC_and_BCE_loss without the BCE pass
     i = got["ignore:nnUNetTrainerPolyDiceCE_K1_eps1"]
     assert (i["compound"], i["ignore_label"], i["weight_ce"], i["K"], i["epsilon"]) == \
         ("DC_and_CE_loss", 3, 1, "1", 1.0)

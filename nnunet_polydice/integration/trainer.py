@@ -4,7 +4,8 @@ The trainers do not rebuild nnU-Net's loss: ``PolyLossMixin._build_loss`` calls 
 ``_build_loss`` (so deep supervision weights, the DDP weight quirk, region-based BCE+Dice with sigmoid and
 background, the ignore label, batch Dice from the plans and ``ddp`` all stay exactly as nnU-Net sets them),
 then swaps the Dice term of the compound for ours, keeping its nnU-Net keywords, and for the pure families
-sets the CE/BCE weight to zero. The new Dice term is compiled where the base trainer compiles.
+sets the CE/BCE weight to zero and computes only the Dice-type term (see :class:`DiceOnly_BCE_loss`). The new
+Dice term is compiled where the base trainer compiles.
 
 Reading the base loss back relies on attributes nnU-Net has had since v2.0: ``DeepSupervisionWrapper.loss``,
 ``DC_and_CE_loss.dc/.weight_ce`` (``DC_and_BCE_loss`` alike) and the Dice module's ``apply_nonlin,
@@ -22,6 +23,29 @@ from nnunet_polydice.integration.naming import TrainerSpec
 from nnunet_polydice.loss import modules
 
 _DICE_KEYWORDS = ("batch_dice", "do_bg", "smooth", "ddp")
+
+
+class DiceOnly_BCE_loss(DC_and_BCE_loss):
+    """nnU-Net's ``DC_and_BCE_loss`` (region-based training) for the pure families: the Dice-type term alone.
+
+    nnU-Net's ``DC_and_BCE_loss.forward`` computes the BCE even at ``weight_ce = 0``: a full-size pass (and its
+    backward) that adds nothing, and a NaN in it would still poison the sum (``0 * NaN = NaN``). This forward
+    handles the ignore label exactly as nnU-Net's does (the last target channel is the ignore channel; the mask
+    is True where it is not set; the Dice gets the other channels) and skips the BCE while ``weight_ce == 0``;
+    with any other weight it is nnU-Net's forward. Everything else (``dc``, ``ce``, the weights,
+    ``use_ignore_label``) is the instance nnU-Net built.
+
+    ``DC_and_CE_loss`` (label maps) needs no such class: its forward already skips the CE at ``weight_ce = 0``.
+    """
+
+    def forward(self, net_output: torch.Tensor, target: torch.Tensor):
+        if self.weight_ce != 0:
+            return super().forward(net_output, target)
+        mask = None
+        if self.use_ignore_label:
+            mask = ~target[:, -1:] if target.dtype == torch.bool else (1 - target[:, -1:]).bool()
+            target = target[:, :-1]
+        return self.weight_dice * self.dc(net_output, target, loss_mask=mask)
 
 
 def _uncompiled(module):
@@ -49,6 +73,8 @@ def replace_dice_term(loss, spec: TrainerSpec, compile_dice: bool):
     compound.dc = torch.compile(dice) if compile_dice else dice
     if not spec.family.compound:
         compound.weight_ce = 0  # the pure family: Poly Dice replaces the whole compound
+        if type(compound) is DC_and_BCE_loss:
+            compound.__class__ = DiceOnly_BCE_loss  # same instance and state, a forward without the BCE
     return loss
 
 
