@@ -3,29 +3,18 @@ validation summaries, with paired per-case statistics against a reference traine
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from nnunet_polydice.experiments import ablation, outputs, results
+from nnunet_polydice.cli._output import add_results_arguments, check_results_arguments, print_written
+from nnunet_polydice.experiments import results
 
 
 def run(args) -> int:
     results.check_resamples(args.bootstrap, "--bootstrap")
-    root = ablation.results_root()
-    dataset = ablation.resolve_dataset_name(args.dataset)
-    folds = ablation.parse_folds(args.folds) if args.folds else None
-    if args.trainers:
-        for name in args.trainers:
-            ablation.validate_trainer_name(name)
-    out_dir = Path(args.out) if args.out else results.default_out_dir(root, dataset, args.configuration, args.plans)
-    outputs.check_out_dir(out_dir, "--out" if args.out else "the output folder")
+    root, dataset, folds, out_dir = check_results_arguments(args, results.default_out_dir)
     comparison = results.compare(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
                                  folds=folds, reference=args.reference, metric=args.metric,
                                  bootstrap=args.bootstrap, seed=args.seed)
     print(comparison.text(), end="", flush=True)
-    written = results.write_outputs(comparison, out_dir)
-    print(f"\nWrote {len(written)} files to {out_dir}:")
-    for path in written:
-        print(f"  {path.name}")
+    print_written(out_dir, results.write_outputs(comparison, out_dir))
     return 0
 
 
@@ -44,18 +33,10 @@ def register(sub) -> None:
             "listed, never dropped; a fold (or case) whose validation reference lacks a class is left out of that "
             "class's Dice/IoU (nnU-Net scores false positives there as 0) and listed. In the output folder only "
             "files this command wrote before (listed in .polydice_compare.json) are overwritten."))
-    p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name)")
-    p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
-    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
-    p.add_argument("--trainers", nargs="+", metavar="NAME",
-                   help="trainers to compare (default: every <trainer>__<plans>__<configuration> folder found)")
-    p.add_argument("--folds", nargs="+", metavar="FOLD", help="folds to compare (default: union of the folds found)")
+    add_results_arguments(p, "compare", "compare")
     p.add_argument("--reference", default="nnUNetTrainer",
                    help="differences are taken to this trainer, or to its variant with the row's schedule suffix "
                         "(_<E>ep<I>it) when that has results (default: nnUNetTrainer)")
-    p.add_argument("--out", metavar="DIR",
-                   help="output folder (default: $nnUNet_results/<Dataset>/polydice_compare_<configuration>, "
-                        "polydice_compare_<plans>_<configuration> for other plans)")
     p.add_argument("--metric", default="Dice", help="per-class metric of nnU-Net's summary: Dice (default), IoU, ...")
     p.add_argument("--bootstrap", type=int, default=results.DEFAULT_BOOTSTRAP, metavar="N",
                    help=f"bootstrap resamples of the paired 95%% CI, at least {results.MIN_RESAMPLES} "

@@ -1,0 +1,56 @@
+"""What the commands that write an output folder (``compare``, ``curves``) share: the folder, checked before any
+work, and the list of files written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nnunet_polydice.experiments import ablation, outputs
+
+
+def output_folder(out, default) -> Path:
+    """``--out`` when given, else ``default``; checked (:func:`outputs.check_out_dir`) before any work.
+
+    Raises:
+        ValueError: when the folder cannot be used; the sentence names --out (or "the output folder").
+    """
+    folder = Path(out) if out else Path(default)
+    return outputs.check_out_dir(folder, "--out" if out else "the output folder")
+
+
+def print_written(out_dir, written) -> None:
+    """``Wrote N files to DIR:`` and one indented file name per line."""
+    print(f"\nWrote {len(written)} files to {out_dir}:")
+    for path in written:
+        print(f"  {Path(path).name}")
+
+
+def add_results_arguments(p, verb: str, tool: str) -> None:
+    """The arguments of a command that reads trainings from nnUNet_results and writes a folder of its own:
+    DATASET CONFIGURATION [-p PLANS] [--trainers ...] [--folds ...] [--out DIR]."""
+    p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name)")
+    p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
+    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    p.add_argument("--trainers", nargs="+", metavar="NAME",
+                   help=f"trainers to {verb} (default: every <trainer>__<plans>__<configuration> folder found)")
+    p.add_argument("--folds", nargs="+", metavar="FOLD", help=f"folds to {verb} (default: union of the folds found)")
+    p.add_argument("--out", metavar="DIR",
+                   help=f"output folder (default: $nnUNet_results/<Dataset>/polydice_{tool}_<configuration>, "
+                        f"polydice_{tool}_<plans>_<configuration> for other plans)")
+
+
+def check_results_arguments(args, default_out_dir) -> tuple:
+    """Check the arguments of :func:`add_results_arguments` before any work; return ``(nnUNet_results, dataset
+    name, folds or None, output folder)``. ``default_out_dir(results, dataset, configuration, plans)``.
+
+    Raises:
+        ValueError: on a bad fold or trainer name, an unset nnUNet_results, an unknown dataset or an output
+            folder that cannot be used; one sentence each.
+    """
+    folds = ablation.parse_folds(args.folds) if args.folds else None
+    for name in args.trainers or ():
+        ablation.validate_trainer_name(name)
+    root = ablation.results_root()
+    dataset = ablation.resolve_dataset_name(args.dataset)
+    out_dir = output_folder(args.out, default_out_dir(root, dataset, args.configuration, args.plans))
+    return root, dataset, folds, out_dir
