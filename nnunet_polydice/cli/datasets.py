@@ -6,14 +6,17 @@ import argparse
 import os
 from pathlib import Path
 
-from nnunet_polydice.experiments import datasets
+from nnunet_polydice.experiments import datasets, paths
 
 
 def _folder(value: str | None, variable: str, option: str) -> Path:
-    value = value or os.environ.get(variable)
+    """The folder given with ``option``, else ``$variable``; checked to be writable before any work."""
+    if value:
+        return paths.ensure_writable_dir(value, option)
+    value = os.environ.get(variable)
     if not value:
         raise ValueError(f"{variable} is not set; give the folder with {option} DIR or export {variable}.")
-    return Path(value)
+    return paths.ensure_writable_dir(value, f"{variable} (or {option})")
 
 
 def run(args) -> int:
@@ -28,17 +31,17 @@ def run(args) -> int:
     except KeyError as err:
         raise ValueError(err.args[0]) from None
     raw = _folder(args.raw, "nnUNet_raw", "--raw")
+    pre = _folder(args.preprocessed, "nnUNet_preprocessed", "--preprocessed") if args.splits else None
+    if pre is not None and not (pre / ds.name).is_dir():
+        raise FileNotFoundError(
+            f"{pre / ds.name} does not exist: plan and preprocess first (nnUNetv2_plan_and_preprocess -d "
+            f"{ds.dataset_id}), then run this command again with --splits.")
     try:
         folder = datasets.write_nnunet_raw(ds, raw, variant=args.variant)
     except FileExistsError as err:  # the library's sentence names overwrite=True, which this command does not offer
         raise FileExistsError(str(err).replace(", or pass overwrite=True to replace it", "")) from None
     print(f"{ds.name} ({args.variant}) is in {folder}")
-    if args.splits:
-        pre = _folder(args.preprocessed, "nnUNet_preprocessed", "--preprocessed")
-        if not (pre / ds.name).is_dir():
-            raise FileNotFoundError(
-                f"{pre / ds.name} does not exist: plan and preprocess first (nnUNetv2_plan_and_preprocess -d "
-                f"{ds.dataset_id}), then run this command again with --splits.")
+    if pre is not None:
         try:
             path = datasets.write_splits(ds, pre, variant=args.variant)
         except FileExistsError as err:

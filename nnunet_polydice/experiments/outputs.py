@@ -13,6 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnunet_polydice.experiments.paths import ensure_writable_dir
+
 __all__ = ["manifest_name", "check_out_dir", "default_out_dir", "OwnedFolder"]
 
 
@@ -22,24 +24,15 @@ def manifest_name(tool: str) -> str:
 
 
 def check_out_dir(path, option: str = "--out") -> Path:
-    """Check, without creating anything, that ``path`` is or can become a writable folder; return it.
+    """Check, leaving nothing behind, that ``path`` is or can become a writable folder; return it.
+
+    The check is :func:`nnunet_polydice.experiments.paths.ensure_writable_dir`, shared by every command.
 
     Raises:
-        ValueError: when ``path`` is an existing file, when a parent of it is a file, or when the nearest
-            existing folder above it (or itself) is not writable; the message names ``option``.
+        ValueError: when ``path`` is an existing file, when a parent of it is a file, or when nothing can be
+            created in the nearest existing folder above it (or itself); the message names ``option``.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{option} {path} is a file, not a folder; give a folder (it is created if needed).")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{option} {path} cannot be created: {existing} is a file, not a folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path} is not writable: {existing} does not allow writing; give another "
-                         f"folder.")
-    return path
+    return ensure_writable_dir(path, option)
 
 
 def default_out_dir(results, dataset_name: str, configuration: str, plans: str, tool: str) -> Path:
