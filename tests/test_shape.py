@@ -33,7 +33,7 @@ def test_values_and_slopes_by_hand(setting, D, L, slope):
 
 
 @pytest.mark.parametrize("text, K, eps", [
-    ("K=1,eps=0", 1, 0.0), ("K=inf,eps=0", math.inf, 0.0), ("k=3, epsilon=-0.5", 3, -0.5), ("K=2", 2, 0.0),
+    ("K=1,eps=0", 1, 0.0), ("K=inf,eps=0", math.inf, 0.0), ("k=3, epsilon=-0.5", 3, -0.5), ("K=2", 2, 1.0),
     ("eps=1,K=2", 2, 1.0),
 ])
 def test_setting_spellings(text, K, eps):
@@ -56,6 +56,9 @@ def test_tversky_names_use_the_tversky_index():
     ("K=2,gamma=1", "write K=<K>,eps=<epsilon>"),
     ("nnUNetTrainer", "not a function of the Dice alone"),
     ("nnUNetTrainerPolyDice_K02_eps1", "canonical name"),
+    ("K=2,K=3", r"setting 'K=2,K=3' gives K twice \(2 and 3\); give each of K and eps at most once"),
+    ("K=2,eps=1,epsilon=0", r"gives epsilon twice \(1 and 0\)"),
+    ("eps=0,K=2,eps=0", r"gives epsilon twice"),
 ])
 def test_bad_settings_are_refused(text, message):
     with pytest.raises(ValueError, match=message):
@@ -108,3 +111,57 @@ def test_cli_bad_setting_is_one_line_exit_2(tmp_path, capsys):
     assert main(["plot-shape", "--settings", "K=2,eps=0", "K=0,eps=1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nnunet-polydice plot-shape: error: K must be a positive integer") and not out.exists()
+
+
+def test_setting_without_eps_takes_the_package_default_epsilon():
+    # the trainers' default (settings.DEFAULT_EPSILON = 1), not 0: K=2 alone is the curve of K=2, eps=1
+    from nnunet_polydice.loss.settings import DEFAULT_EPSILON
+
+    s = shape.parse_setting("K=2")
+    assert s.epsilon == DEFAULT_EPSILON == 1.0 and s.label == "K=2, eps=1"
+    value, slope = shape.loss_and_slope(s, [0.5])
+    assert (value.item(), slope.item()) == pytest.approx((1.125, -2.5))   # 0.5 + 0.125 + 0.5; -(1 + 1 + 0.5)
+
+
+def test_cli_never_overwrites_an_existing_file(tmp_path, capsys):
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"my own picture")
+    assert main(["plot-shape", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"nnunet-polydice plot-shape: error: --out {out} exists; nnunet-polydice never "
+                                    f"overwrites a file: remove it or give another name.")
+    assert captured.out == "" and out.read_bytes() == b"my own picture"   # refused before any work
+
+
+def test_cli_folder_gets_the_default_file_and_prints_its_path(tmp_path, capsys):
+    assert main(["plot-shape", "--settings", "K=2", "--out", str(tmp_path)]) == 0
+    written = tmp_path / shape.DEFAULT_FILE
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"Wrote {written}" and written.read_bytes()[:8] == PNG_MAGIC
+    assert "K=2, eps=1" in out
+    assert main(["plot-shape", "--out", str(tmp_path)]) == 2   # the default file is there now: not replaced
+    assert f"--out {written} exists" in capsys.readouterr().err
+
+
+def test_cli_extension_picks_the_format_and_an_unknown_one_is_refused(tmp_path, capsys):
+    svg = tmp_path / "shape.svg"
+    assert main(["plot-shape", "--out", str(svg)]) == 0
+    assert b"<svg" in svg.read_bytes()[:1000]
+    capsys.readouterr()
+    for name, got in (("shape.bmp", "the extension .bmp"), ("shape", "no extension")):
+        assert main(["plot-shape", "--out", str(tmp_path / name)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and not (tmp_path / name).exists()
+        assert f"--out {tmp_path / name} has {got}; matplotlib writes " in captured.err
+        from matplotlib.figure import Figure
+
+        for extension in Figure().canvas.get_supported_filetypes():
+            assert f".{extension}" in captured.err
+
+
+def test_cli_missing_folder_is_a_sentence(tmp_path, capsys):
+    out = tmp_path / "no" / "such" / "shape.png"
+    assert main(["plot-shape", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"nnunet-polydice plot-shape: error: --out {out}: the folder {out.parent} does not exist; create it first "
+        f"or give a file in an existing folder.")

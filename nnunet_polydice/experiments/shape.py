@@ -11,7 +11,8 @@ derivative taken by ``torch.autograd``::
 Hand values at ``D = 0.5``: K=1, eps=0: L = 0.5, dL/dD = -1; K=inf, eps=0: L = ln 2, dL/dD = -2;
 K=2, eps=1: L = 0.5 + 0.125 + 0.5 = 1.125, dL/dD = -2.5.
 
-A setting is written ``K=<K>,eps=<epsilon>`` (``epsilon=`` also accepted, ``eps`` defaults to 0) or is
+A setting is written ``K=<K>,eps=<epsilon>`` (``epsilon=`` also accepted; without it epsilon is the
+package default :data:`~nnunet_polydice.loss.settings.DEFAULT_EPSILON`, as in the trainers; each key at most once) or is
 a trainer name of the Poly families (the curve of its Dice or Tversky term: for the compound ``...CE``
 families the CE term is not drawn, it is not a function of the Dice), ``nnUNetTrainerTversky*`` (the
 curve ``1 - T``) or ``nnUNetTrainerFocalTversky*`` (``(1 - T)^gamma``). For the Tversky types the
@@ -25,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from nnunet_polydice.loss.settings import validate_poly
+from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.integration.naming import format_k, parse_trainer_name
+from nnunet_polydice.loss.settings import DEFAULT_EPSILON, validate_poly
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -36,6 +38,9 @@ __all__ = [
     "loss_and_slope",
     "shape_table",
     "format_table",
+    "DEFAULT_FILE",
+    "image_formats",
+    "image_path",
     "plot_shape",
 ]
 
@@ -46,6 +51,8 @@ DEFAULT_SETTINGS = ("K=1,eps=0", "K=2,eps=0", "K=3,eps=0", "K=inf,eps=0", "K=1,e
 DEFAULT_POINTS = (0.1, 0.5, 0.9)
 #: The curves start here: at D = 0 the K = inf loss is infinite.
 D_MIN = 0.005
+#: The file written when the output is a folder (or not given).
+DEFAULT_FILE = "polydice_shape.png"
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,12 @@ class ShapeSetting:
 def parse_setting(text: str) -> ShapeSetting:
     """``'K=2,eps=1'`` or a trainer name -> :class:`ShapeSetting`.
 
+    Without ``eps`` the package default epsilon (:data:`DEFAULT_EPSILON`) is used, as a trainer name
+    without parameters does.
+
     Raises:
-        ValueError: for an unknown key, a bad K or epsilon (the sentence of :func:`validate_poly`), or a
-            trainer whose loss is not a function of the Dice or Tversky index alone.
+        ValueError: for an unknown or repeated key, a bad K or epsilon (the sentence of :func:`validate_poly`),
+            or a trainer whose loss is not a function of the Dice or Tversky index alone.
     """
     text = str(text).strip()
     if "=" in text:
@@ -76,11 +86,14 @@ def parse_setting(text: str) -> ShapeSetting:
             if not sep or key is None or not value:
                 raise ValueError(f"setting {text!r}: write K=<K>,eps=<epsilon>, e.g. K=2,eps=1 or K=inf,eps=0 "
                                  f"(or give a trainer name).")
+            if key in values:
+                raise ValueError(f"setting {text!r} gives {key} twice ({values[key]} and {value}); give each of K "
+                                 f"and eps at most once, e.g. K=2,eps=1.")
             values[key] = value
         if "K" not in values:
             raise ValueError(f"setting {text!r} has no K; write K=<K>,eps=<epsilon>, e.g. K=2,eps=1.")
         try:
-            eps = float(values.get("epsilon", 0.0))
+            eps = float(values.get("epsilon", DEFAULT_EPSILON))
         except ValueError:
             raise ValueError(f"setting {text!r}: epsilon must be a number (got {values['epsilon']!r}).") from None
         K, eps, _ = validate_poly(values["K"], eps)
@@ -139,12 +152,41 @@ def format_table(rows: list[dict], points: Sequence[float] = DEFAULT_POINTS) -> 
     return "\n".join(lines) + "\n"
 
 
-def plot_shape(settings: Sequence = DEFAULT_SETTINGS, path="polydice_shape.png", *, samples: int = 400) -> Path:
-    """Draw L and dL/dD against the index in ``[D_MIN, 1]`` for each setting (two panels) and save a PNG.
+def image_formats() -> dict:
+    """The image formats matplotlib can write here: ``{extension: description}``."""
+    from matplotlib.figure import Figure
+
+    return Figure().canvas.get_supported_filetypes()
+
+
+def image_path(path=DEFAULT_FILE, option: str = "--out") -> Path:
+    """The file the plot goes to, checked before any work: a folder gets :data:`DEFAULT_FILE` inside it.
+
+    Raises:
+        ValueError: when the name has no extension or one matplotlib cannot write (the sentence lists the
+            ones it can), or when its folder does not exist or cannot be written.
+        FileExistsError: when the file exists (it is never overwritten).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / DEFAULT_FILE
+    formats = image_formats()
+    extension = path.suffix[1:].lower()
+    if extension not in formats:
+        got = f"the extension .{extension}" if extension else "no extension"
+        raise ValueError(f"{option} {path} has {got}; matplotlib writes {', '.join('.' + e for e in sorted(formats))}"
+                         f" (or give a folder, which gets {DEFAULT_FILE}).")
+    return ensure_new_file(path, option)
+
+
+def plot_shape(settings: Sequence = DEFAULT_SETTINGS, path=DEFAULT_FILE, *, samples: int = 400) -> Path:
+    """Draw L and dL/dD against the index in ``[D_MIN, 1]`` for each setting (two panels) and save the image.
 
     The vertical ranges are fitted to the curves on ``[0.1, 1]``; steeper parts near 0 (log-Dice) run
-    off the panel. An existing file at ``path`` is replaced.
+    off the panel. ``path`` is checked by :func:`image_path` (a folder gets :data:`DEFAULT_FILE`; the
+    format follows the extension) and an existing file is never replaced. Returns the file written.
     """
+    path = image_path(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,8 +220,10 @@ def plot_shape(settings: Sequence = DEFAULT_SETTINGS, path="polydice_shape.png",
     ax_l.legend(fontsize=8)
     fig.suptitle("Poly Dice: L = sum_{j<=K} (1-D)^j / j + eps (1-D)   (K = inf: -log D + eps (1-D))", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with open(path, "xb") as fh:   # "x": a file that appeared meanwhile is not overwritten either
+            fig.savefig(fh, format=path.suffix[1:].lower(), dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
