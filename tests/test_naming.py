@@ -135,3 +135,29 @@ def test_entry_points_declare_exactly_the_catalogue():
     for name, target in eps.items():
         assert target == f"nnunet_polydice.trainers.nnunet_polydice_trainers:{name}"
     assert set(FAMILIES) <= set(eps)
+
+
+# only the canonical ASCII spelling resolves: Python's int() reads other scripts' digits, and a trailing newline
+# would make a second results folder for the same setting
+
+@pytest.mark.parametrize("name", [
+    "nnUNetTrainerPolyDice_\u0662ep\u0665it",          # Arabic-Indic digits 2 and 5
+    "nnUNetTrainerPolyDice_K\u0663_eps1",              # K = Arabic-Indic 3
+    "nnUNetTrainerPolyDice_K2_eps\uff11",              # fullwidth 1
+    "nnUNetTrainerPolyDice\n",
+    "nnUNetTrainerPolyDiceCE \n",
+    "nnUNetTrainerPolyDice_K2_eps1\n",
+    "nnUNetTrainerPolyDice_2ep5it\n",
+])
+def test_our_names_with_other_digits_or_a_trailing_newline_are_refused(name):
+    with pytest.raises(InvalidTrainerName, match=r"is not a valid nnUNetTrainerPolyDice(CE)? name.*"
+                                                 r"digits are ASCII 0-9 and nothing follows the name\."):
+        parse_trainer_name(name)
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainer_\u0662ep\u0665it", "nnUNetTrainer\n", "nnUNetTrainer_2ep5it\n",
+                                  "nnUNetTrainer\n_2ep5it"])
+def test_other_names_with_other_digits_or_a_trailing_newline_are_not_ours(name):
+    # not one of our families, and no schedule variant of nnU-Net's trainer either: nnU-Net's lookup finds nothing
+    assert parse_trainer_name(name) is None
+    assert parse_trainer_name("nnUNetTrainer_2ep5it").base == "nnUNetTrainer"

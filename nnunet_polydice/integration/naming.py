@@ -43,7 +43,7 @@ from decimal import Decimal
 from nnunet_polydice.loss.families import FAMILIES, PARAMETERS, Family, format_k
 
 __all__ = ["FAMILIES", "Family", "InvalidTrainerName", "TrainerSpec", "catalogue_names", "format_k",
-           "format_number", "parse_number", "parse_trainer_name", "ready_grid", "schedule_suffix",
+           "format_number", "is_class_name", "parse_number", "parse_trainer_name", "ready_grid", "schedule_suffix",
            "split_schedule", "trainer_name"]
 
 _SCHEDULE = re.compile(r"_([0-9]+)ep([0-9]+)it\Z", re.ASCII)
@@ -156,10 +156,12 @@ def _allowed_sentence(family: Family) -> str:
     example = family.name + "".join(f"_{p}{_token(p, PARAMETERS[p].example)}" for p in family.params)
     return (f"Allowed: {family.name} (defaults) or {family.name}{family.pattern}, optionally followed by "
             f"_<epochs>ep<iterations>it, e.g. {example}; K is a positive integer or inf, NUM is "
-            f"a number written with p for the decimal point and m for a minus sign.")
+            f"a number written with p for the decimal point and m for a minus sign; digits are ASCII 0-9 and "
+            f"nothing follows the name.")
 
 
-def _is_plain_identifier(text: str) -> bool:
+def is_class_name(text: str) -> bool:
+    """An ASCII Python class name without '__' (nnU-Net separates trainer, plans and configuration by '__')."""
     return text.isascii() and text.isidentifier() and "__" not in text
 
 
@@ -170,10 +172,15 @@ def parse_trainer_name(name: str) -> TrainerSpec | None:
     TrainerSpec when it is, and raises InvalidTrainerName when it starts like one of our families
     but is malformed, non-canonical or names a disallowed setting.
     """
+    if not is_class_name(name):
+        family = next((f for f in sorted(FAMILIES, key=len, reverse=True) if name.startswith(f)), None)
+        if family is not None:   # starts like ours, but another script's digits or a trailing newline
+            raise InvalidTrainerName(f"Trainer name {name!r} is not a valid {family} name: only ASCII letters, "
+                                     f"digits and single '_' may be used. " + _allowed_sentence(FAMILIES[family]))
     core, epochs, iterations = split_schedule(name)
     family, rest = _family_of(core)
     if family is None:
-        if epochs is None or not _is_plain_identifier(core):
+        if epochs is None or not is_class_name(core):
             return None
         return TrainerSpec(base=core, epochs=epochs, iterations=iterations)
     if rest == "":

@@ -1,0 +1,133 @@
+"""Will ``nnUNetv2_train -tr NAME`` find the trainer? Asked of nnU-Net's own lookup, before anything runs.
+
+:func:`find_trainer_class` calls nnU-Net's ``recursive_find_trainer_class_by_name`` (what
+``nnunetv2.run.run_training.get_trainer_from_args`` calls: nnU-Net's ``training/nnUNetTrainer`` package first,
+then each folder of ``nnUNet_extTrainer``) with ``nnUNet_extTrainer`` as it will be in the environment the
+training runs with (for ``sweep``: the user's value plus this package's trainers folder). A name it cannot find
+gets a sentence with the closest known name (this package's catalogue and nnU-Net's trainer classes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import io
+import os
+import pkgutil
+import unicodedata
+from collections.abc import Iterable, Mapping
+
+from nnunet_polydice.integration.naming import catalogue_names, schedule_suffix, split_schedule
+
+__all__ = ["TrainerNotFound", "find_trainer_class", "check_trainers", "nnunet_trainer_names", "closest_name"]
+
+_EXT = "nnUNet_extTrainer"
+
+
+class TrainerNotFound(ValueError):
+    """nnU-Net's lookup does not find the name, or finds something that is not an nnU-Net trainer class."""
+
+
+def _set_ext(value: str | None) -> None:
+    if value is None:
+        os.environ.pop(_EXT, None)
+    else:
+        os.environ[_EXT] = value
+
+
+@contextlib.contextmanager
+def _ext_trainer(value: str | None):
+    """``os.environ['nnUNet_extTrainer']`` set to ``value`` (removed for None) inside the block, restored after:
+    nnU-Net's lookup reads the variable from ``os.environ`` when it is called."""
+    before = os.environ.get(_EXT)
+    _set_ext(value)
+    try:
+        yield
+    finally:
+        _set_ext(before)
+
+
+def nnunet_trainer_names() -> list[str]:
+    """The names of the trainer classes nnU-Net ships (subclasses of ``nnUNetTrainer`` in its trainer package)."""
+    import nnunetv2.training.nnUNetTrainer as package
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    names = set()
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:  # a variant whose optional dependency is missing: nnU-Net's lookup skips it too
+            continue
+        names.update(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nnUNetTrainer))
+    return sorted(names)
+
+
+def _canonical_guess(name: str) -> str:
+    """``name`` without surrounding white space and with other scripts' decimal digits written 0-9."""
+    return "".join(str(unicodedata.digit(c)) if c.isdecimal() else c for c in name.strip())
+
+
+def closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name closest to ``name``, or None. Compared on the ASCII spelling (white space stripped, other
+    scripts' digits as 0-9) without the schedule suffix, which is put back."""
+    text = _canonical_guess(name)
+    try:
+        core, epochs, iterations = split_schedule(text)
+    except ValueError:
+        core, epochs, iterations = text, None, None
+    match = difflib.get_close_matches(core, list(dict.fromkeys(known)), n=1, cutoff=0.6)
+    return match[0] + schedule_suffix(epochs, iterations) if match else None
+
+
+def _not_found(name: str, ext: str | None, why: str) -> TrainerNotFound:
+    guess = closest_name(name, [*catalogue_names(), *nnunet_trainer_names()])
+    hint = f" Did you mean {guess!r}?" if guess and guess != name else ""
+    return TrainerNotFound(
+        f"trainer {name!r} {why} by nnU-Net's lookup (nnunetv2's trainers, then nnUNet_extTrainer={ext or ''!r}), "
+        f"so nnUNetv2_train would fail with it.{hint} Names are case-sensitive ASCII; 'nnunet-polydice list' shows "
+        f"this package's trainers.")
+
+
+def find_trainer_class(name: str, environ: Mapping[str, str] | None = None):
+    """The class ``nnUNetv2_train -tr name`` would train, found by nnU-Net's own lookup.
+
+    ``environ`` (default: ``os.environ``) gives ``nnUNet_extTrainer``, the folders nnU-Net searches after its
+    own package. nnU-Net's progress messages are swallowed.
+
+    Raises:
+        TrainerNotFound: when nnU-Net finds no such name, or finds something that is not a subclass of its
+            ``nnUNetTrainer``; the sentence suggests the closest known name.
+        InvalidTrainerName: for a malformed name of this package's families (raised by the trainers module).
+    """
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    ext = (os.environ if environ is None else environ).get(_EXT)
+    with _ext_trainer(ext), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            cls = recursive_find_trainer_class_by_name(name)
+        except RuntimeError:        # nnU-Net: "Could not find requested nnunet trainer ..."
+            raise _not_found(name, ext, "is not found") from None
+        except (AssertionError, TypeError):   # found, but not a subclass of nnUNetTrainer (or not a class)
+            raise _not_found(name, ext, "names no nnU-Net trainer class (a subclass of nnUNetTrainer)") from None
+    return cls
+
+
+def check_trainers(names: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Look every name up with :func:`find_trainer_class`; return them, or raise one sentence for all that fail.
+
+    Raises:
+        TrainerNotFound: listing every name nnU-Net does not find (one sentence each).
+        InvalidTrainerName: as :func:`find_trainer_class`.
+    """
+    names = list(names)
+    problems = []
+    for name in names:
+        try:
+            find_trainer_class(name, environ)
+        except TrainerNotFound as err:
+            problems.append(str(err))
+    if problems:
+        raise TrainerNotFound(" ".join(problems) if len(problems) == 1 else
+                              f"{len(problems)} trainers would fail: " + " ".join(problems))
+    return names

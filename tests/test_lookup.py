@@ -1,0 +1,93 @@
+"""integration/lookup.py: trainer names asked of nnU-Net's own lookup (recursive_find_trainer_class_by_name), and
+the trainers module's __getattr__ that nnU-Net's lookup reaches through hasattr()."""
+
+import importlib.util
+import os
+import re
+
+import pytest
+
+from nnunet_polydice.integration.locate import trainers_folder, with_trainers_folder
+from nnunet_polydice.integration.lookup import (
+    TrainerNotFound,
+    check_trainers,
+    closest_name,
+    find_trainer_class,
+    nnunet_trainer_names,
+)
+from nnunet_polydice.integration.naming import InvalidTrainerName
+
+TWO_FIVE = "\u0662ep\u0665it"   # Arabic-Indic digits 2 and 5
+
+
+@pytest.fixture(scope="module")
+def trainers_module():
+    """nnunet_polydice_trainers.py loaded from the trainers folder, under a name of its own."""
+    spec = importlib.util.spec_from_file_location("trainers_under_test",
+                                                  trainers_folder() / "nnunet_polydice_trainers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    return with_trainers_folder()
+
+
+def test_the_trainers_module_resolves_only_the_canonical_ascii_spelling(trainers_module):
+    assert trainers_module.nnUNetTrainer_2ep5it.__name__ == "nnUNetTrainer_2ep5it"
+    assert trainers_module.nnUNetTrainerPolyDice_2ep5it.polyloss_spec.epochs == 2
+    for name in ("nnUNetTrainer\n", "nnUNetTrainer_" + TWO_FIVE, "nnUNetTrainer_2ep5it\n"):
+        assert not hasattr(trainers_module, name)       # not ours: nnU-Net's lookup goes on, then says not found
+    for name in ("nnUNetTrainerPolyDice\n", "nnUNetTrainerPolyDice_" + TWO_FIVE, "nnUNetTrainerPolyDice_K2_eps1\n"):
+        with pytest.raises(InvalidTrainerName, match="only ASCII letters, digits and single '_' may be used"):
+            getattr(trainers_module, name)               # ours, misspelt: the sentence, through nnU-Net's hasattr()
+
+
+def test_nnunet_finds_ours_and_its_own_in_the_sweep_environment(env):
+    assert find_trainer_class("nnUNetTrainerPolyDice_K3_eps0p5", env).polyloss_spec.K == 3
+    assert find_trainer_class("nnUNetTrainer_2ep5it", env).polyloss_spec.iterations == 5
+    assert find_trainer_class("nnUNetTrainerDiceLoss", env).__module__.startswith("nnunetv2.")
+    assert check_trainers(["nnUNetTrainer", "nnUNetTrainerPolyDice"], env) == ["nnUNetTrainer", "nnUNetTrainerPolyDice"]
+
+
+def test_without_our_folder_nnunet_does_not_find_ours(monkeypatch):
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    with pytest.raises(TrainerNotFound, match=r"'nnUNetTrainerPolyDice_K3_eps0p5' is not found .*"
+                                              r"nnUNet_extTrainer=''"):
+        find_trainer_class("nnUNetTrainerPolyDice_K3_eps0p5", {})
+    assert "nnUNet_extTrainer" not in os.environ   # the lookup's environment is put back
+
+
+@pytest.mark.parametrize("name, guess", [
+    ("nnUNetTrainerPolydice", "nnUNetTrainerPolyDice"),
+    ("nnUNetTrainer\n", "nnUNetTrainer"),
+    ("nnUNetTrainer_" + TWO_FIVE, "nnUNetTrainer_2ep5it"),
+    ("nnUNetTrainerPolydice_2ep5it", "nnUNetTrainerPolyDice_2ep5it"),
+    ("nnUNetTrainerDiceLos", "nnUNetTrainerDiceLoss"),
+])
+def test_a_name_nnunet_does_not_find_gets_the_closest_known_name(env, name, guess):
+    with pytest.raises(TrainerNotFound, match=rf"trainer {re.escape(repr(name))} is not found by nnU-Net's lookup "
+                                              rf".*Did you mean '{guess}'\?"):
+        find_trainer_class(name, env)
+
+
+def test_our_misspelt_names_keep_their_sentence_through_nnunets_lookup(env):
+    with pytest.raises(InvalidTrainerName, match="is not a valid nnUNetTrainerPolyDice name"):
+        find_trainer_class("nnUNetTrainerPolyDice\n", env)
+
+
+def test_a_name_that_is_no_trainer_class(env):
+    # nnU-Net's trainer modules import torch; hasattr(module, 'torch') is true, but it is no trainer
+    with pytest.raises(TrainerNotFound, match=r"'torch' names no nnU-Net trainer class"):
+        find_trainer_class("torch", env)
+
+
+def test_suggestions_come_from_our_catalogue_and_nnunets_trainer_classes():
+    names = nnunet_trainer_names()
+    assert "nnUNetTrainer" in names and "nnUNetTrainerDiceLoss" in names and "nnUNetTrainerPolyDice" not in names
+    assert closest_name("nnUNetTrainerPolyDice_K2_eps1 ", ["nnUNetTrainerPolyDice_K2_eps1"]) == \
+        "nnUNetTrainerPolyDice_K2_eps1"
+    assert closest_name("somethingelse", ["nnUNetTrainer"]) is None
