@@ -219,7 +219,8 @@ def test_dry_run_shows_every_state_and_runs_nothing(tree, capsys, monkeypatch):
     assert states == [
         "[1/6] nnUNetTrainerPolyDice_K1_eps0 fold 0: skip",
         "[2/6] nnUNetTrainerPolyDice_K1_eps0 fold 1: continue",
-        "[3/6] nnUNetTrainerPolyDice_K1_eps1 fold 0: validate",
+        "[3/6] nnUNetTrainerPolyDice_K1_eps1 fold 0: validate - no validation/summary.json (training unfinished or "
+        "validation not run)",
         "[4/6] nnUNetTrainerPolyDice_K1_eps1 fold 1: continue",
         "[5/6] nnUNetTrainer fold 0: fresh",
         "[6/6] nnUNetTrainer fold 1: skip",
@@ -347,3 +348,185 @@ def test_run_jobs_reports_a_command_that_cannot_start():
     failed = ablation.run_jobs(jobs, environ={}, echo=seen.append, runner=broken)
     assert failed == [jobs[0]]
     assert seen[0] == "[1/2] T fold 0: fresh" and "could not start" in seen[1] and seen[2] == "[2/2] U fold 0: skip"
+
+
+# ------------------------------------------------------------------- names nnU-Net's lookup must find
+
+def _refused(argv, capsys, monkeypatch):
+    """Run the sweep with nnUNetv2_train replaced by a recorder; assert exit 2, one error line, nothing run or
+    printed; return the error line."""
+    calls = []
+    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert calls == [] and captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+    return captured.err.strip()
+
+
+@pytest.mark.parametrize("mode", [["--dry-run"], ["--print"], []])
+def test_a_trainer_nnunet_cannot_find_is_refused_before_anything_runs_with_the_closest_name(tree, capsys,
+                                                                                            monkeypatch, mode):
+    err = _refused(["sweep", DS, "2d", "--folds", "0", "--trainers", "nnUNetTrainerPolydice", *mode], capsys,
+                   monkeypatch)
+    assert err.startswith("nnunet-polydice sweep: error: trainer 'nnUNetTrainerPolydice' is not found by nnU-Net's "
+                          "lookup (nnunetv2's trainers, then nnUNet_extTrainer=")
+    assert str(trainers_folder()) in err   # looked up as the sweep's trainings will run: with our folder added
+    assert "so nnUNetv2_train would fail with it. Did you mean 'nnUNetTrainerPolyDice'?" in err
+
+
+def test_every_unknown_name_is_listed_with_its_suggestion_and_the_schedule_is_kept(tree, capsys, monkeypatch):
+    err = _refused(["sweep", DS, "2d", "--folds", "0", "--schedule", "2x5", "--trainers", "nnUNetTrainerPolyDice",
+                    "nnUNetTrainerPolydice", "nnUNetTrainerDiceLos", "--dry-run"], capsys, monkeypatch)
+    assert "2 trainers would fail: " in err
+    assert "'nnUNetTrainerPolydice_2ep5it' is not found" in err
+    assert "Did you mean 'nnUNetTrainerPolyDice_2ep5it'?" in err
+    assert "'nnUNetTrainerDiceLos_2ep5it' is not found" in err and "Did you mean 'nnUNetTrainerDiceLoss_2ep5it'?" in err
+
+
+def test_a_trainer_in_the_users_own_extTrainer_folder_is_found(tree, capsys, monkeypatch):
+    mine = tree / "my_trainers"
+    mine.mkdir()
+    (mine / "my_sweep_trainers.py").write_text(
+        "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer\n\n\n"
+        "class MySweepTrainer(nnUNetTrainer):\n    pass\n")
+    monkeypatch.setenv("nnUNet_extTrainer", str(mine))
+    assert main(["sweep", DS, "2d", "--folds", "0", "--trainers", "MySweepTrainer", "nnUNetTrainerPolyDice_K3_eps0",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] MySweepTrainer fold 0: fresh" in out and "[2/2] nnUNetTrainerPolyDice_K3_eps0 fold 0: fresh" in out
+
+
+@pytest.mark.parametrize("name, message", [
+    ("nnUNetTrainerPolyDice_\u0662ep\u0665it",   # Arabic-Indic 2 and 5: Python's int() would read them
+     "is not a valid nnUNetTrainerPolyDice name: only ASCII letters, digits and single '_' may be used."),
+    ("nnUNetTrainerPolyDice\n", "is not a valid nnUNetTrainerPolyDice name: only ASCII letters"),
+    ("nnUNetTrainerPolyDice_K2_eps1\n", "is not a valid nnUNetTrainerPolyDice name"),
+    ("nnUNetTrainer\n", "is not a valid nnU-Net trainer name: it must be an ASCII Python class name"),
+    ("nnUNetTrainer_\u0662ep\u0665it", "is not a valid nnU-Net trainer name: it must be an ASCII Python class name"),
+])
+@pytest.mark.parametrize("option", ["--dry-run", "--print"])
+def test_non_ascii_digits_and_trailing_newlines_are_refused(tree, capsys, monkeypatch, name, message, option):
+    err = _refused(["sweep", DS, "2d", "--folds", "0", "--trainers", name, option], capsys, monkeypatch)
+    assert f"{name!r} {message}" in err
+
+
+# ----------------------------------------------------------------------------- folds vs splits_final.json
+
+def _splits(tree, n):
+    path = tree / "pre" / DS / "splits_final.json"
+    path.write_text(json.dumps([{"train": ["a", "b"], "val": [f"c{i}"]} for i in range(n)]))
+    return path
+
+
+def test_a_fold_beyond_splits_final_is_refused_unless_a_random_split_is_asked_for(tree, capsys, monkeypatch):
+    path = _splits(tree, 5)
+    argv = ["sweep", DS, "2d", "--trainers", "nnUNetTrainer", "--folds", "0", "7", "--dry-run"]
+    err = _refused(argv, capsys, monkeypatch)
+    assert err == (f"nnunet-polydice sweep: error: --folds 7: {path} has 5 folds (0-4). nnU-Net would train it on a "
+                   f"random 80:20 split of the training cases instead (with slices of one subject, neighbouring slices "
+                   f"would land in training and validation). Give folds 0-4 or 'all', or pass --allow-random-split to "
+                   f"ask for nnU-Net's random split.")
+    assert main([*argv, "--allow-random-split"]) == 0
+    assert "[2/2] nnUNetTrainer fold 7: fresh" in capsys.readouterr().out
+
+
+def test_without_splits_final_folds_0_to_4_and_all_are_fine(tree, capsys, monkeypatch):
+    assert main(["sweep", DS, "2d", "--trainers", "nnUNetTrainer", "--folds", "4", "all", "--print"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [_cmd("nnUNetTrainer", 4), _cmd("nnUNetTrainer", "all")]
+    err = _refused(["sweep", DS, "2d", "--trainers", "nnUNetTrainer", "--folds", "5", "6", "--print"], capsys,
+                   monkeypatch)
+    assert (f"--folds 5 6: {tree / 'pre' / DS / 'splits_final.json'} does not exist yet, and the split nnU-Net writes "
+            f"at the first training has folds 0-4. nnU-Net would train these folds on a random 80:20 split") in err
+
+
+def test_a_smaller_split_file_sets_the_folds(tree, capsys, monkeypatch):
+    _splits(tree, 3)
+    assert main(["sweep", DS, "2d", "--trainers", "nnUNetTrainer", "--folds", "0", "1", "2", "--print"]) == 0
+    capsys.readouterr()
+    err = _refused(["sweep", DS, "2d", "--trainers", "nnUNetTrainer", "--folds", "3", "--print"], capsys, monkeypatch)
+    assert "has 3 folds (0-2)" in err and "Give folds 0-2 or 'all'" in err
+    (tree / "pre" / DS / "splits_final.json").write_text('{"not": "a list"}')
+    err = _refused(["sweep", DS, "2d", "--trainers", "nnUNetTrainer", "--folds", "0", "--print"], capsys, monkeypatch)
+    assert "splits_final.json is not nnU-Net's splits_final.json (a JSON list" in err
+
+
+# ------------------------------------------------------------------------- states the sweep leaves alone
+
+def _snapshot(folder):
+    return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_foreign_and_pruned_are_shown_with_their_reason_and_never_run(tree, capsys, monkeypatch):
+    res = tree / "res" / DS
+    foreign = res / "nnUNetTrainer__nnUNetPlans__2d" / "fold_0"
+    _touch(foreign / "validation" / "summary.json")
+    pruned = res / "nnUNetTrainerPolyDice_K1_eps0__nnUNetPlans__2d" / "fold_1"
+    (pruned / "polydice_pruned.json").write_text("{}")
+    calls = []
+    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda argv, env: calls.append(argv) or 0))
+    assert main(["sweep", *GRID, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert ("[2/6] nnUNetTrainerPolyDice_K1_eps0 fold 1: pruned - stopped early by the tuner's pruner (checkpoint "
+            "kept)\n[3/6]") in out
+    assert ("[5/6] nnUNetTrainer fold 0: foreign - validation/summary.json without any checkpoint (copied from "
+            "elsewhere?); it is never trained over\n[6/6]") in out
+    assert "2 to run, 2 finished, 2 left alone (foreign or pruned)" in out
+    assert main(["sweep", *GRID, "--print"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2:] == [
+        "# nnUNetTrainerPolyDice_K1_eps0 fold 1: pruned - stopped early by the tuner's pruner (checkpoint kept); "
+        "left alone",
+        "# nnUNetTrainer fold 0: foreign - validation/summary.json without any checkpoint (copied from elsewhere?); "
+        "it is never trained over; left alone"]
+    assert _cmd("nnUNetTrainer", 0) not in lines and _cmd("nnUNetTrainerPolyDice_K1_eps0", 1, "--c") not in lines
+    assert main(["sweep", *GRID]) == 0
+    assert [(c[c.index("-tr") + 1], c[3]) for c in calls] == [("nnUNetTrainerPolyDice_K1_eps1", "0"),
+                                                              ("nnUNetTrainerPolyDice_K1_eps1", "1")]
+    out = capsys.readouterr().out
+    assert "2 of 2 runs succeeded, 2 were already finished, 2 left alone (foreign or pruned)." in out
+
+
+def test_sweep_end_to_end_validates_a_truncated_summary_and_leaves_a_copied_one_byte_identical(tmp_path, capsys,
+                                                                                              monkeypatch):
+    """The real sweep command with a stand-in nnUNetv2_train on PATH that records its arguments."""
+    raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
+    (raw / DS).mkdir(parents=True)
+    (pre / DS).mkdir(parents=True)
+    (pre / DS / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}}}))
+    for k, v in (("nnUNet_raw", raw), ("nnUNet_preprocessed", pre), ("nnUNet_results", res)):
+        monkeypatch.setenv(k, str(v))
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    bin_dir, record = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    fake = bin_dir / "nnUNetv2_train"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{record}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    trainer = "nnUNetTrainerPolyDice_K2_eps1"
+    folds = res / DS / f"{trainer}__nnUNetPlans__2d"
+    _touch(folds / "fold_0" / "checkpoint_final.pth")                  # a crash cut its summary short
+    (folds / "fold_0" / "validation").mkdir(parents=True)
+    (folds / "fold_0" / "validation" / "summary.json").write_text(GOOD_SUMMARY[:25])
+    _touch(folds / "fold_1" / "validation" / "summary.json")           # copied in, no checkpoint
+    (folds / "fold_1" / "notes.txt").write_text("results from another machine\n")
+    before = _snapshot(folds / "fold_1")
+
+    assert main(["sweep", DS, "2d", "--folds", "0", "1", "2", "--trainers", trainer]) == 0
+    out = capsys.readouterr().out
+    assert record.read_text().splitlines() == [f"{DS} 2d 0 -tr {trainer} -p nnUNetPlans --val",
+                                               f"{DS} 2d 2 -tr {trainer} -p nnUNetPlans"]
+    assert f"[1/3] {trainer} fold 0: validate - validation/summary.json is not valid JSON (truncated?)" in out
+    assert f"[2/3] {trainer} fold 1: foreign - validation/summary.json without any checkpoint" in out
+    assert _snapshot(folds / "fold_1") == before
+
+
+def test_slurm_file_in_a_missing_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(k, raising=False)   # refused before nnU-Net's folders are even looked at
+    for extra in ([], ["--dry-run"]):
+        err = _refused(["sweep", "42", "2d", "--trainers", "nnUNetTrainer", "--slurm", "/nonexistent/dir/s.sh",
+                        *extra], capsys, monkeypatch)
+        assert err == ("nnunet-polydice sweep: error: --slurm /nonexistent/dir/s.sh: the folder /nonexistent/dir does "
+                       "not exist; create it first or give a file in an existing folder.")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from nnunet_polydice.experiments import ablation
+from nnunet_polydice.experiments import ablation, paths
 
 
 def _say(text: str) -> None:
     print(text, flush=True)  # flushed: nnUNetv2_train writes to the same stdout right after
 
 
+def _counts(jobs) -> str:
+    todo, finished, left = ablation.count_jobs(jobs)
+    text = f"{todo} to run, {finished} finished"
+    return text + (f", {left} left alone (foreign or pruned)" if left else "")
+
+
 def run(args) -> int:
+    if args.slurm:
+        paths.ensure_new_file(args.slurm, "--slurm")  # before any work, also for --dry-run
     schedule = ablation.parse_schedule(args.schedule) if args.schedule else None
     baselines = args.baselines
     if baselines is None:  # the paper's baselines go with a grid; a list of --trainers alone is taken as it is
@@ -20,9 +28,11 @@ def run(args) -> int:
     results = ablation.results_root()
     dataset = ablation.resolve_dataset_name(args.dataset)
     ablation.check_plans(dataset, args.plans, args.configuration)
+    ablation.check_folds(dataset, folds, allow_random_split=args.allow_random_split)
+    ablation.check_trainers_found(trainers)
     jobs = ablation.plan_jobs(results, dataset, args.configuration, trainers, folds, plans=args.plans,
                               device=args.device, npz=args.npz)
-    todo = [j for j in jobs if j.command is not None]
+    todo, finished, left = ablation.count_jobs(jobs)
 
     if args.print:
         for line in ablation.shell_lines(jobs):
@@ -30,26 +40,23 @@ def run(args) -> int:
         return 0
     if args.slurm:
         if not todo:
-            _say(f"All {len(jobs)} (trainer, fold) runs are finished; no script written.")
+            _say(f"No (trainer, fold) run of {len(jobs)} needs a command ({_counts(jobs)}); no script written.")
             return 0
         if args.dry_run:
             print(ablation.slurm_script(jobs), end="")
             return 0
         ablation.write_slurm_script(args.slurm, jobs)
-        _say(f"Wrote {args.slurm}: {len(todo)} array tasks ({len(jobs) - len(todo)} finished runs left out). "
-             f"Submit with: sbatch {args.slurm}")
+        _say(f"Wrote {args.slurm}: {todo} array tasks ({_counts(jobs)}). Submit with: sbatch {args.slurm}")
         return 0
     if args.dry_run:
         for i, job in enumerate(jobs, start=1):
-            _say(f"[{i}/{len(jobs)}] {job.trainer} fold {job.fold}: {job.state}"
-                 + (f"\n    {job.shell}" if job.command else ""))
-        _say(f"{len(trainers)} trainers x {len(folds)} folds: {len(todo)} to run, {len(jobs) - len(todo)} finished "
-             f"(dry run: nothing started).")
+            _say(f"[{i}/{len(jobs)}] {job.describe()}" + (f"\n    {job.shell}" if job.command else ""))
+        _say(f"{len(trainers)} trainers x {len(folds)} folds: {_counts(jobs)} (dry run: nothing started).")
         return 0
 
     failed = ablation.run_jobs(jobs, echo=_say)
-    _say(f"Sweep done: {len(todo) - len(failed)} of {len(todo)} runs succeeded, {len(jobs) - len(todo)} were "
-         f"already finished.")
+    _say(f"Sweep done: {todo - len(failed)} of {todo} runs succeeded, {finished} were already finished"
+         + (f", {left} left alone (foreign or pruned)." if left else "."))
     if failed:
         _say(f"{len(failed)} failed:")
         for job in failed:
@@ -64,14 +71,21 @@ def register(sub) -> None:
         help="train a K x epsilon grid and baselines over folds (skips finished runs, continues started ones)",
         description=(
             "Build the trainer list (families x K x epsilon, then baselines, then --trainers; duplicates removed, "
-            "every name checked before anything runs) and run nnUNetv2_train for each (trainer, fold) that is "
-            "not finished: 'fresh' (no checkpoint), 'continue' (--c: checkpoint_latest/best exists), "
-            "'validate' (--val: checkpoint_final without validation/summary.json) or 'skip' (finished). "
-            "Runs one after the other, keeps going after a failure, exits 1 if any failed."))
+            "every name checked against the grammar and found by nnU-Net's own trainer lookup before anything "
+            "runs, --dry-run included), check the folds against splits_final.json, and run nnUNetv2_train for each "
+            "(trainer, fold) that is not finished: 'fresh' (no checkpoint), 'continue' (--c: checkpoint_latest/best "
+            "exists), 'validate' (--val: checkpoint_final without a readable validation/summary.json) or 'skip' "
+            "(finished: checkpoint_final and a readable summary.json, the rule compare uses). 'foreign' (a "
+            "summary.json without any checkpoint, copied in) and 'pruned' (stopped by tune) are left alone, with "
+            "the reason shown. Runs one after the other, keeps going after a failure, exits 1 if any failed."))
     p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name), as nnUNetv2_train takes it")
     p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
     p.add_argument("--folds", nargs="+", default=list(ablation.DEFAULT_FOLDS), metavar="FOLD",
-                   help="folds to train, integers or 'all' (default: 0 1 2 3 4)")
+                   help="folds to train, integers or 'all' (default: 0 1 2 3 4); each must be a fold of the "
+                        "dataset's splits_final.json (0-4 while nnU-Net has not written one yet)")
+    p.add_argument("--allow-random-split", action="store_true",
+                   help="accept folds beyond splits_final.json: nnU-Net then trains them on a random 80:20 split "
+                        "(with slices of one subject, neighbouring slices land in training and validation)")
     p.add_argument("--K", nargs="+", metavar="K", help="truncation orders of the grid: positive integers or inf")
     p.add_argument("--epsilon", nargs="+", type=float, metavar="EPS",
                    help="leading-coefficient perturbations of the grid (>= -1)")
@@ -96,7 +110,8 @@ def register(sub) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--print", action="store_true", help="print the shell commands only, one per line")
     out.add_argument("--slurm", metavar="FILE",
-                     help="write a Slurm array script (one task per unfinished run) to FILE; never overwrites")
+                     help="write a Slurm array script (one task per unfinished run) to FILE, a new file in an "
+                          "existing folder (never overwritten; checked before anything else)")
     p.add_argument("--dry-run", action="store_true",
                    help="show each (trainer, fold), its state and command, and run nothing "
                         "(with --slurm: print the script instead of writing it)")

@@ -26,16 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from nnunet_polydice.experiments.runs import STATES, fold_state
-from nnunet_polydice.loss import settings
+from nnunet_polydice.experiments.runs import STATES, fold_state, fold_status
+from nnunet_polydice.integration import lookup
 from nnunet_polydice.integration.locate import with_trainers_folder
 from nnunet_polydice.integration.naming import (
     FAMILIES,
+    is_class_name,
     parse_trainer_name,
     schedule_suffix,
     split_schedule,
     trainer_name,
 )
+from nnunet_polydice.loss import settings
 
 __all__ = [
     "DEFAULT_FAMILIES",
@@ -47,10 +49,13 @@ __all__ = [
     "with_schedule",
     "validate_trainer_name",
     "sweep_trainers",
+    "check_trainers_found",
     "parse_folds",
     "resolve_dataset_name",
     "results_root",
     "check_plans",
+    "split_fold_count",
+    "check_folds",
     "fold_folder",
     "fold_state",
     "train_command",
@@ -60,6 +65,8 @@ __all__ = [
     "slurm_script",
     "write_slurm_script",
     "run_jobs",
+    "LEFT_ALONE",
+    "count_jobs",
 ]
 
 #: Poly families swept when none are given.
@@ -69,6 +76,12 @@ DEFAULT_FAMILIES = ("nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE")
 DEFAULT_BASELINES = ("nnUNetTrainer", "nnUNetTrainerDiceLoss", "nnUNetTrainerTversky", "nnUNetTrainerFocalTversky")
 #: nnU-Net's five-fold cross-validation.
 DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
+#: Folds nnU-Net's own splits_final.json has (it writes one with 5 folds at the first training).
+NNUNET_SPLIT_FOLDS = 5
+#: States in which a (trainer, fold) is neither finished nor run: the sweep leaves them alone and says why.
+LEFT_ALONE = ("foreign", "pruned")
+#: States whose reason is printed beside them (the others say it themselves).
+_EXPLAINED = (*LEFT_ALONE, "validate")
 
 TRAIN_EXECUTABLE = "nnUNetv2_train"
 
@@ -81,10 +94,23 @@ class Job:
     fold: str
     state: str
     command: tuple[str, ...] | None
+    reason: str = ""
 
     @property
     def shell(self) -> str | None:
         return None if self.command is None else shlex.join(self.command)
+
+    def describe(self) -> str:
+        """``<trainer> fold <f>: <state>``, with the reason for 'foreign', 'pruned' and 'validate'."""
+        text = f"{self.trainer} fold {self.fold}: {self.state}"
+        return f"{text} - {self.reason}" if self.state in _EXPLAINED and self.reason else text
+
+
+def count_jobs(jobs: Sequence[Job]) -> tuple[int, int, int]:
+    """``(to run, finished, left alone)``: jobs with a command, 'skip' jobs, 'foreign'/'pruned' jobs."""
+    todo = sum(j.command is not None for j in jobs)
+    left = sum(j.state in LEFT_ALONE for j in jobs)
+    return todo, len(jobs) - todo - left, left
 
 
 # --------------------------------------------------------------------------------------------- names
@@ -106,14 +132,15 @@ def validate_trainer_name(name: str) -> str:
     """Check a trainer name before anything runs and return it.
 
     Names of our families must follow the grammar (:func:`parse_trainer_name` raises its sentence);
-    any other name (one of nnU-Net's trainers or a user's own) must at least be a Python class name
+    any other name (one of nnU-Net's trainers or a user's own) must at least be an ASCII Python class name
     without ``'__'`` (nnU-Net separates trainer, plans and configuration by ``'__'`` in its folder names).
-    Whether such a class exists is left to ``nnUNetv2_train``, which says so at once.
+    Whether such a class exists is asked of nnU-Net's lookup by :func:`check_trainers_found`.
     """
     spec = parse_trainer_name(name)
-    if spec is None and (not name.isidentifier() or "__" in name):
-        raise ValueError(f"trainer name {name!r} is not a valid nnU-Net trainer name: it must be a Python class "
-                         f"name without '__', e.g. nnUNetTrainer or nnUNetTrainerPolyDice_K2_eps1.")
+    if spec is None and not is_class_name(name):
+        raise ValueError(f"trainer name {name!r} is not a valid nnU-Net trainer name: it must be an ASCII Python "
+                         f"class name (letters, digits 0-9, '_') without '__' and with nothing after it, e.g. "
+                         f"nnUNetTrainer or nnUNetTrainerPolyDice_K2_eps1.")
     return name
 
 
@@ -202,6 +229,16 @@ def sweep_trainers(
     return unique
 
 
+def check_trainers_found(names: Sequence[str], environ: dict | None = None) -> list[str]:
+    """Ask nnU-Net's own lookup for every name, in the environment the sweep's trainings run with
+    (:func:`locate.with_trainers_folder` of ``environ``, default os.environ); return the names.
+
+    Raises:
+        TrainerNotFound: (a ValueError) naming every trainer nnU-Net would not find, with the closest known name.
+    """
+    return lookup.check_trainers(names, with_trainers_folder(environ))
+
+
 def parse_folds(folds: Iterable) -> list[str]:
     """Folds as nnU-Net names them (``'0'``..., or ``'all'``), without duplicates, order kept."""
     out = []
@@ -276,6 +313,61 @@ def check_plans(dataset_name: str, plans: str, configuration: str, environ: dict
     return path
 
 
+def split_fold_count(dataset_name: str, environ: dict | None = None) -> int | None:
+    """How many folds ``$nnUNet_preprocessed/<dataset>/splits_final.json`` has; None when it does not exist yet
+    (nnU-Net then writes a 5-fold one at the first training).
+
+    Raises:
+        ValueError: when nnUNet_preprocessed is not set, or the file is not a JSON list (nnU-Net's format).
+    """
+    path = _splits_path(dataset_name, environ)
+    if not path.is_file():
+        return None
+    try:
+        splits = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        splits = None
+    if not isinstance(splits, list):
+        raise ValueError(f"{path} is not nnU-Net's splits_final.json (a JSON list with one train/val entry per "
+                         f"fold); fix or remove it before training.")
+    return len(splits)
+
+
+def _splits_path(dataset_name: str, environ: dict | None) -> Path:
+    pre = (os.environ if environ is None else environ).get("nnUNet_preprocessed")
+    if not pre:
+        raise ValueError("nnUNet_preprocessed is not set; export it to the folder of nnU-Net's preprocessed data "
+                         "(see nnU-Net's documentation/setting_up_paths.md).")
+    return Path(pre) / dataset_name / "splits_final.json"
+
+
+def check_folds(dataset_name: str, folds: Sequence[str], *, allow_random_split: bool = False,
+                environ: dict | None = None) -> list[str]:
+    """Refuse folds the dataset's splits_final.json does not have (nnU-Net would silently train them on a random
+    80:20 split instead), unless ``allow_random_split``; return the folds.
+
+    Without a splits_final.json the folds of the 5-fold split nnU-Net will write (0-4) are allowed; 'all' always.
+
+    Raises:
+        ValueError: naming the folds, the split file and its folds, and ``--allow-random-split``.
+    """
+    count = split_fold_count(dataset_name, environ)
+    have = NNUNET_SPLIT_FOLDS if count is None else count
+    beyond = [f for f in folds if f != "all" and int(f) >= have]
+    if not beyond or allow_random_split:
+        return list(folds)
+    path = _splits_path(dataset_name, environ)
+    if count is None:
+        source = f"{path} does not exist yet, and the split nnU-Net writes at the first training has folds 0-4"
+    else:
+        source = f"{path} has {count} fold{'s' if count != 1 else ''}" + (f" (0-{count - 1})" if count else "")
+    raise ValueError(
+        f"--folds {' '.join(beyond)}: {source}. nnU-Net would train {'these folds' if len(beyond) > 1 else 'it'} on "
+        f"a random 80:20 split of the training cases instead (with slices of one subject, neighbouring slices would "
+        f"land in training and validation). Give folds {f'0-{have - 1} or ' if have else ''}'all', or pass "
+        f"--allow-random-split to ask for nnU-Net's random split.")
+
+
 def fold_folder(results: Path, dataset_name: str, trainer: str, plans: str, configuration: str, fold) -> Path:
     """``<results>/<dataset_name>/<trainer>__<plans>__<configuration>/fold_<fold>`` (nnU-Net's layout)."""
     return Path(results) / dataset_name / f"{trainer}__{plans}__{configuration}" / f"fold_{fold}"
@@ -309,10 +401,10 @@ def plan_jobs(results: Path, dataset_name: str, configuration: str, trainers: Se
     jobs = []
     for trainer in trainers:
         for fold in folds:
-            state = fold_state(fold_folder(results, dataset_name, trainer, plans, configuration, fold))
-            jobs.append(Job(trainer, str(fold), state,
-                            train_command(dataset_name, configuration, fold, trainer, state, plans=plans,
-                                          device=device, npz=npz)))
+            status = fold_status(fold_folder(results, dataset_name, trainer, plans, configuration, fold))
+            jobs.append(Job(trainer, str(fold), status.state,
+                            train_command(dataset_name, configuration, fold, trainer, status.state, plans=plans,
+                                          device=device, npz=npz), status.reason or ""))
     return jobs
 
 
@@ -328,11 +420,17 @@ def extTrainer_export(environ: dict | None = None) -> str | None:
     return f"export nnUNet_extTrainer={shlex.quote(wanted['nnUNet_extTrainer'])}"
 
 
+def _left_alone_comments(jobs: Sequence[Job]) -> list[str]:
+    """``# <trainer> fold <f>: foreign - <why>; left alone`` for each job the sweep does not touch."""
+    return [f"# {j.describe()}; left alone" for j in jobs if j.state in LEFT_ALONE]
+
+
 def shell_lines(jobs: Sequence[Job], environ: dict | None = None) -> list[str]:
-    """The shell commands of the jobs that need one, one per line, the export line first if needed."""
+    """The shell commands of the jobs that need one, one per line, the export line first if needed; then a
+    comment line for each (trainer, fold) left alone ('foreign', 'pruned') with the reason."""
     lines = [j.shell for j in jobs if j.command is not None]
     export = extTrainer_export(environ)
-    return ([export] if export and lines else []) + lines
+    return ([export] if export and lines else []) + lines + _left_alone_comments(jobs)
 
 
 def slurm_script(jobs: Sequence[Job], environ: dict | None = None, *, job_name: str = "polydice-sweep") -> str:
@@ -356,6 +454,7 @@ def slurm_script(jobs: Sequence[Job], environ: dict | None = None, *, job_name: 
         "# Add your cluster's resources here (e.g. #SBATCH --gres=gpu:1, --time, --partition).",
         "set -euo pipefail",
     ]
+    lines += _left_alone_comments(jobs)
     if export:
         lines.append(export)
     lines.append("COMMANDS=(")
@@ -405,7 +504,7 @@ def run_jobs(jobs: Sequence[Job], *, environ: dict | None = None, echo: Callable
              runner: Callable[..., int] | None = None) -> list[Job]:
     """Run the jobs one after the other and return those that failed.
 
-    Before each job ``echo`` gets ``[i/n] <trainer> fold <f>: <state>``. Commands run in a subprocess
+    Before each job ``echo`` gets ``[i/n]`` and :meth:`Job.describe`. Commands run in a subprocess
     whose environment is :func:`locate.with_trainers_folder` of ``environ`` (default os.environ; the
     user's variables are kept) and whose output goes straight to this process's stdout/stderr.
     A failed run (non-zero exit) is reported through ``echo`` and the sweep goes on.
@@ -421,7 +520,7 @@ def run_jobs(jobs: Sequence[Job], *, environ: dict | None = None, echo: Callable
     failed = []
     n = len(jobs)
     for i, job in enumerate(jobs, start=1):
-        echo(f"[{i}/{n}] {job.trainer} fold {job.fold}: {job.state}")
+        echo(f"[{i}/{n}] {job.describe()}")
         if job.command is None:
             continue
         argv = [exe, *job.command[1:]]
