@@ -4,15 +4,18 @@ Run by ``nnunet_polydice.pth`` at interpreter start. It only appends the install
 to the environment variable ``nnUNet_extTrainer`` (nnU-Net >= 2.8 searches the folders listed there),
 keeping any value the user already set, and imports nothing but ``os``.
 
-Opt out: set ``NNUNET_POLYDICE_NO_HOOK=1`` (then add the folder by hand: ``nnunet-polydice doctor``
-prints it).
+Opt out: set ``NNUNET_POLYDICE_NO_HOOK`` to 1, true or yes (any case; 0, false, no or an empty value keep
+the hook), then add the folder by hand: ``nnunet-polydice doctor`` prints it.
 """
 
 import os
 
+# The same values as nnunet_polydice.integration.locate.HOOK_OPT_OUT_VALUES (this file may import only os).
+_OPT_OUT_VALUES = ("1", "true", "yes")
+
 
 def _register():
-    if os.environ.get("NNUNET_POLYDICE_NO_HOOK", "").strip() not in ("", "0"):
+    if os.environ.get("NNUNET_POLYDICE_NO_HOOK", "").strip().lower() in _OPT_OUT_VALUES:
         return
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nnunet_polydice", "trainers")
     if not os.path.isdir(folder):

@@ -9,7 +9,7 @@ import io
 import os
 import sys
 
-from nnunet_polydice.integration.locate import HOOK_OPT_OUT, trainers_folder
+from nnunet_polydice.integration.locate import HOOK_OPT_OUT, hook_opted_out, trainers_folder
 from nnunet_polydice.integration.naming import FAMILIES, InvalidTrainerName
 
 MIN_NNUNET = (2, 8)
@@ -72,7 +72,7 @@ def run(args) -> int:
     folder = str(trainers_folder())
     print(f"trainers      {folder}")
     hook = importlib.util.find_spec("_nnunet_polydice_hook")
-    opted_out = os.environ.get(HOOK_OPT_OUT, "").strip() not in ("", "0")
+    opted_out = hook_opted_out()
     print(f"start-up hook {'installed' if hook else 'not installed'}"
           f"{' (switched off by ' + HOOK_OPT_OUT + ')' if opted_out else ''}")
     ext = os.environ.get("nnUNet_extTrainer")

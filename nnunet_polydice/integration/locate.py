@@ -6,6 +6,17 @@ import os
 from pathlib import Path
 
 HOOK_OPT_OUT = "NNUNET_POLYDICE_NO_HOOK"
+#: The values of HOOK_OPT_OUT that switch the start-up hook off (stripped, any case); every other value keeps
+#: it on. startup/_nnunet_polydice_hook.py, which may import nothing but os, holds the same tuple (a test
+#: checks that they agree).
+HOOK_OPT_OUT_VALUES = ("1", "true", "yes")
+
+
+def hook_opted_out(environ: dict | None = None) -> bool:
+    """True when ``environ`` (default os.environ) switches the start-up hook off: HOOK_OPT_OUT is 1, true or
+    yes (stripped, any case). 0, false, no, an empty value or any other value keep the hook on."""
+    env = os.environ if environ is None else environ
+    return env.get(HOOK_OPT_OUT, "").strip().lower() in HOOK_OPT_OUT_VALUES
 
 
 def trainers_folder() -> Path:
