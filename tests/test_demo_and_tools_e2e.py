@@ -83,6 +83,40 @@ def test_dice_table_layout():
     assert lines[2] == "| T1 | 0.400 | 0.500 (2) | n/a | n/a (0) |"
 
 
+def test_pick_slices_by_hand():
+    from nnunet_polydice.experiments.demo import pick_slices
+
+    refs = [np.array([[[1, 1], [1, 0]]]),  # case 0: a 3 px
+            np.array([[[2, 0], [0, 0]], [[1, 1], [2, 2]]]),  # case 1: slice 0 b 1 px; slice 1 a 2 + b 2 = 4 px
+            np.zeros((1, 2, 2), int),  # case 2: nothing
+            np.array([[[2, 2], [2, 0]]]),  # case 3: b 3 px
+            np.array([[[1, 1], [0, 1]]])]  # case 4: a 3 px, a tie with case 0 (the earlier wins)
+    # most a: case 0; most b: case 3; then the most foreground: case 1 slice 1 (4 px), then the 3-px case 4
+    assert pick_slices(refs, LABELS) == [(0, 0), (1, 1), (3, 0), (4, 0)]
+    assert pick_slices(refs, LABELS, n=3) == [(0, 0), (1, 1), (3, 0)]
+    assert pick_slices(refs, LABELS, n=1) == [(0, 0)]
+    assert pick_slices([np.zeros((1, 2, 2), int)] * 2, LABELS, n=4) == [(0, 0), (1, 0)]  # no foreground: in order
+
+
+def test_prediction_figure_layout(tmp_path):
+    """A 3D case of 3 slices, one trainer: 3 rows of image | reference | prediction."""
+    from nnunet_polydice.experiments.demo import write_prediction_figure
+
+    image = np.tile(np.linspace(0, 1, 32), (3, 32, 1))
+    ref = np.zeros((3, 32, 32), int)
+    ref[:, 8:16, 8:16] = 1
+    pred = np.zeros_like(ref)
+    pred[:, 20:28, 20:28] = 2  # only class b predicted
+    path = write_prediction_figure(tmp_path / "p.png", [image], [ref], {"T": [pred]}, ["case"], LABELS, "title")
+    pixels = _check_png(path)
+    # 3 columns of 240 px; 40 px header + 3 rows of (40 px titles + 240 px panel) + 40 px footer
+    assert pixels.shape[:2] == (920, 720)
+    rgb = pixels[40:880, :, :3]
+    gold, magenta = "#ffd700", "#ff00ff"  # classes 1 and 2
+    assert _near(rgb[:, 240:480], gold).sum() > 20 and not _near(rgb[:, 240:480], magenta).any()
+    assert _near(rgb[:, 480:], magenta).sum() > 20 and not _near(rgb[:, 480:], gold).any()
+
+
 # ------------------------------------------------------------------------------ datasets command
 
 def test_datasets_command_lists_and_writes(tmp_path, capsys, monkeypatch):
@@ -149,16 +183,54 @@ def demo_run(tmp_path_factory):
             "seconds": time.monotonic() - start}
 
 
+def _near(rgb: np.ndarray, colour: str, tol: float = 0.15) -> np.ndarray:
+    """Pixels (of an H x W x 3 float image) within ``tol`` of a '#rrggbb' colour in every channel."""
+    want = np.array([int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return np.all(np.abs(rgb - want) <= tol, axis=-1)
+
+
+def _check_picture(path: Path, cases: list[str]) -> np.ndarray:
+    """Decode the demo's picture and check its size and content; return its pixels."""
+    from matplotlib.image import imread
+
+    pixels = imread(path)
+    # 2 held-out slices (tiny fold 3) -> 2 rows; columns: image, reference, 2 trainers. At 100 dpi, panels of
+    # 240 px, a 40 px title band over each row, a 40 px header and a 40 px legend footer:
+    # 4 * 240 = 960 wide, 40 + 2 * (40 + 240) + 40 = 640 high.
+    assert len(cases) == 2 and pixels.shape[:2] == (640, 960)
+    rgb = pixels[..., :3]
+    assert rgb.std() > 0.1  # not blank
+    panels = slice(40, 600)  # rows between the header and the footer
+    gold, magenta = "#ffd700", "#ff00ff"  # hippocampus, amygdala (both in both slices' reference)
+    image_column, reference_column = rgb[panels, 0:240], rgb[panels, 240:480]
+    for colour in (gold, magenta):
+        assert not _near(image_column, colour).any()  # the image column: the image alone
+        assert _near(reference_column, colour).sum() > 20  # the reference column: both outlines
+        assert _near(rgb[600:], colour).any()  # the legend
+    return pixels
+
+
+def _check_png(path: Path) -> np.ndarray:
+    """Decode a PNG, check that it is a picture (not blank), return its pixels."""
+    from matplotlib.image import imread
+
+    pixels = imread(path)
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) >= 100 and pixels[..., :3].std() > 0.01, path
+    return pixels
+
+
+@pytest.mark.e2e
 def test_demo_end_to_end_and_resume(demo_run):
     out, work = demo_run["stdout"], demo_run["work"]
-    for i in range(1, 6):
-        assert f"=== Step {i}/5:" in out
-    assert out.index("=== Step 2/5") < out.index("Epoch 0") < out.index("=== Step 3/5")  # nnU-Net's log streams
+    for i in range(1, 7):
+        assert f"=== Step {i}/6:" in out
+    assert out.index("=== Step 2/6") < out.index("Epoch 0") < out.index("=== Step 3/6")  # nnU-Net's log streams
     assert "hippocampus pooled" in out and "amygdala pooled" in out
     assert re.search(r"Demo finished in [\d.]+ min", out)
 
     cases = datasets.splits_for(COLIN, "tiny")[3]["val"]  # fold 3: the block with both structures
-    assert sorted(p.name for p in (work / "heldout_fold3" / "imagesTs").iterdir()) == [f"{c}_0000.nii.gz" for c in cases]
+    assert sorted(p.name for p in (work / "heldout_fold3" / "imagesTs").iterdir()) == [
+        f"{c}_0000.nii.gz" for c in cases]
     table_md = (work / "demo_dice.md").read_text()
     cs = datasets.load_cases(COLIN, "tiny")
     refs = {c: cs.labels[cs.case_ids.index(c)] for c in cases}
@@ -177,6 +249,13 @@ def test_demo_end_to_end_and_resume(demo_run):
     for folder in demo_run["user"].values():
         assert not any(folder.iterdir()), f"the demo wrote into the user's {folder.name}"
 
+    # the picture: printed after the Dice table, both slices chosen, decoded
+    picture = work / "demo_predictions.png"
+    assert out.index(f"Wrote {picture} ") > out.index(f"| {DEMO_TRAINERS[-1]} |")
+    assert f"foreground, at most 4): {', '.join(cases)}" in out
+    assert "![held-out slices](demo_predictions.png)" in table_md
+    pixels = _check_picture(picture, cases)
+
     start = time.monotonic()
     second = run(_demo_command(), demo_run["env"], timeout=TIMEOUT, cwd=demo_run["root"])
     second_s = time.monotonic() - start
@@ -186,6 +265,15 @@ def test_demo_end_to_end_and_resume(demo_run):
     assert ": fresh" not in second.stdout and "nnUNetv2_train" not in second.stdout
     assert "$ nnUNetv2_predict" not in second.stdout and "Epoch 0" not in second.stdout
     assert second_s < min(30.0, demo_run["seconds"] / 3), (demo_run["seconds"], second_s)
+    assert np.array_equal(_check_picture(picture, cases), pixels)  # drawn again, the same
+
+    # the learning curves of the two runs, from nnU-Net's training logs, listed after the table
+    curves = sorted((work / "curves").glob("*.png"))
+    assert curves, "no learning-curve picture in <work>/curves"
+    assert f"Wrote the learning curves to {work / 'curves'}:" in out
+    for png in curves:
+        assert f"  {png.name}\n" in out
+        _check_png(png)
 
 
 # ------------------------------------------------------------------------------ sweep + compare

@@ -1,10 +1,24 @@
-"""The smaller CPU configuration added beside nnU-Net's own in a plans file."""
+"""The smaller CPU configuration added beside nnU-Net's own in a plans file, and ``nnunet-polydice add-config``
+on plans written by nnU-Net's own ``nnUNetv2_plan_and_preprocess`` (checked with nnU-Net's ``PlansManager``)."""
 
 import json
+import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
+from conftest import nnunet_env, run
 
-from nnunet_polydice.integration.plans import add_configuration, smaller_configuration
+from nnunet_polydice.experiments.workspace import prepare_embedded
+from nnunet_polydice.integration.plans import (
+    add_configuration,
+    add_smaller_configuration,
+    resolve_configuration,
+    smaller_configuration,
+)
+
+DATASET = "Dataset731_Colin27HippoAmyg"
 
 
 def _plans():
@@ -40,7 +54,7 @@ def test_patch_cap_rounds_down_to_the_pooling_and_keeps_smaller_patches():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"base": "3d_fullres"}, "base configuration '3d_fullres' is not in the plans"),
-    ({"base": "3d_lowres"}, "has no 'architecture' of its own"),
+    ({"base": "3d_lowres", "n_stages": 7}, "n_stages must be between 2 and the base's 6"),  # inherited from 2d
     ({"n_stages": 7}, "n_stages must be between 2 and the base's 6"),
     ({"base_features": 64, "max_features": 32}, "base_features <= max_features"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
@@ -63,3 +77,166 @@ def test_add_configuration_never_replaces_a_different_one(tmp_path):
     with pytest.raises(FileExistsError):
         add_configuration(path, "2d", config)
     assert path.read_text() == before
+
+
+def test_an_inherited_base_is_resolved_as_nnunet_resolves_it():
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = _plans()
+    plans["configurations"]["3d_lowres"]["batch_size"] = 5  # a child value over the parent's 2
+    assert resolve_configuration(plans, "3d_lowres") == PlansManager(plans).get_configuration("3d_lowres").configuration
+    config = smaller_configuration(plans, base="3d_lowres", n_stages=3, base_features=4, max_features=8,
+                                   batch_size=None, max_patch=64)
+    assert config["inherits_from"] == "3d_lowres" and "batch_size" not in config
+    assert config["patch_size"] == [64, 64]  # the parent's [192, 160], capped at 64 (a multiple of the pooling 4)
+    plans["configurations"]["small"] = config
+    got = PlansManager(plans).get_configuration("small")
+    assert got.batch_size == 5 and got.data_identifier == "nnUNetPlans_2d"
+    assert got.network_arch_init_kwargs["features_per_stage"] == [4, 8, 8]
+
+    old = _plans()
+    del old["configurations"]["2d"]["architecture"]
+    with pytest.raises(ValueError, match="no 'architecture' entry"):
+        smaller_configuration(old)
+    plans["configurations"]["2d"]["inherits_from"] = "small"
+    with pytest.raises(ValueError, match="in a circle"):
+        resolve_configuration(plans, "small")
+
+
+# ------------------------------------------------------------------------ add-config on nnU-Net's own plans
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    """The tiny Colin27/AAL cut planned and preprocessed (2d) by nnU-Net, as test_nnunet_integration's ``tiny``."""
+    work = tmp_path_factory.mktemp("planned731")
+    prepare_embedded(DATASET, work, variant="tiny", configuration=None, environ=nnunet_env(), echo=lambda *_: None)
+    return work
+
+
+@pytest.fixture
+def user(planned, tmp_path):
+    """A copy of the tiny Colin27/AAL cut (64 x 64 slices) planned and preprocessed (2d) by nnU-Net, as a user's
+    own nnU-Net folders: (environment, plans file, its text)."""
+    work = tmp_path / "user"
+    shutil.copytree(planned, work)
+    plans_file = work / "nnUNet_preprocessed" / DATASET / "nnUNetPlans.json"
+    return nnunet_env(work), plans_file, plans_file.read_text()
+
+
+def add_config(env, *args, check=True):
+    """The installed ``nnunet-polydice add-config`` in a subprocess (nnU-Net reads its folders at import)."""
+    tool = shutil.which("nnunet-polydice") or str(Path(sys.executable).parent / "nnunet-polydice")
+    return run([tool, "add-config", *args], env, check=check)
+
+
+def _inserted(before: str, after: str) -> str:
+    """The text ``after`` has in one place more than ``before`` (failing unless it is one insertion)."""
+    i = 0
+    while i < len(before) and before[i] == after[i]:
+        i += 1
+    middle = after[i:len(after) - (len(before) - i)]
+    assert after == before[:i] + middle + before[i:], "the rest of the file changed"
+    return middle
+
+
+@pytest.mark.e2e
+def test_add_config_on_real_plans(user):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    env, plans_file, before = user
+    out = add_config(env, "731").stdout  # by id, all defaults: the demo's 2d_cpu
+    after = plans_file.read_text()
+    # one insertion, the new entry as the last configuration, every other byte of nnU-Net's file kept
+    assert json.loads("{" + _inserted(before, after).lstrip(",") + "}").keys() == {"2d_cpu"}
+    assert list(json.loads(after)["configurations"]) == ["2d", "2d_cpu"]
+    assert not [p.name for p in plans_file.parent.iterdir() if p.name.endswith(".tmp")]
+
+    base = json.loads(before)["configurations"]["2d"]
+    assert base["patch_size"] == [64, 64] and base["batch_size"] == 2  # nnU-Net's plan of the 64 x 64 slices
+    cpu = PlansManager(str(plans_file)).get_configuration("2d_cpu")
+    assert cpu.data_identifier == "nnUNetPlans_2d" == base["data_identifier"]  # the base's preprocessed data
+    assert cpu.batch_size == 8
+    assert cpu.patch_size == [64, 64]  # under the cap of 96: the base's
+    kw = cpu.network_arch_init_kwargs
+    assert kw["n_stages"] == 5 and kw["features_per_stage"] == [8, 16, 32, 64, 128]
+    assert kw["strides"] == base["architecture"]["arch_kwargs"]["strides"]
+    assert cpu.spacing == base["spacing"] and cpu.normalization_schemes == base["normalization_schemes"]
+    assert f"{plans_file.parent / 'nnUNetPlans_2d'} without preprocessing again" in out
+    assert f"nnunet-polydice sweep {DATASET} 2d_cpu " in out
+    assert f"nnUNetv2_train {DATASET} 2d_cpu 0 -tr nnUNetTrainerPolyDice" in out
+
+    again = add_config(env, DATASET)  # by name; identical: left as it is
+    assert "nothing was changed" in again.stdout and plans_file.read_text() == after
+
+
+@pytest.mark.e2e
+def test_add_config_sizes_and_a_chain(user):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    env, plans_file, before = user
+    add_config(env, "731", "--name", "2d_small", "--stages", "3", "--features", "4", "--max-features", "8",
+               "--batch-size", "keep", "--patch-size", "42")
+    add_config(env, "731", "--base", "2d_small", "--name", "2d_smaller", "--stages", "2", "--patch-size", "keep")
+    manager = PlansManager(str(plans_file))
+    small, smaller = manager.get_configuration("2d_small"), manager.get_configuration("2d_smaller")
+    assert small.batch_size == 2  # keep: the base's
+    assert small.patch_size == [40, 40]  # 42 rounded down to a multiple of the pooling 2 * 2 = 4
+    assert small.network_arch_init_kwargs["features_per_stage"] == [4, 8, 8]
+    assert smaller.patch_size == [40, 40] and smaller.batch_size == 8  # inherited from 2d_small; the default 8
+    assert smaller.network_arch_init_kwargs["features_per_stage"] == [8, 16]
+    assert smaller.data_identifier == "nnUNetPlans_2d"
+    assert {k: v for k, v in json.loads(plans_file.read_text()).items() if k != "configurations"} == \
+        {k: v for k, v in json.loads(before).items() if k != "configurations"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("args, message", [
+    (["--name", "2d"], "already has a configuration '2d', which add-config never replaces; choose another name "
+                       "with --name"),
+    (["--base", "3d_fullres"], "--base '3d_fullres' is not a configuration of nnUNetPlans.json; the available "
+                               "ones are: 2d."),
+    (["--stages", "6"], "--stages 6 is out of range: the base configuration '2d' has 5 stages; choose 2 to 5."),
+    (["--stages", "0"], "argument --stages: --stages takes a positive integer (got '0')."),
+    (["--batch-size", "none"], "--batch-size takes a positive integer or keep (got 'none')."),
+    (["--features", "16", "--max-features", "8"], "--max-features 8 is below --features 16"),
+    (["--name", "2d__x"], "--name '2d__x' cannot name an nnU-Net configuration"),
+    (["-p", "nnUNetResEncUNetMPlans"], "no plans file"),
+])
+def test_add_config_refusals_change_nothing(user, args, message):
+    env, plans_file, before = user
+    proc = add_config(env, "731", *args, check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert plans_file.read_text() == before and proc.stdout == ""
+
+
+@pytest.mark.e2e
+def test_add_config_refuses_a_differing_configuration_of_the_same_name(user):
+    env, plans_file, _ = user
+    add_config(env, "731")
+    after = plans_file.read_text()
+    proc = add_config(env, "731", "--stages", "4", check=False)
+    assert proc.returncode == 2 and "already has a configuration '2d_cpu'" in proc.stderr
+    assert plans_file.read_text() == after
+    proc = add_config(env, "1", check=False)
+    assert proc.returncode == 2 and "cannot resolve dataset '1'" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_a_file_in_another_layout_keeps_its_content(user):
+    _, plans_file, before = user
+    plans_file.write_text(json.dumps(json.loads(before)) + "\n")  # one line, as a user's own tool may write it
+    added = add_smaller_configuration(plans_file)
+    assert added.changed and not added.layout_kept
+    written = json.loads(plans_file.read_text())
+    assert written["configurations"].pop("2d_cpu") == added.config
+    assert written == json.loads(before) and plans_file.read_text().endswith("}\n")
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any file")
+def test_a_read_only_plans_file_is_refused(user):
+    _, plans_file, before = user
+    plans_file.chmod(0o444)
+    with pytest.raises(PermissionError, match="cannot write the plans file"):
+        add_smaller_configuration(plans_file)
+    assert plans_file.read_text() == before

@@ -48,6 +48,11 @@ def run(args) -> int:
     _say("")
     _say(result.table)
     _say(f"\nWrote {result.table_file}")
+    _say(f"Wrote {result.picture} (held-out slices: image, reference, each trainer's prediction)")
+    if result.curves:
+        _say(f"Wrote the learning curves to {result.curves[0].parent}:")
+        for path in result.curves:
+            _say(f"  {path.name}")
     if result.skipped_training:
         _say(f"Training skipped (finished before): {', '.join(result.skipped_training)}")
     elapsed = time.monotonic() - start
@@ -60,7 +65,8 @@ def register(sub) -> None:
     gpu = demo.GPU_SCHEDULE
     p = sub.add_parser(
         "demo",
-        help="train Poly Dice and nnU-Net's default trainer on embedded data, predict a held-out fold, print Dice",
+        help="train Poly Dice and nnU-Net's default trainer on embedded data, predict a held-out fold, print Dice, "
+             "draw the predictions and learning curves",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Run nnU-Net end to end on an embedded real data set, in a work folder of its own (nothing of your\n"
@@ -72,7 +78,11 @@ def register(sub) -> None:
             "  3. copy the held-out fold's images to <work>/heldout_fold<f>/imagesTs (labels to labelsTs);\n"
             "  4. predict them with nnUNetv2_predict into <work>/predictions/<trainer>;\n"
             "  5. print the Dice of each class (pooled over the held-out slices, and the mean per slice) and\n"
-            "     write it to <work>/demo_dice.md.\n"
+            "     write it to <work>/demo_dice.md;\n"
+            f"  6. draw <work>/{demo.PICTURE}: up to {demo.MAX_SLICES} held-out slices (per class the slice with the\n"
+            "     most reference pixels of it, then those with the most reference foreground), each with the\n"
+            "     image, the reference outline and each trainer's prediction outlined, and the learning curves\n"
+            f"     of the trained runs (nnU-Net's training_log_*.txt) into <work>/{demo.CURVES_FOLDER}/.\n"
             "Run it again to resume: finished trainings are skipped, interrupted ones continued (--c).\n\n"
             f"Default schedule: {cpu[0]}x{cpu[1]} on the CPU ({cpu[0] * cpu[1]} iterations per trainer; "
             f"expected about {_CPU_MIN:.0f} min\n"

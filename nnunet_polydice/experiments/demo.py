@@ -14,7 +14,11 @@ Steps, each one resumable (run the demo again after a crash or a Ctrl-C and it g
 4. ``nnUNetv2_predict`` of each trainer into ``<work>/predictions/<trainer>`` (skipped where the
    predictions are newer than the checkpoint and the images);
 5. the per-class Dice of each trainer on the held-out slices (:func:`dice_scores`), printed and written
-   to ``<work>/demo_dice.md``.
+   to ``<work>/demo_dice.md``;
+6. the pictures, drawn again on every run: ``<work>/demo_predictions.png`` (:func:`write_prediction_figure`: a
+   few held-out slices, chosen by :func:`pick_slices`, with the reference and each trainer's prediction
+   outlined) and the learning curves of the trained runs from nnU-Net's ``training_log_*.txt`` in
+   ``<work>/curves`` (:func:`curves.collect`, :func:`curves.write_outputs`).
 
 All nnU-Net folders live under ``<work>``; the user's ``nnUNet_*`` variables are neither read nor
 changed (the subprocesses get them through their own environment, :func:`workspace.workspace_env`).
@@ -26,15 +30,15 @@ import filecmp
 import json
 import math
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from nnunet_polydice.experiments import ablation, datasets
-from nnunet_polydice.integration.plans import CPU_CONFIGURATION
+from nnunet_polydice.experiments import ablation, curves, datasets
 from nnunet_polydice.experiments.workspace import prepare_embedded, run_logged, workspace_env
+from nnunet_polydice.integration.plans import CPU_CONFIGURATION
 
 __all__ = [
     "DemoData",
@@ -49,6 +53,10 @@ __all__ = [
     "estimate_cpu_seconds",
     "dice_scores",
     "format_dice_table",
+    "pick_slices",
+    "write_prediction_figure",
+    "PICTURE",
+    "CURVES_FOLDER",
     "run_demo",
 ]
 
@@ -86,6 +94,25 @@ PREDICT_SECONDS = 30  # one nnUNetv2_predict of the held-out slices, start-up in
 #: File in the work folder that records which data set and variant the folder was made for.
 MARKER = "polydice_demo.json"
 
+#: The picture of held-out slices and the folder of learning curves, in the work folder.
+PICTURE = "demo_predictions.png"
+CURVES_FOLDER = "curves"
+
+#: At most this many slices in the picture (:func:`pick_slices`).
+MAX_SLICES = 4
+
+#: Outline colours of the classes 1, 2, ... (gold, magenta, cyan, lime, orange: apart from each other and from
+#: the grey of the image).
+CLASS_COLOURS = ("#ffd700", "#ff00ff", "#00ffff", "#32cd32", "#ff8c00")
+
+# Layout of the picture, in pixels at FIGURE_DPI: one square panel per column (image, reference, each trainer)
+# and row (slice), a band for the panel titles above each panel, a header (title) and a footer (legend).
+FIGURE_DPI = 100
+PANEL_PX = 240
+TITLE_PX = 40
+HEADER_PX = 40
+FOOTER_PX = 40
+
 
 class DemoStepError(RuntimeError):
     """A step of the demo failed; the message names the step and the failing command."""
@@ -101,6 +128,8 @@ class DemoResult:
     table_file: Path
     skipped_training: list = field(default_factory=list)  # trainers whose run was finished already
     skipped_prediction: list = field(default_factory=list)
+    picture: Path | None = None  # the held-out slices with reference and predictions (PICTURE)
+    curves: list = field(default_factory=list)  # files written by the learning-curve step (CURVES_FOLDER)
 
 
 def default_schedule(device: str) -> tuple[int, int]:
@@ -181,9 +210,103 @@ def format_dice_table(scores: dict, unit: str = "slices") -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------ picture
+
+def pick_slices(references: Sequence[np.ndarray], labels: dict, n: int = MAX_SLICES) -> list[tuple[int, int]]:
+    """The slices of the picture, as ``(case index, slice index)`` pairs; a case is an array ``(Z, H, W)``
+    (``Z`` 1 for the 2D data) and its slices are ``case[z]``.
+
+    The rule: first, for each foreground class in the order of ``labels``, the slice with the most reference
+    pixels of that class (when it has any), so that every class present is shown where it is largest; then the
+    slices with the most reference foreground pixels (all classes together), until there are ``n``. Ties go to
+    the earlier slice. Returned in case and slice order.
+    """
+    slices = [(i, z) for i, ref in enumerate(references) for z in range(np.shape(ref)[0])]
+    planes = [np.asarray(references[i][z]) for i, z in slices]
+    values = [v for k, v in labels.items() if k != "background" and isinstance(v, int)]
+    chosen: list[int] = []
+    for value in values:
+        counts = [np.count_nonzero(p == value) for p in planes]
+        k = int(np.argmax(counts)) if counts else 0  # argmax: the first of equal counts
+        if counts and counts[k] and k not in chosen:
+            chosen.append(k)
+    foreground = [np.count_nonzero(np.isin(p, values)) for p in planes]
+    for k in sorted(range(len(planes)), key=lambda k: (-foreground[k], k)):
+        if k not in chosen:
+            chosen.append(k)
+    return [slices[k] for k in sorted(chosen[:n])]
+
+
+def _outline(ax, label_slice: np.ndarray, values: Sequence[int]) -> None:
+    for value in values:
+        mask = (label_slice == value).astype(float)
+        if mask.any():
+            ax.contour(mask, levels=[0.5], colors=[CLASS_COLOURS[(value - 1) % len(CLASS_COLOURS)]],
+                       linewidths=1.6)
+
+
+def _slice_dice(pred: np.ndarray, ref: np.ndarray, labels: dict) -> str:
+    scores = dice_scores([pred], [ref], labels)
+    return "  ".join(f"{name} {_num(s['pooled'])}" for name, s in scores.items())
+
+
+def write_prediction_figure(path, images: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                            predictions: dict, case_ids: Sequence[str], labels: dict, title: str,
+                            n: int = MAX_SLICES) -> Path:
+    """Draw the slices :func:`pick_slices` chooses into a PNG at ``path`` and return it.
+
+    One row per slice: the image (grey, 1st-99th percentile of the slice), the image with the reference
+    outlined, then the image with each trainer's prediction outlined (``predictions`` maps trainer names to
+    arrays like ``references``) and that slice's Dice per class in the panel title. Each class has its colour
+    (:data:`CLASS_COLOURS`, legend at the bottom). The size is fixed by the layout constants: ``(2 + number of
+    trainers) * PANEL_PX`` wide, ``HEADER_PX + rows * (TITLE_PX + PANEL_PX) + FOOTER_PX`` high, at FIGURE_DPI.
+    Uses matplotlib's Agg renderer through a Figure of its own (pyplot's state is not touched).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    values = {name: v for name, v in labels.items() if name != "background" and isinstance(v, int)}
+    chosen = pick_slices(references, labels, n)
+    columns = ["image", "reference", *predictions]
+    width = len(columns) * PANEL_PX
+    height = HEADER_PX + len(chosen) * (TITLE_PX + PANEL_PX) + FOOTER_PX
+    fig = Figure(figsize=(width / FIGURE_DPI, height / FIGURE_DPI), dpi=FIGURE_DPI)
+    pad = 4
+    for row, (i, z) in enumerate(chosen):
+        image = np.asarray(images[i][z], dtype=float)
+        low, high = np.percentile(image, [1, 99])
+        ref = np.asarray(references[i][z])
+        top = height - HEADER_PX - row * (TITLE_PX + PANEL_PX) - TITLE_PX  # upper edge of the panels, from below
+        slice_id = case_ids[i] + (f" z={z}" if np.shape(references[i])[0] > 1 else "")
+        for col, column in enumerate(columns):
+            ax = fig.add_axes(((col * PANEL_PX + pad) / width, (top - PANEL_PX + pad) / height,
+                               (PANEL_PX - 2 * pad) / width, (PANEL_PX - 2 * pad) / height))
+            ax.imshow(image, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column == "image":
+                ax.set_title(slice_id, fontsize=9)
+            elif column == "reference":
+                _outline(ax, ref, values.values())
+                ax.set_title("reference", fontsize=9)
+            else:
+                pred = np.asarray(predictions[column][i][z])
+                _outline(ax, pred, values.values())
+                ax.set_title(f"{column}\n{_slice_dice(pred, ref, labels)}", fontsize=8)
+    handles = [Line2D([], [], color=CLASS_COLOURS[(v - 1) % len(CLASS_COLOURS)], linewidth=2, label=name)
+               for name, v in values.items()]
+    fig.legend(handles=handles, loc="center", ncol=max(1, len(handles)), frameon=False, fontsize=9,
+               bbox_to_anchor=(0.5, FOOTER_PX / 2 / height))
+    fig.suptitle(title, fontsize=10, y=1 - HEADER_PX / 2 / height, va="center")
+    path = Path(path)
+    fig.savefig(path, dpi=FIGURE_DPI, format="png")
+    return path
+
+
 # -------------------------------------------------------------------------------------------- steps
 
-def _read_labels(path: Path) -> np.ndarray:
+def _read_array(path: Path) -> np.ndarray:
+    """An image or label map written by the demo (or nnU-Net's prediction of it) as an array ``(Z, H, W)``."""
     import SimpleITK as sitk
 
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
@@ -269,7 +392,7 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
     _check_marker(work, info, variant)
     env = workspace_env(work, environ, cpu=(device != "cuda"))
     cases = splits[fold]["val"]
-    n_steps = 5
+    n_steps = 6
 
     def header(i: int, text: str) -> None:
         echo(f"\n=== Step {i}/{n_steps}: {text} ===")
@@ -315,24 +438,61 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
             continue
         cmd = ["nnUNetv2_predict", "-i", str(images), "-o", str(out_dir), "-d", dataset, "-c", CPU_CONFIGURATION,
                "-f", str(fold), "-tr", name, "-device", device, "-npp", n_proc, "-nps", n_proc]
-        step(4, f"prediction with {name}", lambda: run_logged(cmd, env, echo))
+        step(4, f"prediction with {name}", lambda cmd=cmd: run_logged(cmd, env, echo))
 
     header(5, f"Dice per class on the {len(cases)} held-out cases of fold {fold}")
     labels_of = datasets.get_dataset(dataset).labels
-    references = [_read_labels(labels / f"{c}.nii.gz") for c in cases]
-    scores = {}
+    references = [_read_array(labels / f"{c}.nii.gz") for c in cases]
+    scores, predictions = {}, {}
     for name in names:
         out_dir = work / "predictions" / name
         missing = [c for c in cases if not (out_dir / f"{c}.nii.gz").is_file()]
         if missing:
             raise DemoStepError(f"step 5/{n_steps} (Dice) failed: no prediction of {', '.join(missing)} in {out_dir}")
-        scores[name] = dice_scores([_read_labels(out_dir / f"{c}.nii.gz") for c in cases], references, labels_of)
+        predictions[name] = [_read_array(out_dir / f"{c}.nii.gz") for c in cases]
+        scores[name] = dice_scores(predictions[name], references, labels_of)
     unit = "slices" if datasets.get_dataset(dataset).dim == 2 else "volumes"
     table = format_dice_table(scores, unit=unit)
     table_file = work / "demo_dice.md"
-    table_file.write_text(_report(dataset, variant, fold, cases, epochs, iterations, device, table, unit),
-                          encoding="utf-8")
-    return DemoResult(dataset, fold, names, scores, table, table_file, skipped, skipped_prediction)
+    report = _report(dataset, variant, fold, cases, epochs, iterations, device, table, unit)
+    table_file.write_text(report, encoding="utf-8")
+
+    curves_dir = work / CURVES_FOLDER
+    header(6, f"pictures: held-out slices with reference and predictions ({PICTURE}), learning curves "
+              f"({CURVES_FOLDER}/)")
+    images_of = [_read_array(images / f"{c}_0000.nii.gz") for c in cases]
+    shown = pick_slices(references, labels_of)
+    echo(f"slices shown (per class the slice with the most reference pixels of it, then the most reference "
+         f"foreground, at most {MAX_SLICES}): {', '.join(cases[i] for i, _ in shown)}")
+    picture = step(6, "picture of the predictions", lambda: write_prediction_figure(
+        work / PICTURE, images_of, references, predictions, cases, labels_of,
+        f"{dataset} ({variant}): held-out fold {fold}, {epochs}x{iterations} iterations per trainer"))
+    curve_files = step(6, "learning curves", lambda: _write_curves(results, dataset, names, fold, curves_dir))
+    table_file.write_text(report + _pictures_section(work, picture, curve_files), encoding="utf-8")
+    return DemoResult(dataset, fold, names, scores, table, table_file, skipped, skipped_prediction, picture,
+                      curve_files)
+
+
+def _write_curves(results: Path, dataset: str, trainers: Sequence[str], fold: int, out_dir: Path) -> list:
+    """The learning curves of the demo's runs from nnU-Net's training logs (:mod:`curves`); the files written."""
+    try:
+        found = curves.collect(results, dataset, CPU_CONFIGURATION, trainers=list(trainers), folds=[str(fold)])
+        written, _ = curves.write_outputs(found, out_dir)
+    except (ValueError, OSError) as err:
+        raise RuntimeError(str(err)) from err
+    return list(written)
+
+
+def _pictures_section(work: Path, picture: Path, curve_files: Sequence[Path]) -> str:
+    lines = ["", "## Pictures", "",
+             f"Held-out slices (per class the slice with the most reference pixels of it, then those with the most "
+             f"reference foreground, at most {MAX_SLICES}): the image, the reference outlined, each trainer's "
+             "prediction outlined with that slice's Dice per class.", "",
+             f"![held-out slices]({picture.relative_to(work)})", ""]
+    if curve_files:
+        lines += ["Learning curves (validation pseudo Dice per epoch, from nnU-Net's training logs):", ""]
+    lines += [f"- [{p.relative_to(work)}]({p.relative_to(work)})" for p in curve_files if p.suffix == ".png"]
+    return "\n".join(lines) + "\n"
 
 
 def _report(dataset, variant, fold, cases, epochs, iterations, device, table, unit) -> str:
