@@ -377,3 +377,60 @@ def test_msd_task_to_3d_training_and_prediction(tmp_path):
     assert np.allclose(pred.GetSpacing(), ref.GetSpacing()) and np.allclose(pred.GetOrigin(), ref.GetOrigin())
     assert np.allclose(pred.GetDirection(), ref.GetDirection())
     assert set(np.unique(sitk.GetArrayViewFromImage(pred))) <= {0, 1, 2}
+
+# ------------------------------------------------------------------------------ learning curves
+
+@pytest.mark.e2e
+def test_curves_from_the_demos_real_training_logs(demo_run, tmp_path):
+    """``curves`` on the real nnU-Net runs of the demo's work folder (and the sweep's, when that test ran first):
+    the logs give back what nnU-Net kept in its checkpoint, and every PNG has one line per trainer."""
+    import matplotlib
+    import torch
+    from matplotlib.image import imread
+
+    from nnunet_polydice.experiments import curves as curves_lib
+
+    work = demo_run["work"]
+    results = work / "nnUNet_results"
+    out_dir = tmp_path / "curves"
+    printed = run([tool(), "curves", "731", "2d_cpu", "--out", str(out_dir)], nnunet_env(work), timeout=TIMEOUT).stdout
+    found = curves_lib.collect(results, COLIN, "2d_cpu")
+    assert set(DEMO_TRAINERS) <= set(found.trainers) and found.classes == ["hippocampus", "amygdala"]
+    assert found.runs and not found.missing
+    for r in found.runs:
+        assert re.search(rf"^{r.trainer}\s+{r.fold}\s+finished\s+{len(r.epochs)}\s", printed, re.M), printed
+        # nnU-Net's own per-epoch record (MetaLogger's lists, saved in the checkpoint), against the log text; the
+        # log rounds to 4 decimals, so the recomputed EMA may differ by at most 5e-5 (float32 noise aside)
+        fold = results / COLIN / f"{r.trainer}__nnUNetPlans__2d_cpu" / f"fold_{r.fold}"
+        logged = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
+        assert [e.epoch for e in r.epochs] == list(range(len(logged["ema_fg_dice"])))
+        assert r.ema == pytest.approx([float(v) for v in logged["ema_fg_dice"]], abs=6e-5, nan_ok=True)
+        assert r.mean_fg == pytest.approx([float(v) for v in logged["mean_fg_dice"]], abs=6e-5, nan_ok=True)
+        for e, dice in zip(r.epochs, logged["dice_per_class_or_region"]):
+            assert e.pseudo_dice == pytest.approx([float(v) for v in dice], abs=6e-5, nan_ok=True)
+        assert [e.train_loss for e in r.epochs] == pytest.approx([float(v) for v in logged["train_losses"]],
+                                                                  abs=6e-5)
+
+    written, plotted = curves_lib.write_outputs(found, tmp_path / "again")
+    pngs = sorted(p.name for p in out_dir.glob("*.png"))
+    assert pngs == sorted(["curves_pseudo_dice_hippocampus.png", "curves_pseudo_dice_amygdala.png",
+                           "curves_ema_pseudo_dice.png"]) == sorted(plotted)
+    # tab10 without its grey: the anti-aliased edge of the black threshold line is (127, 127, 127) too
+    palette = [rgb for rgb in (tuple(int(255 * c + 0.5) for c in colour) for colour in
+                               matplotlib.colormaps["tab10"].colors) if len(set(rgb)) > 1]
+    assert len(found.trainers) <= 7  # the first 7 colours of tab10 are not grey
+    for name in pngs:
+        lines = plotted[name]
+        assert [line.trainer for line in lines] == found.trainers  # one line per trainer
+        pixels = (imread(out_dir / name)[..., :3] * 255 + 0.5).astype(int)
+        assert pixels.shape == (500, 800, 3)  # 8 x 5 inches at 100 dpi
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50 and (pixels < 250).any(axis=-1).mean() > 0.02
+        # the line colours in the picture: exactly the first len(trainers) colours of tab10
+        present = [c for c in palette if (np.abs(pixels - np.array(c)).max(axis=-1) <= 2).sum() >= 10]
+        assert present == palette[: len(found.trainers)], name
+        assert [tuple(int(255 * c + 0.5) for c in line.color) for line in lines] == present
+    # the EMA line of a trainer: the mean over its folds of each fold's EMA
+    for line in plotted["curves_ema_pseudo_dice.png"]:
+        runs = found.runs_of(line.trainer)
+        assert line.y == pytest.approx([statistics.fmean(r.ema[i] for r in runs if i < len(r.ema))
+                                        for i in range(len(line.y))])

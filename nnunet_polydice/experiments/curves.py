@@ -517,13 +517,17 @@ def _plot(path: Path, curves: Curves, values, title: str, ylabel: str, threshold
         xs, mean, low, high = _band(curves.runs_of(trainer), values)
         if not xs:
             continue
-        if any(lo != hi for lo, hi in zip(low, high)):
-            ax.fill_between(xs, low, high, color=color, alpha=0.2, linewidth=0)
+        if len(xs) == 1 and low[0] != high[0]:  # one epoch: the band as a bar (fill_between needs two)
+            ax.vlines(xs, low, high, color=color, alpha=0.3, linewidth=8, zorder=1)
+        elif any(lo != hi for lo, hi in zip(low, high)):
+            ax.fill_between(xs, low, high, color=color, alpha=0.2, linewidth=0, zorder=1)
         (line,) = ax.plot(xs, mean, color=color, linestyle=styles[i // 20 % len(styles)], linewidth=2,
-                          marker="o" if len(xs) <= 30 else None, markersize=4, label=trainer)
+                          marker="o" if len(xs) <= 30 else None, markersize=4, label=trainer, zorder=3)
         lines.append(PlottedLine(trainer, color, tuple(line.get_xdata()), tuple(line.get_ydata())))
     if threshold is not None:
         ax.axhline(threshold, color="black", linestyle=":", linewidth=1, label=f"threshold {threshold:g}")
+    last = max((line.x[-1] for line in lines), default=0)
+    ax.set_xlim(-0.5, max(last, 1) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
@@ -547,11 +551,11 @@ def _figures(curves: Curves) -> list:
         slugs.append(slug)
         figs.append((f"curves_pseudo_dice_{slug}.png",
                      lambda run, i=i: [e.pseudo_dice[i] if i < len(e.pseudo_dice) else math.nan for e in run.epochs],
-                     f"{curves.dataset} {curves.configuration}: validation pseudo Dice, {name}\n{band}",
+                     f"{curves.dataset} {curves.configuration}\nvalidation pseudo Dice, {name}\n{band}",
                      f"pseudo Dice ({name})", None))
     figs.append(("curves_ema_pseudo_dice.png", lambda run: run.ema,
-                 f"{curves.dataset} {curves.configuration}: EMA of the foreground-mean pseudo Dice "
-                 f"(nnU-Net's checkpoint_best criterion)\n{band}", "EMA pseudo Dice", curves.threshold))
+                 f"{curves.dataset} {curves.configuration}\nEMA of the foreground-mean pseudo Dice (nnU-Net's "
+                 f"checkpoint_best criterion)\n{band}", "EMA pseudo Dice", curves.threshold))
     return figs
 
 
