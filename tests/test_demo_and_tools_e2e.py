@@ -378,6 +378,7 @@ def test_msd_task_to_3d_training_and_prediction(tmp_path):
     assert np.allclose(pred.GetDirection(), ref.GetDirection())
     assert set(np.unique(sitk.GetArrayViewFromImage(pred))) <= {0, 1, 2}
 
+
 # ------------------------------------------------------------------------------ learning curves
 
 @pytest.mark.e2e
