@@ -5,51 +5,53 @@ adds it) and takes the trainer with ``getattr``. The family classes below use th
 every other setting (``nnUNetTrainerPolyDice_K3_eps0p5``, ``..._20ep50it``) is made on first lookup by
 the module-level ``__getattr__`` from the grammar in ``nnunet_polydice.integration.naming``. A malformed name of one
 of these families raises ``InvalidTrainerName`` (a ValueError that says what is allowed) instead of
-nnU-Net's generic "could not find".
+nnU-Net's generic "could not find". Every class reports to a ``tune`` trial when the tuner asks it to
+(``integration.pruning.TrialPruningMixin``; inactive otherwise).
 """
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_polydice.integration.naming import parse_trainer_name, ready_grid
+from nnunet_polydice.integration.pruning import TrialPruningMixin
 from nnunet_polydice.integration.trainer import PolyLossMixin, ShortScheduleMixin
 
 
-class nnUNetTrainerPolyDice(PolyLossMixin, nnUNetTrainer):
+class nnUNetTrainerPolyDice(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
     """Poly Dice replaces nnU-Net's CE+Dice (the paper's setting)."""
     polyloss_spec = parse_trainer_name("nnUNetTrainerPolyDice")
 
 
-class nnUNetTrainerPolyDiceCE(PolyLossMixin, nnUNetTrainer):
+class nnUNetTrainerPolyDiceCE(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
     """CE (BCE for regions) + Poly Dice: Poly Dice replaces only the Dice term."""
     polyloss_spec = parse_trainer_name("nnUNetTrainerPolyDiceCE")
 
 
-class nnUNetTrainerPolyTversky(PolyLossMixin, nnUNetTrainer):
+class nnUNetTrainerPolyTversky(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
     """The Poly series over u = 1 - Tversky index, alone."""
     polyloss_spec = parse_trainer_name("nnUNetTrainerPolyTversky")
 
 
-class nnUNetTrainerPolyTverskyCE(PolyLossMixin, nnUNetTrainer):
+class nnUNetTrainerPolyTverskyCE(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
     """CE (BCE for regions) + Poly Tversky."""
     polyloss_spec = parse_trainer_name("nnUNetTrainerPolyTverskyCE")
 
 
-class nnUNetTrainerTversky(PolyLossMixin, nnUNetTrainer):
+class nnUNetTrainerTversky(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
     """Baseline: Tversky loss 1 - T (alpha 0.3, beta 0.7), alone."""
     polyloss_spec = parse_trainer_name("nnUNetTrainerTversky")
 
 
-class nnUNetTrainerTverskyCE(PolyLossMixin, nnUNetTrainer):
+class nnUNetTrainerTverskyCE(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
     """Baseline: CE (BCE for regions) + Tversky loss."""
     polyloss_spec = parse_trainer_name("nnUNetTrainerTverskyCE")
 
 
-class nnUNetTrainerFocalTversky(PolyLossMixin, nnUNetTrainer):
+class nnUNetTrainerFocalTversky(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
     """Baseline: focal Tversky (1 - T)^gamma (gamma 0.75), alone."""
     polyloss_spec = parse_trainer_name("nnUNetTrainerFocalTversky")
 
 
-class nnUNetTrainerFocalTverskyCE(PolyLossMixin, nnUNetTrainer):
+class nnUNetTrainerFocalTverskyCE(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
     """Baseline: CE (BCE for regions) + focal Tversky."""
     polyloss_spec = parse_trainer_name("nnUNetTrainerFocalTverskyCE")
 
@@ -81,6 +83,8 @@ def _make_trainer_class(name):
         if base is None:
             return None
     bases = (ShortScheduleMixin, base) if spec.epochs is not None else (base,)
+    if not issubclass(base, TrialPruningMixin):  # nnU-Net's own trainers with a schedule suffix
+        bases = (TrialPruningMixin, *bases)
     cls = type(name, bases, {"polyloss_spec": spec, "__module__": __name__, "__qualname__": name,
                              "__doc__": f"{spec.formula()} (nnunet-polydice, made from the name)."})
     globals()[name] = cls

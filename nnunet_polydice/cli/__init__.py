@@ -10,7 +10,7 @@ import sys
 from .. import __version__
 
 # sub-command module names, in the order ``--help`` lists them
-COMMANDS = ("catalogue", "doctor", "demo", "datasets", "add_config", "sweep", "compare", "curves", "plot_shape")
+COMMANDS = ("catalogue", "doctor", "demo", "datasets", "add_config", "sweep", "tune", "compare", "curves", "plot_shape")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,202 @@
+"""``nnunet-polydice tune``: search K and epsilon with Optuna, pruning nnUNetv2_train runs on their learning curves."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+
+from nnunet_polydice.experiments import ablation, tune
+from nnunet_polydice.experiments.paths import ensure_new_file
+from nnunet_polydice.integration.pruning import PRUNERS
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _setup(args) -> tune.TuneSetup:
+    if args.slurm:
+        ensure_new_file(args.slurm, "--slurm")  # before anything else is checked or created
+    return tune.prepare(args.dataset, args.configuration, families=args.families, K_values=args.K,
+                        epsilons=args.epsilon, folds=args.folds, schedule=args.schedule, plans=args.plans,
+                        label=args.label, storage=args.storage, study=args.study, out_dir=args.out,
+                        pruner=args.pruner, device=args.device, allow_random_split=args.allow_random_split,
+                        lookup=not args.status and args.worker_index is None)
+
+
+def _final(setup: tune.TuneSetup, write: bool = True) -> tune.Summary:
+    study = tune.load_study(setup.storage, setup.study)
+    summary = tune.summarize(study, setup)
+    if summary.best is None:
+        _say("No completed trial yet.")
+    else:
+        _say(f"Best: {summary.best.trainer}  validation Dice {summary.best.value:.4f} (trial {summary.best.number})")
+    for line in summary.cost_lines():
+        _say(line[0].upper() + line[1:])
+    if summary.best is not None:
+        _say("Next:")
+        for command in tune.next_commands(setup, summary.best.trainer):
+            _say("  " + command)
+    if write:
+        tune.write_outputs(summary)
+        _say(f"Wrote {', '.join(tune.OUTPUT_FILES)} to {setup.out_dir}")
+    return summary
+
+
+def _status(setup: tune.TuneSetup) -> int:
+    study = tune.load_study(setup.storage, setup.study)
+    setup = tune.setup_of_study(setup, study)
+    summary = tune.summarize(study, setup)
+    counts = {}
+    for row in summary.rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    _say(f"Study {setup.study} in {setup.storage}: {len(summary.rows)} trials ("
+         + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f"); space of {setup.space.size}.")
+    _say(summary.table())
+    _final(setup, write=False)
+    return 0
+
+
+def _run_local_workers(setup, shares, sampler, seed) -> None:
+    procs = tune.worker_processes(setup, shares, sampler=sampler, seed=seed)
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        for p in procs:
+            p.wait()
+    except KeyboardInterrupt:
+        for p in procs:  # they stop their trainings and enqueue them again; wait for that
+            p.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args) -> int:
+    setup = _setup(args)
+    if args.status:
+        return _status(setup)
+    if args.worker_index is None:
+        tune.check_storage_for_workers(setup.storage, args.workers, bool(args.slurm))
+    study, _ = tune.open_study(setup)
+    if args.worker_index is not None:  # one worker of a larger command (local or a Slurm task)
+        tune.run_worker(setup, args.trials, sampler=args.sampler, seed=args.seed, worker_index=args.worker_index,
+                        echo=_say)
+        if not args.no_outputs:
+            _final(setup)
+        return 0
+
+    before = len(study.get_trials(deepcopy=False))
+    untried = tune.untried_settings(study, setup.space)
+    n_trials = min(args.trials, len(untried))
+    if not untried:
+        _say(f"Every one of the {setup.space.size} settings of study {setup.study} has a finished or running trial; "
+             f"nothing to start.")
+        _final(setup, write=not args.slurm)
+        return 0
+    sampler = tune.choose_sampler(args.sampler, n_trials, len(untried))
+    shares = [n for n in tune.worker_shares(n_trials, args.workers) if n]  # no more workers than trials
+    if args.slurm:
+        text = tune.slurm_script(setup, shares, sampler=sampler, seed=args.seed)
+        tune.write_slurm_script(args.slurm, text)
+        if sampler == "grid":
+            tune.enqueue_grid(study, setup.space, args.seed)
+        _say(f"Wrote {args.slurm}: {len(shares)} array tasks, {n_trials} trials of study {setup.study} "
+             f"({sampler} sampler). Submit with: sbatch {args.slurm}")
+        return 0
+
+    if sampler == "grid":
+        tune.enqueue_grid(study, setup.space, args.seed)
+    _say(f"Study {setup.study} in {setup.storage}: {setup.space.size} settings, {len(untried)} untried, {before} "
+         f"trials so far; running {n_trials} trials on {len(shares)} worker(s), sampler {sampler}, pruner "
+         f"{setup.pruner}.")
+    start = time.monotonic()
+    interrupted = False
+    try:
+        if len(shares) == 1:
+            tune.run_worker(setup, n_trials, sampler=sampler, seed=args.seed, worker_index=0, echo=_say)
+        else:
+            _run_local_workers(setup, shares, sampler, args.seed)
+    except KeyboardInterrupt:
+        interrupted = True
+        _say("Interrupted: running trials were stopped (checkpoints kept) and enqueued again; run the same command "
+             "to continue.")
+    _say(f"Tuning took {(time.monotonic() - start) / 60:.1f} min.")
+    summary = _final(setup)
+    failed = [r for r in summary.rows[before:] if r.state == "FAIL" and not r.reason.startswith(("busy", "interr"))]
+    if failed:
+        _say(f"{len(failed)} trial(s) failed: " + "; ".join(f"trial {r.number}: {r.reason}" for r in failed))
+    return 130 if interrupted else (1 if failed else 0)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="search K and epsilon with Optuna, pruning nnUNetv2_train runs on nnU-Net's EMA pseudo-Dice",
+        description=(
+            "Each trial picks a family, K and epsilon (categorical over the name tokens), trains the canonical "
+            "trainer name with nnUNetv2_train on the given folds (reusing finished runs, never training one "
+            "setting and fold twice at once), reports nnU-Net's EMA pseudo-Dice after every epoch to the trial, "
+            "and stops early when the pruner says so. Its value is the mean over folds of the validation Dice. "
+            "The study lives in an Optuna storage (default: a journal file in the dataset's results folder): "
+            "running the command again continues it; --workers and --slurm add workers to it."))
+    p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name), as nnUNetv2_train takes it")
+    p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
+    p.add_argument("--families", nargs="+", default=list(ablation.DEFAULT_FAMILIES), metavar="FAMILY",
+                   help="Poly families of the space (default: nnUNetTrainerPolyDice nnUNetTrainerPolyDiceCE)")
+    p.add_argument("--K", nargs="+", default=list(tune.DEFAULT_K), metavar="K",
+                   help="truncation orders: positive integers or inf (default: " + " ".join(tune.DEFAULT_K) + ")")
+    p.add_argument("--epsilon", nargs="+", default=list(tune.DEFAULT_EPSILON), metavar="EPS",
+                   help="epsilon values and/or ranges START:STOP:STEP with STEP >= 0.25, e.g. 0:2:0.5 (write "
+                        "--epsilon=-0.5:1:0.5 for a negative start; default: " + " ".join(tune.DEFAULT_EPSILON) + ")")
+    p.add_argument("--folds", nargs="+", metavar="FOLD",
+                   help="folds every trial trains, in this order (default: 0); the value is the mean over them")
+    p.add_argument("--schedule", metavar="ExI",
+                   help="E epochs of I iterations (the names' _<E>ep<I>it suffix), e.g. 30x40; default: nnU-Net's "
+                        "1000 x 250")
+    p.add_argument("--allow-random-split", action="store_true",
+                   help="allow folds beyond splits_final.json (nnU-Net then trains them on a random 80:20 split)")
+    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    p.add_argument("--device", choices=("cpu", "cuda", "mps"),
+                   help="passed to nnUNetv2_train as -device (nnU-Net's default: cuda)")
+    p.add_argument("--label", metavar="NAME",
+                   help="tune for one label of dataset.json: its validation Dice, and its pseudo-Dice for pruning "
+                        "(default: the foreground mean)")
+    p.add_argument("--trials", type=int, default=20, metavar="N",
+                   help="trials this command runs, over all its workers (default 20; never more than the untried "
+                        "settings)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="workers on this machine, each training one run at a time (default 1); with --slurm: "
+                        "array tasks")
+    p.add_argument("--seed", type=int, default=0, help="seed of the grid order and of the samplers (default 0)")
+    p.add_argument("--storage", metavar="URL",
+                   help="Optuna storage: journal:///path/file (Optuna's journal file, no server), "
+                        "postgresql://..., mysql+pymysql://..., or sqlite:///file (one worker only); default: "
+                        "journal:///<nnUNet_results>/<dataset>/" + tune.STORAGE_FILE)
+    p.add_argument("--study", metavar="NAME",
+                   help="study name (default: <configuration>[_<plans>]_<E>ep<I>it_folds<F>[_<label>])")
+    p.add_argument("--pruner", metavar="SPEC",
+                   help="NAME[:keyword=value,...] with NAME in " + ", ".join(PRUNERS)
+                        + " and Optuna's keywords (default: median:n_startup_trials=3,n_warmup_steps=<epochs/2>)")
+    p.add_argument("--sampler", default="auto", choices=tune.SAMPLERS,
+                   help="grid: enqueue every untried setting (seeded order); tpe: TPESampler (multivariate, "
+                        "constant liar); auto (default): grid when --trials covers the untried settings, else tpe")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder of tune.md, tune.csv, tune_curves.png and the training logs (default: "
+                        "<nnUNet_results>/<dataset>/polydice_tune/<study>)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--status", action="store_true",
+                     help="show the study's trials (from its storage) and train nothing; works while it runs")
+    out.add_argument("--slurm", metavar="FILE",
+                     help="write an sbatch array script whose every task is one more worker of the study (--workers "
+                          "tasks, --trials shared among them); never overwrites")
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-outputs", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)

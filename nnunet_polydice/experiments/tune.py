@@ -1,0 +1,1112 @@
+"""Tuning K and epsilon with Optuna, pruning on nnU-Net's learning curves: the library of ``nnunet-polydice tune``.
+
+No argparse and no printing: messages go through an ``echo`` callable.
+
+**Space.** Families (Poly families), K values (integers, ``inf``) and epsilon values (a list and/or ranges
+``START:STOP:STEP`` with a step of at least 0.25). Every trial suggests three categorical parameters over
+the canonical name tokens (``family``, ``K`` = ``'3'``/``'inf'``, ``epsilon`` = ``'0p5'``), so the sampler sees
+a finite space, and its setting is the canonical trainer name (``nnUNetTrainerPolyDice_K3_eps0p5_30ep40it``,
+made by ``sweep``'s :func:`~nnunet_polydice.experiments.ablation.sweep_trainers`) whose results folder is
+nnU-Net's ordinary one.
+
+**A trial**, fold after fold (``--folds``, in the order given), reads the fold folder's state with
+:func:`~nnunet_polydice.experiments.runs.fold_status`:
+
+* finished (``skip``; or ``foreign``: a summary copied in): reused, its validation Dice is the fold's value,
+  no training;
+* ``pruned`` by this study (the marker names it): the trial is pruned at once, nothing trained; pruned
+  by another study: the marker is removed and the run continued (``--c``);
+* ``validate`` / ``continue`` / ``fresh``: ``nnUNetv2_train`` (``--val`` / ``--c`` / plain) in a subprocess
+  whose environment links it to the trial (:mod:`nnunet_polydice.integration.pruning`): after each epoch it
+  reports nnU-Net's EMA pseudo-Dice at step ``fold_index * epochs + epoch`` and exits when the pruner says so.
+
+The trial's value is the mean over its folds of nnU-Net's validation Dice (``validation/summary.json``:
+``foreground_mean['Dice']``, or ``mean[<label>]['Dice']`` with a label). Step ``fold_index * epochs + epoch``
+keeps every fold's epochs apart (Optuna keeps one value per step) and makes a step mean the same fold and
+epoch in every trial, which is what the pruners compare.
+
+**Never twice at once.** Before a fold is read or trained, the trial creates ``polydice_tune.lock`` in the
+fold folder with ``O_CREAT | O_EXCL`` (host, pid, study, trial inside). A trial that meets a live lock
+fails at once (state FAIL, user attribute ``reason``; TPE ignores failed trials) and the worker goes on
+with its next trial. A lock is stale when its process is gone on this host or its trial is no longer
+running in this study.
+
+**Resuming.** Ctrl-C (and SIGTERM, e.g. Slurm's scancel) stops the training, marks the trial failed and
+enqueues the same setting again, so the next run of the command continues it (from nnU-Net's
+``checkpoint_latest.pth``). RDB storages (SQLite, PostgreSQL, MySQL) keep a heartbeat: a killed worker's
+trial is failed by the next worker that starts a trial and enqueued once more (Optuna's
+``RetryHeartbeatStaleTrialCallback``). Journal storage has no heartbeat: a worker's trial whose process is
+gone on the same host is failed and enqueued when a worker starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from nnunet_polydice.experiments import ablation, results
+from nnunet_polydice.experiments.outputs import OwnedFolder, check_out_dir
+from nnunet_polydice.experiments.paths import ensure_new_file
+from nnunet_polydice.experiments.runs import PRUNED_MARKER, SummaryError, fold_status, read_summary_json
+from nnunet_polydice.integration import pruning
+from nnunet_polydice.integration.locate import with_trainers_folder
+from nnunet_polydice.integration.naming import (
+    READY_EPSILON,
+    READY_K,
+    format_k,
+    format_number,
+    parse_number,
+    parse_trainer_name,
+    schedule_suffix,
+)
+
+__all__ = [
+    "DEFAULT_K", "DEFAULT_EPSILON", "MIN_EPSILON_STEP", "LOCK_NAME", "STORAGE_FILE", "SAMPLERS", "Setting",
+    "SearchSpace", "TuneSetup", "SettingBusy", "TrainingFailed", "parse_epsilons", "epsilon_range", "build_space",
+    "default_pruner", "default_storage_url", "check_storage_for_workers", "default_study_name", "resolve_label",
+    "prepare", "open_study", "load_study", "setup_of_study", "untried_settings", "enqueue_grid", "choose_sampler",
+    "make_sampler", "worker_shares", "fold_value", "acquire_lock", "lock_is_stale", "Objective", "run_worker",
+    "TrialRow", "Summary", "trial_rows", "summarize", "next_commands", "tune_argv", "slurm_script",
+    "write_slurm_script", "write_outputs",
+]
+
+DEFAULT_K = tuple(format_k(k) for k in READY_K)
+DEFAULT_EPSILON = tuple(repr(e) for e in READY_EPSILON)
+#: The smallest step of an epsilon range: a finer grid of one continuous parameter is no longer a grid.
+MIN_EPSILON_STEP = Decimal("0.25")
+#: nnU-Net's own schedule (names without ``_<E>ep<I>it``): 1000 epochs of 250 iterations.
+NNUNET_SCHEDULE = (1000, 250)
+LOCK_NAME = "polydice_tune.lock"
+#: The default storage, an Optuna journal file in the dataset's results folder. Not SQLite: Optuna pops a
+#: queued trial with a read, then a write, which SQLite does not lock in between, so two workers started
+#: together took the same queued trial (seen in this package's two-worker test); the journal's log order
+#: decides who owns it. It needs no server and works on network file systems (Slurm).
+STORAGE_FILE = "polydice_tune.journal"
+SAMPLERS = ("auto", "grid", "tpe", "random")
+DEFINITION_ATTR = "polydice_definition"
+UID_ATTR = "polydice_uid"
+
+
+class SettingBusy(Exception):
+    """Another live trial holds the lock of a (setting, fold)."""
+
+
+class TrainingFailed(Exception):
+    """nnUNetv2_train failed, or its result cannot be read."""
+
+
+# ------------------------------------------------------------------------------------------- space
+
+def epsilon_range(text: str) -> list[float]:
+    """``'0:2:0.5'`` -> ``[0.0, 0.5, 1.0, 1.5, 2.0]`` (both ends included, decimal steps without drift).
+
+    Raises:
+        ValueError: for a malformed range, a step under :data:`MIN_EPSILON_STEP`, or an empty range.
+    """
+    parts = text.split(":")
+    try:
+        start, stop, step = (Decimal(p.strip()) for p in parts)
+    except (ValueError, InvalidOperation):
+        raise ValueError(f"--epsilon {text!r}: a range is START:STOP:STEP with three numbers, e.g. 0:2:0.5.") from None
+    if step < MIN_EPSILON_STEP:
+        raise ValueError(f"--epsilon {text!r}: the step must be at least {MIN_EPSILON_STEP} (got {step}), so that the "
+                         f"space stays a small grid of distinct settings.")
+    if stop < start:
+        raise ValueError(f"--epsilon {text!r} is empty: START ({start}) is larger than STOP ({stop}).")
+    n = int((stop - start) / step) + 1
+    return [float(start + i * step) for i in range(n)]
+
+
+def parse_epsilons(texts: Sequence) -> list[float]:
+    """Epsilon values from ``--epsilon`` words: numbers and ``START:STOP:STEP`` ranges, in order.
+
+    Raises:
+        ValueError: for a word that is neither.
+    """
+    out: list[float] = []
+    for text in texts:
+        text = str(text).strip()
+        if ":" in text:
+            out += epsilon_range(text)
+            continue
+        try:
+            out.append(float(text))
+        except ValueError:
+            raise ValueError(f"--epsilon {text!r} is not a number or a START:STOP:STEP range (e.g. 0.5 or "
+                             f"0:2:0.5).") from None
+    return out
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the space: the three tokens and the canonical trainer name they make."""
+
+    family: str
+    K: str
+    epsilon: str
+    trainer: str
+
+    @property
+    def params(self) -> dict:
+        return {"family": self.family, "K": self.K, "epsilon": self.epsilon}
+
+    @property
+    def label(self) -> str:
+        """``K=3 eps=0.5`` for lines and tables."""
+        return f"K={self.K} eps={parse_number(self.epsilon):g}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Families x K tokens x epsilon tokens (orders as given), with the trainer name of every point."""
+
+    families: tuple[str, ...]
+    K: tuple[str, ...]
+    epsilon: tuple[str, ...]
+    settings: tuple[Setting, ...]
+    epochs: int | None = None
+    iterations: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.settings)
+
+    def grid(self) -> dict:
+        """``{'family': [...], 'K': [...], 'epsilon': [...]}``: the categorical choices."""
+        return {"family": list(self.families), "K": list(self.K), "epsilon": list(self.epsilon)}
+
+    def setting(self, family: str, K: str, epsilon: str) -> Setting:
+        """The setting of three tokens.
+
+        Raises:
+            KeyError: when they are not a point of the space.
+        """
+        for s in self.settings:
+            if (s.family, s.K, s.epsilon) == (family, K, epsilon):
+                return s
+        raise KeyError(f"{family} K={K} epsilon={epsilon} is not in the space")
+
+    def by_trainer(self, trainer: str) -> Setting | None:
+        return next((s for s in self.settings if s.trainer == trainer), None)
+
+    def suggest(self, trial) -> Setting:
+        """Ask ``trial`` for the three categorical parameters; the setting they name."""
+        family = trial.suggest_categorical("family", list(self.families))
+        K = trial.suggest_categorical("K", list(self.K))
+        epsilon = trial.suggest_categorical("epsilon", list(self.epsilon))
+        return self.setting(family, K, epsilon)
+
+
+def build_space(families: Sequence[str], K_values: Sequence, epsilons: Sequence[float],
+                schedule: tuple[int, int] | None = None) -> SearchSpace:
+    """The space of ``families x K x epsilon``, every name made and checked by ``sweep``'s
+    :func:`ablation.sweep_trainers` (Poly families only, K and epsilon validated with their sentences).
+
+    Values that name the same setting (``1`` and ``1.0``) are one token.
+
+    Raises:
+        ValueError: for an empty list, a family that takes no K, or a disallowed K or epsilon.
+    """
+    for option, values in (("--families", families), ("--K", K_values), ("--epsilon", epsilons)):
+        if not list(values):
+            raise ValueError(f"the search space is empty: {option} has no values.")
+    fams, K_tokens, eps_tokens, settings = [], [], [], []
+    for fam in dict.fromkeys(families):
+        for K in K_values:
+            for eps in epsilons:
+                name = ablation.sweep_trainers([fam], [K], [eps], baselines=(), schedule=schedule)[0]
+                spec = parse_trainer_name(name)
+                k_tok, e_tok = format_k(spec.K), format_number(spec.epsilon)
+                for seq, tok in ((fams, fam), (K_tokens, k_tok), (eps_tokens, e_tok)):
+                    if tok not in seq:
+                        seq.append(tok)
+                if all(s.trainer != name for s in settings):
+                    settings.append(Setting(fam, k_tok, e_tok, name))
+    epochs, iterations = schedule if schedule is not None else (None, None)
+    return SearchSpace(tuple(fams), tuple(K_tokens), tuple(eps_tokens), tuple(settings), epochs, iterations)
+
+
+# ------------------------------------------------------------------------------------------- setup
+
+def default_pruner(epochs: int) -> str:
+    """``--pruner``'s default: MedianPruner once 3 trials have finished, not before half of a fold's epochs.
+
+    Chosen by replaying finished 30 x 40 runs of the embedded Colin27 data (``benchmarks/tune_pruners.py``):
+    their EMA pseudo-Dice ranks the settings poorly in the first epochs (Spearman 0.1 over epochs 1-3 against
+    the final validation Dice, 0.4 at epoch 10, 0.7 at epoch 18) and the best setting was behind at epoch 10,
+    so every pruner that decides early (successive halving, Hyperband, a median after a third) lost it in
+    some arrival orders, while the median after half of the epochs never did.
+    """
+    return f"median:n_startup_trials=3,n_warmup_steps={max(1, epochs // 2)}"
+
+
+def default_storage_url(results_dir: Path, dataset_name: str) -> str:
+    """``journal:///<results>/<dataset>/polydice_tune.journal`` (absolute, so Slurm tasks find it)."""
+    return pruning.JOURNAL_SCHEME + str((Path(results_dir) / dataset_name / STORAGE_FILE).resolve())
+
+
+def check_storage_for_workers(url: str, workers: int, slurm: bool = False) -> None:
+    """Refuse SQLite for more than one worker (see :data:`STORAGE_FILE`).
+
+    Raises:
+        ValueError: naming the option and the storages that work.
+    """
+    if pruning.storage_kind(url) == "sqlite" and (workers > 1 or slurm):
+        what = "--slurm" if slurm else f"--workers {workers}"
+        raise ValueError(f"--storage {url} with {what}: SQLite lets two workers take the same queued trial (Optuna "
+                         f"reads, then writes it, and SQLite does not lock it in between); leave --storage out for "
+                         f"the journal file in the results folder, or give journal:///path/file or a PostgreSQL or "
+                         f"MySQL URL.")
+
+
+def default_study_name(configuration: str, plans: str, schedule: tuple[int, int] | None, folds: Sequence[str],
+                       label: str | None = None) -> str:
+    """``<configuration>[_<plans>]_<E>ep<I>it_folds<f-g>[_<label>]`` (``nnunet`` for nnU-Net's schedule)."""
+    parts = [configuration] + ([plans] if plans != "nnUNetPlans" else [])
+    parts.append(schedule_suffix(*schedule).lstrip("_") if schedule else "nnunet")
+    parts.append("folds" + "-".join(folds))
+    if label:
+        parts.append(label)
+    return "_".join(parts)
+
+
+def resolve_label(name: str, dataset_json: dict) -> str:
+    """The summary.json key of a foreground label name of dataset.json (``'2'``, or ``'(1, 2)'`` for a region).
+
+    Raises:
+        ValueError: for a name dataset.json does not have, with the names it has.
+    """
+    keys = {v: k for k, v in results.label_names(dataset_json).items() if k != "0"}  # summary.json has no background
+    if name not in keys:
+        raise ValueError(f"--label {name!r} is not a label of this dataset; its labels: "
+                         f"{', '.join(keys) or 'none'}.")
+    return keys[name]
+
+
+@dataclass(frozen=True)
+class TuneSetup:
+    """Everything a tune command and its workers agree on, checked before anything runs."""
+
+    dataset: str
+    configuration: str
+    plans: str
+    folds: tuple[str, ...]
+    space: SearchSpace
+    storage: str
+    study: str
+    out_dir: Path
+    pruner: str
+    results: Path
+    label: str | None = None
+    label_key: str | None = None
+    device: str | None = None
+    out_given: bool = False
+    allow_random_split: bool = False
+
+    @property
+    def epochs(self) -> int:
+        return self.space.epochs or NNUNET_SCHEDULE[0]
+
+    @property
+    def iterations(self) -> int:
+        return self.space.iterations or NNUNET_SCHEDULE[1]
+
+    @property
+    def max_resource(self) -> int:
+        """Steps of a whole trial: folds x epochs."""
+        return len(self.folds) * self.epochs
+
+    def definition(self) -> dict:
+        """What makes two runs the same study (stored in the study; a rerun must match it)."""
+        return {"dataset": self.dataset, "configuration": self.configuration, "plans": self.plans,
+                "folds": list(self.folds), "schedule": [self.space.epochs, self.space.iterations],
+                "label": self.label, "space": self.space.grid()}
+
+    def fold_folder(self, trainer: str, fold: str) -> Path:
+        return ablation.fold_folder(self.results, self.dataset, trainer, self.plans, self.configuration, fold)
+
+
+def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.DEFAULT_FAMILIES,
+            K_values: Sequence = DEFAULT_K, epsilons: Sequence = DEFAULT_EPSILON, folds: Sequence | None = None,
+            schedule: str | None = None, plans: str = "nnUNetPlans", label: str | None = None,
+            storage: str | None = None, study: str | None = None, out_dir=None, pruner: str | None = None,
+            device: str | None = None, allow_random_split: bool = False, lookup: bool = True,
+            environ: dict | None = None) -> TuneSetup:
+    """Check every input and return the :class:`TuneSetup` (nothing is trained, the storage is not opened).
+
+    The checks are ``sweep``'s where they are the same (:mod:`ablation`: dataset, plans and configuration,
+    folds against splits_final.json, and, with ``lookup``, every trainer name through nnU-Net's own lookup).
+
+    Raises:
+        ValueError / FileNotFoundError: with a sentence, for an unknown dataset, plans or configuration, an
+            empty or invalid space, folds not in the splits, a name nnU-Net would not find, an unknown label,
+            a bad pruner or storage URL, or an output folder that cannot be written.
+    """
+    env = os.environ if environ is None else environ
+    sched = ablation.parse_schedule(schedule) if schedule else None
+    space = build_space(families, K_values, parse_epsilons(epsilons), sched)
+    results_dir = ablation.results_root(env)
+    name = ablation.resolve_dataset_name(dataset)
+    plans_path = ablation.check_plans(name, plans, configuration, env)
+    split_folds = ablation.check_folds(name, ablation.parse_folds(folds) if folds else ["0"],
+                                       allow_random_split=allow_random_split, environ=env)
+    label_key = None
+    if label is not None:
+        ds_json = plans_path.parent / "dataset.json"
+        try:
+            label_key = resolve_label(label, json.loads(ds_json.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as err:
+            if isinstance(err, ValueError) and str(err).startswith("--label"):
+                raise
+            raise ValueError(f"--label needs {ds_json}, which cannot be read ({err}).") from None
+    epochs = sched[0] if sched else NNUNET_SCHEDULE[0]
+    pruner = pruner or default_pruner(epochs)
+    pruning.make_pruner(pruner, len(split_folds) * epochs)  # its sentence now, not in a trainer
+    storage = storage or default_storage_url(results_dir, name)
+    pruning.storage_kind(storage)
+    study = study or default_study_name(configuration, plans, sched, split_folds, label)
+    given = out_dir is not None
+    out = Path(out_dir) if given else Path(results_dir).resolve() / name / "polydice_tune" / study
+    check_out_dir(out, "--out")
+    if lookup:
+        ablation.check_trainers_found([s.trainer for s in space.settings], env)
+    return TuneSetup(dataset=name, configuration=configuration, plans=plans, folds=tuple(split_folds), space=space,
+                     storage=storage, study=study, out_dir=out, pruner=pruner, results=Path(results_dir).resolve(),
+                     label=label, label_key=label_key, device=device, out_given=given,
+                     allow_random_split=allow_random_split)
+
+
+# ------------------------------------------------------------------------------------------- study
+
+def _quiet_optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines say what happened to each trial
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def open_study(setup: TuneSetup, *, sampler=None, heartbeat: bool = False, create: bool = True):
+    """Create (or load) the study and check that it was made for the same definition.
+
+    Returns ``(study, uid)``; ``uid`` tells this study from a namesake in another storage (pruned markers).
+
+    Raises:
+        ValueError: when the storage cannot be opened, the study belongs to another tool, or was created
+            for another dataset, configuration, folds, schedule, label or space.
+    """
+    import optuna
+
+    _quiet_optuna()
+    if setup.storage == default_storage_url(setup.results, setup.dataset):
+        Path(pruning.journal_path(setup.storage)).parent.mkdir(parents=True, exist_ok=True)
+    storage = pruning.open_storage(setup.storage, heartbeat=heartbeat)
+    pruner = pruning.make_pruner(setup.pruner, setup.max_resource)
+    if create:
+        study = optuna.create_study(storage=storage, study_name=setup.study, direction="maximize",
+                                    load_if_exists=True, sampler=sampler, pruner=pruner)
+    else:
+        study = load_study(setup.storage, setup.study, storage=storage, sampler=sampler, pruner=pruner)
+    attrs = study.user_attrs
+    wanted = setup.definition()
+    if DEFINITION_ATTR not in attrs:
+        if study.get_trials(deepcopy=False):
+            raise ValueError(f"study {setup.study!r} in {setup.storage} was not created by nnunet-polydice tune; "
+                             f"give another --study.")
+        study.set_user_attr(DEFINITION_ATTR, wanted)
+        study.set_user_attr(UID_ATTR, uuid.uuid4().hex)
+    elif attrs[DEFINITION_ATTR] != wanted:
+        had = attrs[DEFINITION_ATTR]
+        diff = [k for k in wanted if had.get(k) != wanted[k]]
+        raise ValueError(f"study {setup.study!r} was created for another {', '.join(diff)} "
+                         f"({'; '.join(f'{k}: {had.get(k)}' for k in diff)}); rerun with those options, or give "
+                         f"another --study for this one.")
+    return study, study.user_attrs.get(UID_ATTR, "")
+
+
+def load_study(url: str, name: str, *, storage=None, sampler=None, pruner=None):
+    """An existing study.
+
+    Raises:
+        ValueError: when the storage has no study of that name (naming those it has).
+    """
+    import optuna
+
+    _quiet_optuna()
+    storage = storage or pruning.open_storage(url)
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        raise ValueError(f"{url} has no study {name!r}; studies there: {', '.join(names) or 'none'} "
+                         f"(give --study NAME, or the options that make its default name).")
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+
+
+def setup_of_study(setup: TuneSetup, study) -> TuneSetup:
+    """``setup`` with the space, folds, schedule and label the study was created for (``--status`` reads a
+    study without repeating its options).
+
+    Raises:
+        ValueError: when the study was not created by tune.
+    """
+    import dataclasses
+
+    d = study.user_attrs.get(DEFINITION_ATTR)
+    if not isinstance(d, dict):
+        raise ValueError(f"study {setup.study!r} was not created by nnunet-polydice tune.")
+    epochs, iterations = d["schedule"]
+    schedule = (epochs, iterations) if epochs else None
+    space = d["space"]
+    return dataclasses.replace(
+        setup, folds=tuple(d["folds"]), label=d["label"],
+        label_key=setup.label_key if d["label"] == setup.label else None,
+        space=build_space(space["family"], space["K"], [parse_number(e) for e in space["epsilon"]], schedule))
+
+
+def _setting_of(space: SearchSpace, trial) -> Setting | None:
+    """The setting of a trial (of a waiting one: its enqueued parameters), None when it has none."""
+    params = trial.params or trial.system_attrs.get("fixed_params") or {}
+    try:
+        return space.setting(params["family"], params["K"], params["epsilon"])
+    except KeyError:
+        return None
+
+
+def untried_settings(study, space: SearchSpace) -> list[Setting]:
+    """Settings without a COMPLETE, PRUNED or RUNNING trial (WAITING and FAILed ones count as untried)."""
+    from optuna.trial import TrialState
+
+    done = {_setting_of(space, t) for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)}
+    return [s for s in space.settings if s not in done]
+
+
+def enqueue_grid(study, space: SearchSpace, seed: int | None) -> list[Setting]:
+    """Enqueue every untried setting not already waiting, in a seeded random order; return them.
+
+    Optuna hands a waiting trial to exactly one worker, so workers never draw the same point, and the
+    queue outlives the command (a later run takes the rest).
+    """
+    import random
+
+    from optuna.trial import TrialState
+
+    waiting = {_setting_of(space, t) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+    todo = [s for s in untried_settings(study, space) if s not in waiting]
+    random.Random(seed).shuffle(todo)
+    for s in todo:
+        study.enqueue_trial(s.params)
+    return todo
+
+
+def choose_sampler(requested: str, n_trials: int, n_untried: int) -> str:
+    """``auto`` -> ``grid`` when this command's trials cover every untried setting, else ``tpe``."""
+    if requested not in SAMPLERS:
+        raise ValueError(f"--sampler {requested!r}: allowed: {', '.join(SAMPLERS)}.")
+    if requested != "auto":
+        return requested
+    return "grid" if n_trials >= n_untried else "tpe"
+
+
+def make_sampler(kind: str, seed: int | None, worker_index: int = 0, n_existing: int = 0):
+    """The worker's Optuna sampler for the trials the queue does not give: TPE (multivariate, constant
+    liar so that running trials steer the others away) or random. The seed is shifted per worker and by
+    the trials already in the study, so that two workers, or a rerun, do not repeat the same draws."""
+    import optuna
+
+    shifted = None if seed is None else int(seed) + 1000 * int(worker_index) + int(n_existing)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=shifted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.samplers.TPESampler(seed=shifted, multivariate=True, constant_liar=True)
+
+
+def worker_shares(n_trials: int, workers: int) -> list[int]:
+    """``n_trials`` split over ``workers`` as evenly as possible (the first ones take one more)."""
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1 (got {workers}).")
+    return [n_trials // workers + (1 if i < n_trials % workers else 0) for i in range(workers)]
+
+
+# ------------------------------------------------------------------------------------------- a trial
+
+def fold_value(summary: dict, label_key: str | None = None) -> float:
+    """nnU-Net's validation Dice of a fold: ``foreground_mean['Dice']``, or ``mean[label_key]['Dice']``.
+
+    Raises:
+        ValueError: when it is missing or NaN (the label is in neither reference nor prediction).
+    """
+    try:
+        value = summary["foreground_mean"]["Dice"] if label_key is None else summary["mean"][label_key]["Dice"]
+    except (KeyError, TypeError):
+        raise ValueError(f"validation/summary.json has no Dice for {label_key or 'foreground_mean'}.") from None
+    value = math.nan if value is None else float(value)
+    if math.isnan(value):
+        raise ValueError(f"validation Dice of {label_key or 'the foreground mean'} is NaN (in neither the reference "
+                         f"nor the prediction of any validation case).")
+    return value
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True
+    return True
+
+
+def acquire_lock(folder: Path, owner: dict) -> dict | None:
+    """Create ``<folder>/polydice_tune.lock`` exclusively with ``owner`` (JSON) in it.
+
+    Returns None when acquired, else what the existing lock holds (``{}`` when unreadable).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(owner, fh)
+    return None
+
+
+def lock_is_stale(holder: dict, study_uid: str, trial_running: Callable[[int], bool],
+                  host: str | None = None) -> str | None:
+    """Why a lock is stale, or None while its holder may be alive.
+
+    Stale: unreadable; its process is gone on this host; or it is this study's and its trial is no
+    longer running (``trial_running(trial_id)``).
+    """
+    host = host or socket.gethostname()
+    if not holder or "pid" not in holder:
+        return "the lock file is empty or unreadable"
+    if holder.get("host") == host and not _pid_alive(holder["pid"]):
+        return f"its worker (pid {holder['pid']}) is gone"
+    if study_uid and holder.get("study_uid") == study_uid and not trial_running(int(holder.get("trial_id", -1))):
+        return f"its trial {holder.get('trial')} is no longer running"
+    return None
+
+
+def _stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM (never ignored, unlike SIGINT in background jobs), then kill after 60 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _run_logged(argv: Sequence[str], env: dict, log_path: Path, on_report: Callable[[dict], None]) -> int:
+    """Run ``argv``, its output appended to ``log_path``; each report line of the trainer goes to
+    ``on_report``. Returns the exit status; on an exception (Ctrl-C) the process is stopped first."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace", bufsize=1)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                at = line.find(pruning.REPORT_PREFIX)
+                if at >= 0:
+                    try:
+                        on_report(json.loads(line[at + len(pruning.REPORT_PREFIX):]))
+                    except ValueError:
+                        pass
+            return proc.wait()
+        except BaseException:
+            _stop_process(proc)
+            raise
+        finally:
+            proc.stdout.close()
+
+
+def _read_marker(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class Objective:
+    """The function Optuna calls for each trial of a worker (see the module docstring)."""
+
+    def __init__(self, setup: TuneSetup, study, study_uid: str, *, environ: dict | None = None,
+                 echo: Callable[[str], None] = lambda s: None, executable: str | None = None):
+        self.setup, self.study, self.uid, self.echo = setup, study, study_uid, echo
+        self.env = with_trainers_folder(environ)
+        self.env.pop(pruning.TRIAL_ENV, None)
+        self.executable = executable
+        self.host = socket.gethostname()
+
+    def _exe(self) -> str:
+        if self.executable is None:
+            self.executable = ablation._executable(self.env)
+        return self.executable
+
+    def _trial_running(self, trial_id: int) -> bool:
+        from optuna.trial import TrialState
+
+        try:
+            return self.study._storage.get_trial(trial_id).state == TrialState.RUNNING
+        except KeyError:
+            return False
+
+    def __call__(self, trial) -> float:
+        setting = self.setup.space.suggest(trial)
+        for key, value in (("trainer", setting.trainer), ("host", self.host), ("pid", os.getpid())):
+            trial.set_user_attr(key, value)
+        self.echo(live_line(trial.number, setting, "RUNNING", note="started"))
+        self.epochs = 0
+        values, reused = [], []
+        try:
+            for index, fold in enumerate(self.setup.folds):
+                value, was_reused = self._fold(trial, setting, index, fold)
+                values.append(value)
+                if was_reused:
+                    reused.append(fold)
+                trial.set_user_attr("fold_values", {**trial.user_attrs.get("fold_values", {}), fold: value})
+        except KeyboardInterrupt:
+            self.study.enqueue_trial(setting.params, user_attrs={"resumes": trial.number})
+            trial.set_user_attr("reason", "interrupted; the setting is enqueued again")
+            raise
+        finally:
+            trial.set_user_attr("epochs_trained", self.epochs)
+            trial.set_user_attr("reused_folds", reused)
+        return statistics.fmean(values)
+
+    def _fail(self, trial, exc_type, reason: str):
+        trial.set_user_attr("reason", reason)
+        return exc_type(reason)
+
+    def _fold(self, trial, setting: Setting, index: int, fold: str) -> tuple[float, bool]:
+        import optuna
+
+        folder = self.setup.fold_folder(setting.trainer, fold)
+        owner = {"host": self.host, "pid": os.getpid(), "study": self.setup.study, "study_uid": self.uid,
+                 "trial": trial.number, "trial_id": trial._trial_id}
+        holder = acquire_lock(folder, owner)
+        if holder is not None:
+            stale = lock_is_stale(holder, self.uid, self._trial_running, self.host)
+            if stale is None:
+                raise self._fail(trial, SettingBusy, f"busy: fold {fold} of {setting.trainer} is being trained by "
+                                 f"trial {holder.get('trial')} of study {holder.get('study')} "
+                                 f"({holder.get('host')}, pid {holder.get('pid')})")
+            (folder / LOCK_NAME).unlink(missing_ok=True)
+            if acquire_lock(folder, owner) is not None:
+                raise self._fail(trial, SettingBusy, f"busy: fold {fold} of {setting.trainer} was taken meanwhile")
+        try:
+            return self._fold_locked(trial, setting, index, fold, folder, optuna)
+        finally:
+            (folder / LOCK_NAME).unlink(missing_ok=True)
+
+    def _fold_locked(self, trial, setting, index, fold, folder: Path, optuna) -> tuple[float, bool]:
+        status = fold_status(folder)
+        state = status.state
+        if state in ("skip", "foreign"):
+            try:
+                summary = status.summary or read_summary_json(folder / "validation" / "summary.json")
+                value = fold_value(summary, self.setup.label_key)
+            except (SummaryError, ValueError) as err:
+                raise self._fail(trial, TrainingFailed, f"fold {fold}: finished run unusable: {err}") from None
+            self.echo(live_line(trial.number, setting, "RUNNING", value, note=f"fold {fold} reused ({state})"))
+            return value, True
+        if state == "pruned":
+            marker = _read_marker(folder / PRUNED_MARKER)
+            ours = marker.get("study_uid") == self.uid if marker.get("study_uid") else \
+                marker.get("study") == self.setup.study
+            if ours:
+                trial.set_user_attr("reason", f"pruned earlier in trial {marker.get('trial')} (after epoch "
+                                              f"{int(marker.get('epoch', -1)) + 1} of fold {fold})")
+                raise optuna.TrialPruned(trial.user_attrs.get("reason"))
+            (folder / PRUNED_MARKER).unlink()
+            state = "continue"
+        argv = ablation.train_command(self.setup.dataset, self.setup.configuration, fold, setting.trainer, state,
+                                      plans=self.setup.plans, device=self.setup.device)
+        link = pruning.TrialLink(storage=self.setup.storage, study=self.setup.study, trial_id=trial._trial_id,
+                                 trial_number=trial.number, pruner=self.setup.pruner,
+                                 max_resource=self.setup.max_resource, step_offset=index * self.setup.epochs,
+                                 label_key=self.setup.label_key, marker=PRUNED_MARKER, study_uid=self.uid)
+        env = {**self.env, pruning.TRIAL_ENV: link.to_env()}
+        log = self.setup.out_dir / "logs" / f"trial{trial.number:04d}_fold{fold}.log"
+        last = {}
+
+        def on_report(report: dict) -> None:
+            self.epochs += 1
+            last.update(report)
+            self.echo(live_line(trial.number, setting, "RUNNING", report.get("value"),
+                                note=f"fold {fold} epoch {int(report['epoch']) + 1}/{self.setup.epochs}"))
+
+        rc = _run_logged([self._exe(), *argv[1:]], env, log, on_report)
+        if rc == pruning.PRUNED_EXIT_CODE:
+            value = last.get("value")
+            reason = (f"pruned after epoch {int(last.get('epoch', -1)) + 1}/{self.setup.epochs} of fold {fold} "
+                      f"(value {'n/a' if value is None else format(value, '.4f')})")
+            trial.set_user_attr("reason", reason)
+            raise optuna.TrialPruned(reason)
+        if rc != 0:
+            raise self._fail(trial, TrainingFailed, f"nnUNetv2_train exited with status {rc} on fold {fold}; see {log}")
+        done = fold_status(folder)
+        if not done.finished:
+            raise self._fail(trial, TrainingFailed, f"fold {fold} is not finished after nnUNetv2_train "
+                                                    f"({done.reason}); see {log}")
+        try:
+            return fold_value(done.summary, self.setup.label_key), False
+        except ValueError as err:
+            raise self._fail(trial, TrainingFailed, f"fold {fold}: {err}") from None
+
+
+def live_line(number: int, setting: Setting | None, state: str, value: float | None = None, note: str = "") -> str:
+    """``trial   3  nnUNetTrainerPolyDice  K=3 eps=0.5    RUNNING   0.6123  fold 0 epoch 4/30``."""
+    family = setting.family if setting else "?"
+    what = setting.label if setting else ""
+    shown = "" if value is None else f"{value:.4f}"
+    return f"trial {number:3d}  {family:26s} {what:16s} {state:9s} {shown:7s}  {note}".rstrip()
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _fail_dead_local_trials(study, space: SearchSpace) -> list[int]:
+    """Journal storage (no heartbeat): fail this host's RUNNING trials whose worker process is gone, and
+    enqueue their settings again. Returns their numbers."""
+    from optuna.trial import TrialState
+
+    host, failed = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("host") == host and "pid" in t.user_attrs and not _pid_alive(t.user_attrs["pid"]):
+            study.tell(t.number, state=TrialState.FAIL)
+            setting = _setting_of(space, t)
+            if setting is not None:
+                study.enqueue_trial(setting.params, user_attrs={"resumes": t.number})
+            failed.append(t.number)
+    return failed
+
+
+def run_worker(setup: TuneSetup, n_trials: int, *, sampler: str = "tpe", seed: int | None = 0, worker_index: int = 0,
+               environ: dict | None = None, echo: Callable[[str], None] = lambda s: None,
+               executable: str | None = None) -> None:
+    """One worker: ``n_trials`` trials of the study (fewer when the queue and space run out).
+
+    Ctrl-C / SIGTERM end the current trial as described in the module docstring and propagate.
+    """
+    from optuna.trial import TrialState
+
+    study, uid = open_study(setup, heartbeat=True)
+    if pruning.storage_kind(setup.storage) == "journal":
+        for number in _fail_dead_local_trials(study, setup.space):
+            echo(f"trial {number:3d}  its worker is gone: failed, setting enqueued again")
+    study.sampler = make_sampler(sampler if sampler != "grid" else "tpe", seed, worker_index,
+                                 len(study.get_trials(deepcopy=False)))
+    objective = Objective(setup, study, uid, environ=environ, echo=echo, executable=executable)
+
+    def after_trial(study, frozen) -> None:
+        setting = _setting_of(setup.space, frozen)
+        value = frozen.value if frozen.state == TrialState.COMPLETE else None
+        if value is None and frozen.intermediate_values:
+            value = frozen.intermediate_values[max(frozen.intermediate_values)]
+        note = frozen.user_attrs.get("reason", "")
+        if frozen.state == TrialState.COMPLETE:
+            reused = frozen.user_attrs.get("reused_folds") or []
+            note = "validation Dice" + (f"; reused fold {', '.join(reused)}" if reused else "")
+        echo(live_line(frozen.number, setting, frozen.state.name, value, note))
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        study.optimize(objective, n_trials=n_trials, catch=(SettingBusy, TrainingFailed), callbacks=[after_trial],
+                       gc_after_trial=False)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+@dataclass
+class TrialRow:
+    """One trial as the tables show it."""
+
+    number: int
+    state: str
+    setting: Setting | None
+    value: float | None
+    curve: dict = field(default_factory=dict)
+    epochs_trained: int = 0
+    reused_folds: list = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def trainer(self) -> str:
+        return self.setting.trainer if self.setting else ""
+
+    @property
+    def last(self) -> tuple[int | None, float | None]:
+        """(step, value) of the last report."""
+        if not self.curve:
+            return None, None
+        step = max(self.curve)
+        return step, self.curve[step]
+
+
+def trial_rows(study, space: SearchSpace) -> list[TrialRow]:
+    """Every trial of the study, by number (from the storage; fresh intermediate values)."""
+    rows = []
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        epochs = t.user_attrs.get("epochs_trained")
+        rows.append(TrialRow(number=t.number, state=t.state.name, setting=_setting_of(space, t),
+                             value=t.value if t.state.name == "COMPLETE" else None,
+                             curve={int(k): float(v) for k, v in t.intermediate_values.items()},
+                             epochs_trained=len(t.intermediate_values) if epochs is None else int(epochs),
+                             reused_folds=list(t.user_attrs.get("reused_folds") or []),
+                             reason=str(t.user_attrs.get("reason", ""))))
+    return rows
+
+
+@dataclass
+class Summary:
+    """The study's outcome and its cost against the full grid."""
+
+    setup: TuneSetup
+    rows: list
+    best: TrialRow | None
+    iterations_spent: int
+    full_grid_iterations: int
+
+    @property
+    def reused(self) -> list:
+        return [r for r in self.rows if r.reused_folds]
+
+    def table(self) -> str:
+        """A Markdown table of the trials."""
+        lines = ["| trial | state | family | K | epsilon | value | last report (step) | epochs trained | reused folds "
+                 "| note |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            step, last = r.last
+            s = r.setting
+            lines.append(f"| {r.number} | {r.state} | {s.family if s else '?'} | {s.K if s else ''} | "
+                         f"{'' if s is None else f'{parse_number(s.epsilon):g}'} | "
+                         f"{'' if r.value is None else f'{r.value:.4f}'} | "
+                         f"{'' if last is None else f'{last:.4f} ({step})'} | {r.epochs_trained} | "
+                         f"{' '.join(r.reused_folds)} | {r.reason} |")
+        return "\n".join(lines)
+
+    def cost_lines(self) -> list[str]:
+        s = self.setup
+        share = self.iterations_spent / self.full_grid_iterations if self.full_grid_iterations else 0.0
+        lines = [f"training iterations spent: {self.iterations_spent} (epochs trained x {s.iterations} iterations), "
+                 f"{share:.1%} of the full grid's {self.full_grid_iterations} ({s.space.size} settings x "
+                 f"{len(s.folds)} folds x {s.epochs} epochs x {s.iterations} iterations)"]
+        reused = self.reused
+        if reused:
+            lines.append("reused finished runs (0 iterations): " + ", ".join(
+                f"trial {r.number} {r.trainer} fold {' '.join(r.reused_folds)}" for r in reused))
+        return lines
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["trial", "state", "trainer", "family", "K", "epsilon", "value", "last_step", "last_value",
+                    "epochs_trained", "reused_folds", "note"])
+        for r in self.rows:
+            step, last = r.last
+            s = r.setting
+            w.writerow([r.number, r.state, r.trainer, s.family if s else "", s.K if s else "",
+                        "" if s is None else repr(parse_number(s.epsilon)), "" if r.value is None else repr(r.value),
+                        "" if step is None else step, "" if last is None else repr(last), r.epochs_trained,
+                        " ".join(r.reused_folds), r.reason])
+        return buf.getvalue()
+
+    def markdown(self, plot_name: str) -> str:
+        s = self.setup
+        best = ("no completed trial yet" if self.best is None else
+                f"**{self.best.trainer}**: validation Dice {self.best.value:.4f} (trial {self.best.number})")
+        what = f"mean[{s.label_key}] ({s.label})" if s.label else "foreground_mean"
+        parts = [f"# Tuning: {s.dataset}, {s.configuration}, plans {s.plans}, study {s.study}", "",
+                 f"Value: mean over folds {', '.join(s.folds)} of nnU-Net's validation Dice ({what} of "
+                 f"validation/summary.json). Pruned on nnU-Net's EMA pseudo-Dice, pruner `{s.pruner}`.", "",
+                 f"Best: {best}", "", *[f"- {line}" for line in self.cost_lines()], "", self.table(), "",
+                 f"![reported values per epoch]({plot_name})", ""]
+        if self.best is not None:
+            parts += ["Next:", "", "```", *next_commands(s, self.best.trainer), "```", ""]
+        return "\n".join(parts)
+
+
+def summarize(study, setup: TuneSetup) -> Summary:
+    """The :class:`Summary` of the study as the storage holds it now."""
+    rows = trial_rows(study, setup.space)
+    complete = [r for r in rows if r.state == "COMPLETE" and r.value is not None]
+    best = max(complete, key=lambda r: r.value) if complete else None
+    spent = sum(r.epochs_trained for r in rows) * setup.iterations
+    full = setup.space.size * len(setup.folds) * setup.epochs * setup.iterations
+    return Summary(setup, rows, best, spent, full)
+
+
+def next_commands(setup: TuneSetup, trainer: str) -> list[str]:
+    """The commands after tuning: train the best setting on all five folds, then predict with it."""
+    extra = (["-p", setup.plans] if setup.plans != "nnUNetPlans" else [])
+    device = ["--device", setup.device] if setup.device else []
+    sweep = ["nnunet-polydice", "sweep", setup.dataset, setup.configuration, "--trainers", trainer,
+             "--folds", "0", "1", "2", "3", "4", *extra, *device]
+    predict = ["nnUNetv2_predict", "-i", "INPUT_FOLDER", "-o", "OUTPUT_FOLDER", "-d", setup.dataset, "-c",
+               setup.configuration, "-tr", trainer, "-p", setup.plans, "-f", "0", "1", "2", "3", "4"]
+    if setup.device:
+        predict += ["-device", setup.device]
+    return [shlex.join(sweep), shlex.join(predict)]
+
+
+def plot_curves(rows: Sequence[TrialRow], path: Path, setup: TuneSetup) -> None:
+    """Each trial's reported values against the step; pruned trials dashed, ending in an x; completed ones
+    end in a dot at their validation Dice (one step after their last report); reused runs are a star at
+    their validation Dice after the last step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        if not r.curve:
+            if r.value is not None:  # reused finished runs: their validation Dice at the end
+                ax.plot(setup.max_resource, r.value, "*", ms=10,
+                        label=f"{r.number}: {r.setting.label if r.setting else '?'} (reused)")
+            continue
+        steps = sorted(r.curve)
+        ys = [r.curve[s] for s in steps]
+        pruned = r.state == "PRUNED"
+        (line,) = ax.plot(steps, ys, ls="--" if pruned else "-", lw=1.2,
+                          label=f"{r.number}: {r.setting.label if r.setting else '?'} ({r.state.lower()})")
+        if pruned:
+            ax.plot(steps[-1], ys[-1], "x", color=line.get_color(), ms=9, mew=2)
+        elif r.value is not None:
+            ax.plot(steps[-1] + 1, r.value, "o", color=line.get_color())
+    for k in range(1, len(setup.folds)):
+        ax.axvline(k * setup.epochs - 0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("step = fold index x epochs + epoch" if len(setup.folds) > 1 else "epoch")
+    ax.set_ylabel(f"EMA pseudo-Dice{' of ' + setup.label if setup.label else ''} (reported)")
+    ax.set_title(f"{setup.study}: reported values (dashed + x: pruned; dot: validation Dice; star: reused)", fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+OUTPUT_FILES = ("tune.md", "tune.csv", "tune_curves.png")
+
+
+def write_outputs(summary: Summary) -> list[Path]:
+    """``tune.md``, ``tune.csv`` and ``tune_curves.png`` in the setup's output folder; only files this tool
+    wrote there before are overwritten (:class:`~nnunet_polydice.experiments.outputs.OwnedFolder`).
+
+    Raises:
+        FileExistsError: when one of them exists and was not written by ``tune``.
+    """
+    folder = OwnedFolder(summary.setup.out_dir, "tune")
+    folder.claim(OUTPUT_FILES)
+    out = summary.setup.out_dir
+    plot_curves(summary.rows, out / OUTPUT_FILES[2], summary.setup)
+    (out / OUTPUT_FILES[1]).write_text(summary.csv_text(), encoding="utf-8")
+    (out / OUTPUT_FILES[0]).write_text(summary.markdown(OUTPUT_FILES[2]), encoding="utf-8")
+    folder.commit(OUTPUT_FILES)
+    return [out / f for f in OUTPUT_FILES]
+
+
+# ------------------------------------------------------------------------------------------- workers
+
+def tune_argv(setup: TuneSetup, *, sampler: str, seed: int | None, executable: Sequence[str] = ("nnunet-polydice",)
+              ) -> list[str]:
+    """The ``tune`` command line of one worker of this setup (without ``--trials`` and ``--worker-index``)."""
+    s = setup
+    argv = [*executable, "tune", s.dataset, s.configuration, "--families", *s.space.families, "--K", *s.space.K,
+            "--epsilon", *(repr(parse_number(e)) for e in s.space.epsilon), "--folds", *s.folds,
+            "-p", s.plans, "--storage", s.storage, "--study", s.study, "--pruner", s.pruner, "--sampler", sampler]
+    if s.space.epochs is not None:
+        argv += ["--schedule", f"{s.space.epochs}x{s.space.iterations}"]
+    if s.label:
+        argv += ["--label", s.label]
+    if s.device:
+        argv += ["--device", s.device]
+    if s.out_given:
+        argv += ["--out", str(s.out_dir)]
+    if s.allow_random_split:
+        argv.append("--allow-random-split")
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    return argv
+
+
+def slurm_script(setup: TuneSetup, shares: Sequence[int], *, sampler: str, seed: int | None,
+                 environ: dict | None = None) -> str:
+    """A bash script for ``sbatch``: an array of ``len(shares)`` tasks, each one more worker of the same
+    study (task i runs ``shares[i]`` trials); nothing but the study's storage coordinates them."""
+    worker = shlex.join(tune_argv(setup, sampler=sampler, seed=seed))
+    export = ablation.extTrainer_export(environ)
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=polydice-tune-{setup.study}",
+        f"#SBATCH --array=0-{len(shares) - 1}",
+        f"# Written by nnunet-polydice tune: every array task is one more worker of study {setup.study!r}",
+        f"# in {setup.storage}; the study's storage is all they share (submit again to add workers).",
+        "# Add your cluster's resources here (e.g. #SBATCH --gres=gpu:1, --time, --partition).",
+        "set -euo pipefail",
+    ]
+    if export:
+        lines.append(export)
+    lines += [
+        f"TRIALS=({' '.join(str(n) for n in shares)})",
+        f'{worker} --trials "${{TRIALS[$SLURM_ARRAY_TASK_ID]}}" --worker-index "$SLURM_ARRAY_TASK_ID"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_slurm_script(path, text: str) -> Path:
+    """Write ``text`` to ``path`` (executable). Never overwrites.
+
+    Raises:
+        FileExistsError / ValueError: as :func:`~nnunet_polydice.experiments.paths.ensure_new_file` (the file
+            exists; its folder is missing or cannot be written).
+    """
+    path = ensure_new_file(path, "--slurm")
+    with open(path, "x", encoding="utf-8") as fh:
+        fh.write(text)
+    path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def worker_processes(setup: TuneSetup, shares: Sequence[int], *, sampler: str, seed: int | None,
+                     environ: dict | None = None) -> list[subprocess.Popen]:
+    """Start one local worker process per share (``tune ... --worker-index i --no-outputs``)."""
+    python = (sys.executable, "-c", "import sys; from nnunet_polydice.cli import main; sys.exit(main(sys.argv[1:]))")
+    base = tune_argv(setup, sampler=sampler, seed=seed, executable=python)
+    env = dict(os.environ if environ is None else environ)
+    return [subprocess.Popen([*base, "--trials", str(n), "--worker-index", str(i), "--no-outputs"], env=env)
+            for i, n in enumerate(shares) if n > 0]

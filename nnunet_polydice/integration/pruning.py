@@ -1,0 +1,352 @@
+"""Per-epoch reports from an ``nnUNetv2_train`` run to the Optuna trial that started it (``nnunet-polydice tune``).
+
+``tune`` runs every trial as an ordinary ``nnUNetv2_train`` subprocess and puts, in its environment,
+:data:`TRIAL_ENV` = a JSON object (:class:`TrialLink`): the Optuna storage URL, the study, the trial, the
+pruner, the step offset of the fold being trained and, for a ``--label`` objective, that label.
+:class:`TrialPruningMixin` (a base of every trainer class of ``trainers/nnunet_polydice_trainers.py``) then,
+after each epoch (after nnU-Net's own ``on_epoch_end``):
+
+1. reads nnU-Net's validation signal of the epoch: the EMA pseudo-Dice nnU-Net already computes for its
+   best-checkpoint choice (``ema_fg_dice``), or, for a label, the same exponential moving average
+   (0.9 old + 0.1 new) of that label's pseudo-Dice from ``dice_per_class_or_region``;
+2. ``trial.report(value, step)`` with ``step = step_offset + epoch`` and asks ``trial.should_prune()``;
+3. when pruned: saves ``checkpoint_latest.pth``, writes the marker file the link names (JSON: study,
+   trial, epoch, step, value) into the fold folder, shuts the data loaders down and exits the process
+   with :data:`PRUNED_EXIT_CODE`, before nnU-Net's final validation. nnU-Net's training loop runs over a
+   fixed ``range(num_epochs)``, so leaving the process is the way to stop it.
+
+A trial that is no longer running (its worker was killed and the study marked it failed) stops the run
+the same way, without the marker, with :data:`ABANDONED_EXIT_CODE`: its checkpoint lets a later trial
+of the same setting continue it.
+
+Without :data:`TRIAL_ENV` the mixin does nothing and imports nothing (Optuna is imported on first use).
+Storage URLs (:func:`open_storage`) are read here, so that the trainer and ``tune`` open them alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["TRIAL_ENV", "PRUNED_EXIT_CODE", "ABANDONED_EXIT_CODE", "REPORT_PREFIX", "JOURNAL_SCHEME",
+           "PRUNERS", "TrialLink", "open_storage", "storage_kind", "make_pruner", "ema", "signal_index",
+           "epoch_signal", "TrialReporter", "TrialPruningMixin"]
+
+#: The environment variable ``tune`` sets for its ``nnUNetv2_train`` subprocesses.
+TRIAL_ENV = "NNUNET_POLYDICE_TRIAL"
+#: Exit status of a run the pruner stopped (the worker maps it to ``optuna.TrialPruned``).
+PRUNED_EXIT_CODE = 86
+#: Exit status of a run whose trial is no longer running in the study (stopped, checkpoint kept).
+ABANDONED_EXIT_CODE = 87
+#: Start of the line the trainer prints after each report (JSON follows); the worker reads it.
+REPORT_PREFIX = "[polydice-tune] "
+#: ``journal:///absolute/path/file.log``: Optuna's JournalStorage on a file (no database server).
+JOURNAL_SCHEME = "journal://"
+#: Heartbeat of RDB storages: a worker's running trial is marked failed (and retried) when its worker
+#: has not written a heartbeat for GRACE_PERIOD_S seconds.
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 180
+
+
+# --------------------------------------------------------------------------------------------- storage
+
+def storage_kind(url: str) -> str:
+    """``'journal'`` for ``journal://...``, ``'sqlite'`` for ``sqlite:///...``, else ``'rdb'`` (PostgreSQL,
+    MySQL, ...: any SQLAlchemy URL).
+
+    Raises:
+        ValueError: for a text that is no URL of either kind.
+    """
+    text = str(url)
+    if text.startswith(JOURNAL_SCHEME):
+        if not text[len(JOURNAL_SCHEME):]:
+            raise ValueError(f"--storage {text!r} names no file; write journal:///absolute/path/file.log.")
+        return "journal"
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if not scheme or not all(c.isalnum() or c in "+_-" for c in scheme):
+        raise ValueError(f"--storage {text!r} is not a storage URL; give sqlite:///path/file.sqlite3, "
+                         f"postgresql://user@host/db, mysql+pymysql://user@host/db or journal:///path/file.log.")
+    return "sqlite" if scheme.split("+")[0] == "sqlite" else "rdb"
+
+
+def journal_path(url: str) -> Path:
+    """The file of a ``journal://`` URL: ``journal:///abs/file.log`` -> ``/abs/file.log``
+    (``journal://rel/file.log`` is relative to the working folder)."""
+    return Path(str(url)[len(JOURNAL_SCHEME):])
+
+
+def _retry_stale_trials(optuna) -> dict:
+    """The RDBStorage keyword that enqueues a stale trial once more: Optuna >= 4.9 names it
+    ``heartbeat_stale_trial_callback`` (RetryHeartbeatStaleTrialCallback), older ones ``failed_trial_callback``
+    (RetryFailedTrialCallback)."""
+    params = inspect.signature(optuna.storages.RDBStorage).parameters
+    if "heartbeat_stale_trial_callback" in params:
+        return {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+    return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+
+
+def open_storage(url: str, heartbeat: bool = False):
+    """The Optuna storage of ``url`` (see :func:`storage_kind`).
+
+    ``heartbeat`` (the worker's side, RDB storages only): heartbeats every :data:`HEARTBEAT_INTERVAL_S`
+    seconds; a trial without one for :data:`GRACE_PERIOD_S` seconds is failed by the next worker that
+    starts a trial and enqueued again once (``RetryHeartbeatStaleTrialCallback``).
+
+    Raises:
+        ValueError: when the URL is malformed or the storage cannot be opened (the reason on one line).
+    """
+    import optuna
+
+    kind = storage_kind(url)
+    try:
+        if kind == "journal":
+            try:
+                from optuna.storages.journal import JournalFileBackend
+            except ImportError:  # Optuna < 4.0
+                JournalFileBackend = optuna.storages.JournalFileStorage
+
+            path = journal_path(url)
+            if not path.parent.is_dir():
+                raise ValueError(f"the folder {path.parent} does not exist")
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        if heartbeat:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                                              grace_period=GRACE_PERIOD_S, **_retry_stale_trials(optuna))
+        return optuna.storages.RDBStorage(url)
+    except Exception as err:  # SQLAlchemy's and the drivers' errors have no common base worth naming
+        first = " ".join(str(err).split("\n")[0].split())[:300]
+        raise ValueError(f"--storage {url!r} cannot be opened: {first}") from None
+
+
+# --------------------------------------------------------------------------------------------- pruners
+
+#: ``--pruner`` names -> Optuna pruner classes (keywords as Optuna names them).
+PRUNERS = {
+    "median": "MedianPruner",
+    "percentile": "PercentilePruner",
+    "sha": "SuccessiveHalvingPruner",
+    "hyperband": "HyperbandPruner",
+    "threshold": "ThresholdPruner",
+    "none": "NopPruner",
+}
+
+
+def _parse_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_pruner(spec: str) -> tuple[str, dict]:
+    """``'median:n_warmup_steps=10,n_startup_trials=4'`` -> ``('median', {...})`` (values as int, float,
+    bool or text), checked against the Optuna class's keywords.
+
+    Raises:
+        ValueError: for an unknown name or keyword, or a malformed ``key=value``.
+    """
+    import optuna
+
+    name, _, rest = str(spec).strip().partition(":")
+    name = name.strip().lower()
+    if name not in PRUNERS:
+        raise ValueError(f"--pruner {spec!r}: unknown pruner {name!r}; allowed: {', '.join(PRUNERS)} "
+                         f"(optionally followed by :keyword=value,... with Optuna's keywords).")
+    kwargs = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--pruner {spec!r}: {item!r} is not keyword=value.")
+        kwargs[key.strip()] = _parse_value(value.strip())
+    cls = getattr(optuna.pruners, PRUNERS[name])
+    allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"--pruner {spec!r}: {PRUNERS[name]} takes no {', '.join(unknown)}; its keywords: "
+                         f"{', '.join(allowed) or 'none'}.")
+    return name, kwargs
+
+
+def make_pruner(spec: str, max_resource: int | None = None):
+    """The Optuna pruner of a ``--pruner`` spec (:func:`parse_pruner`).
+
+    ``max_resource`` (the steps of a whole trial: folds x epochs) is given to Hyperband unless the spec
+    sets it, so that every process (worker and trainer) builds the same brackets.
+
+    Raises:
+        ValueError: for a bad spec or keyword values the Optuna class refuses.
+    """
+    import optuna
+
+    name, kwargs = parse_pruner(spec)
+    cls = getattr(optuna.pruners, PRUNERS[name])
+    if name == "hyperband" and max_resource is not None:
+        kwargs.setdefault("max_resource", int(max_resource))
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--pruner {spec!r}: {err}") from None
+
+
+# ------------------------------------------------------------------------------------- the signal
+
+def ema(values, weight_old: float = 0.9) -> float | None:
+    """nnU-Net's moving average of a series (``new = 0.9 old + 0.1 value``, the first value as it is),
+    NaN values skipped; None when there is no finite value."""
+    out = None
+    for v in values:
+        v = float(v)
+        if math.isnan(v):
+            continue
+        out = v if out is None else weight_old * out + (1 - weight_old) * v
+    return out
+
+
+def signal_index(label_key: str, foreground) -> int:
+    """Position of a summary.json label key (``'2'``, or ``'(1, 2)'`` for a region) among nnU-Net's
+    ``dice_per_class_or_region`` entries, which follow ``foreground`` (the label manager's
+    ``foreground_regions`` or ``foreground_labels``).
+
+    Raises:
+        ValueError: when the key is not among them.
+    """
+    keys = [str(tuple(int(v) for v in f)) if isinstance(f, (list, tuple)) else str(int(f)) for f in foreground]
+    if label_key not in keys:
+        raise ValueError(f"label key {label_key!r} is not among this training's classes {keys}.")
+    return keys.index(label_key)
+
+
+def epoch_signal(get_value, index: int | None) -> float | None:
+    """This epoch's validation signal from nnU-Net's logger (``get_value(key, step)``): ``ema_fg_dice``
+    when ``index`` is None, else :func:`ema` of entry ``index`` of ``dice_per_class_or_region``."""
+    if index is None:
+        value = float(get_value("ema_fg_dice", step=-1))
+        return None if math.isnan(value) else value
+    return ema(per_class[index] for per_class in get_value("dice_per_class_or_region", step=None))
+
+
+# ------------------------------------------------------------------------------------- the link
+
+@dataclass(frozen=True)
+class TrialLink:
+    """What a trainer needs to report to its trial; travels as JSON in :data:`TRIAL_ENV`."""
+
+    storage: str
+    study: str
+    trial_id: int
+    trial_number: int
+    pruner: str = "none"
+    max_resource: int | None = None
+    step_offset: int = 0
+    label_key: str | None = None
+    marker: str = "polydice_pruned.json"
+    study_uid: str = ""
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_env(cls, environ=None) -> TrialLink | None:
+        """The link in ``environ`` (default os.environ), None when :data:`TRIAL_ENV` is unset or empty.
+
+        Raises:
+            ValueError: when the variable is set but is not such a JSON object.
+        """
+        text = (os.environ if environ is None else environ).get(TRIAL_ENV, "")
+        if not text.strip():
+            return None
+        try:
+            data = json.loads(text)
+            return cls(**data)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{TRIAL_ENV} is set but is not a trial link written by nnunet-polydice tune "
+                             f"({err}); unset it to train without reporting.") from None
+
+
+class TrialReporter:
+    """The trainer's side of a trial: report a value at an epoch, learn whether to stop."""
+
+    def __init__(self, link: TrialLink):
+        import optuna
+
+        self.link = link
+        storage = open_storage(link.storage)
+        # RandomSampler: Trial() calls the sampler's before_trial, which must not touch the trial here
+        study = optuna.load_study(study_name=link.study, storage=storage, sampler=optuna.samplers.RandomSampler(),
+                                  pruner=make_pruner(link.pruner, link.max_resource))
+        self.trial = optuna.trial.Trial(study, link.trial_id)
+
+    def running(self) -> bool:
+        """Whether the trial is still running in the study (not failed by a heartbeat check, say)."""
+        import optuna
+
+        state = self.trial.storage.get_trial(self.link.trial_id).state
+        return state == optuna.trial.TrialState.RUNNING
+
+    def report(self, value: float | None, epoch: int) -> bool:
+        """Report ``value`` at step ``step_offset + epoch`` (nothing for None) and return the pruner's
+        decision (False before any value: nothing to judge)."""
+        if value is None:
+            return False
+        self.trial.report(float(value), self.link.step_offset + int(epoch))
+        return bool(self.trial.should_prune())
+
+
+class TrialPruningMixin:
+    """Mixed into every trainer of this package; inactive unless :data:`TRIAL_ENV` is set (see the module
+    docstring). It runs after nnU-Net's ``on_epoch_end`` (which saves the periodic and best checkpoints)."""
+
+    _polydice_reporter = None  # TrialReporter, made on the first epoch end when the link is set
+
+    def on_epoch_end(self):
+        epoch = self.current_epoch  # nnU-Net increments it at the end of its on_epoch_end
+        super().on_epoch_end()
+        if TRIAL_ENV not in os.environ:
+            return
+        link = TrialLink.from_env()
+        if link is None or getattr(self, "local_rank", 0) != 0:
+            return
+        if self._polydice_reporter is None:
+            self._polydice_reporter = TrialReporter(link)
+        reporter = self._polydice_reporter
+        index = None
+        if link.label_key is not None:
+            lm = self.label_manager
+            index = signal_index(link.label_key, lm.foreground_regions if lm.has_regions else lm.foreground_labels)
+        value = epoch_signal(self.logger.get_value, index)
+        if not reporter.running():
+            self._polydice_stop(epoch, value, pruned=False)
+        prune = reporter.report(value, epoch)
+        print(REPORT_PREFIX + json.dumps({"trial": link.trial_number, "epoch": epoch, "step": link.step_offset + epoch,
+                                          "value": value, "prune": prune}), flush=True)
+        if prune:
+            self._polydice_stop(epoch, value, pruned=True)
+
+    def _polydice_stop(self, epoch: int, value, pruned: bool):
+        """Save checkpoint_latest (as nnU-Net's periodic save would have), write the marker when pruned,
+        shut the data loaders down and leave the process."""
+        link = self._polydice_reporter.link
+        self.current_epoch -= 1  # nnU-Net's on_epoch_end already counted this epoch (as in on_train_end)
+        self.save_checkpoint(os.path.join(self.output_folder, "checkpoint_latest.pth"))
+        self.current_epoch += 1
+        if pruned:
+            marker = {"tool": "nnunet-polydice tune", "study": link.study, "study_uid": link.study_uid,
+                      "trial": link.trial_number, "epoch": epoch, "step": link.step_offset + epoch, "value": value}
+            Path(self.output_folder, link.marker).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+            self.print_to_log_file(f"Pruned by nnunet-polydice tune (study {link.study}, trial {link.trial_number}) "
+                                   f"after epoch {epoch}: value {value}; checkpoint_latest.pth kept.")
+        else:
+            self.print_to_log_file(f"Trial {link.trial_number} of study {link.study} is no longer running; "
+                                   f"stopped after epoch {epoch}, checkpoint_latest.pth kept.")
+        for loader in (getattr(self, "dataloader_train", None), getattr(self, "dataloader_val", None)):
+            if hasattr(loader, "_finish"):
+                loader._finish()
+        sys.stdout.flush()
+        sys.exit(PRUNED_EXIT_CODE if pruned else ABANDONED_EXIT_CODE)
