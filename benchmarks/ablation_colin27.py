@@ -24,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from nnunet_polydice.integration.naming import parse_trainer_name, schedule_suffix, trainer_name
 from nnunet_polydice.experiments.results import absent_from_reference
 from nnunet_polydice.experiments.workspace import environ_summary, prepare_embedded, workspace_env
+from nnunet_polydice.integration.naming import parse_trainer_name, schedule_suffix, trainer_name
 
 CONFIG = "2d_cpu"
 BASELINES = ["nnUNetTrainer", "nnUNetTrainerDiceLoss", "nnUNetTrainerTversky", "nnUNetTrainerFocalTversky"]
@@ -50,7 +50,8 @@ def best_two(results: Path, dataset: str, names: list[str], fold: int) -> list[s
             present = [v["Dice"] for k, v in means.items() if k not in absent and v["Dice"] == v["Dice"]]
             scores[name] = sum(present) / len(present) if present else -1.0
     ranked = sorted(scores, key=lambda n: -scores[n])
-    print("fold %d ranking of the pure Poly Dice settings: %s" % (fold, ", ".join(f"{n} {scores[n]:.3f}" for n in ranked)))
+    ranking = ", ".join(f"{n} {scores[n]:.3f}" for n in ranked)
+    print(f"fold {fold} ranking of the pure Poly Dice settings: {ranking}")
     return ranked[:2]
 
 

@@ -215,7 +215,8 @@ def _same(path: Path, arrays: dict) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="folder holding colin27_aal/ and dsb2018_nuclei/")
+    ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED,
+                    help="folder holding colin27_aal/ and dsb2018_nuclei/")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--check", action="store_true", help="compare with the shipped files, write nothing")
     args = ap.parse_args(argv)

@@ -25,5 +25,6 @@ def run(cmd, env, timeout=600, check=True, **kw) -> subprocess.CompletedProcess:
     """Run a command, capture its output; on an unexpected exit code fail with the output's tail."""
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
     if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
+                    f"{proc.stderr[-3000:]}")
     return proc

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from nnunet_polydice.experiments import ablation
 from nnunet_polydice.cli import main
+from nnunet_polydice.experiments import ablation
 from nnunet_polydice.integration.locate import trainers_folder
 
 DS = "Dataset042_Toy"

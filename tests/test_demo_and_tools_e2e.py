@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import nnunet_env, run
-from nnunet_polydice.experiments import datasets
+
 from nnunet_polydice.cli import main as cli_main
+from nnunet_polydice.experiments import datasets
 from nnunet_polydice.experiments.demo import dice_scores, format_dice_table
 
 COLIN = "Dataset731_Colin27HippoAmyg"

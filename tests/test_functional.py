@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from nnunet_polydice.loss import settings as defaults
-from nnunet_polydice.loss.settings import validate_gamma, validate_poly, validate_smooth, validate_tversky
 from nnunet_polydice.loss.functional import (
     check_shapes,
     dice_index_from_sums,
@@ -27,6 +26,7 @@ from nnunet_polydice.loss.functional import (
     soft_dice_index,
     tversky_index,
 )
+from nnunet_polydice.loss.settings import validate_gamma, validate_poly, validate_smooth, validate_tversky
 
 REPO = Path(__file__).resolve().parents[1]
 LN2 = math.log(2.0)

@@ -13,7 +13,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import nnunet_env, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +38,8 @@ def _see_the_running_environment(root: Path) -> None:
     if sys.prefix == sys.base_prefix:
         return
     outer = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
-    inner = subprocess.run([str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    inner = subprocess.run([str(root / "bin" / "python"), "-c", code],
                            capture_output=True, text=True, check=True).stdout.strip()
     lines = [f"import site; site.addsitedir({path!r})" for path in sorted(outer)]
     (Path(inner) / "zz_outer_environment.pth").write_text("\n".join(lines) + "\n")

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from nnunet_polydice.integration.naming import (
+    FAMILIES,
+    InvalidTrainerName,
+    catalogue_names,
+    format_number,
+    parse_trainer_name,
+    ready_grid,
+    trainer_name,
+)
 from nnunet_polydice.loss import settings as defaults
-from nnunet_polydice.integration.naming import (FAMILIES, InvalidTrainerName, catalogue_names, format_number,
-                                    parse_trainer_name, ready_grid, trainer_name)
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import nnunet_env, run
+
 from nnunet_polydice.experiments import datasets
 from nnunet_polydice.experiments.workspace import prepare_embedded
 
@@ -57,7 +57,8 @@ for name in sys.argv[2:]:
     dc = compound.dc
     out[variant + ":" + name] = {
         "module": cls.__module__, "wrapper": type(loss).__name__, "compound": type(compound).__name__,
-        "dice": type(dc).__name__, "weight_ce": compound.weight_ce, "ds_weights": [float(w) for w in loss.weight_factors],
+        "dice": type(dc).__name__, "weight_ce": compound.weight_ce,
+        "ds_weights": [float(w) for w in loss.weight_factors],
         "K": str(getattr(dc, "K", None)), "epsilon": getattr(dc, "epsilon", None),
         "alpha": getattr(dc, "alpha", None), "beta": getattr(dc, "beta", None), "gamma": getattr(dc, "gamma", None),
         "do_bg": dc.do_bg, "batch_dice": dc.batch_dice, "smooth": dc.smooth,

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nnunet_polydice.experiments import shape  # noqa: E402
 from nnunet_polydice.cli import main  # noqa: E402
+from nnunet_polydice.experiments import shape  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

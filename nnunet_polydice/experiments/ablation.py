@@ -22,9 +22,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from nnunet_polydice.experiments.runs import STATES, fold_state, fold_status
 from nnunet_polydice.integration import lookup

@@ -29,10 +29,10 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -178,7 +178,7 @@ def _check_variant(variant: str) -> str:
     return variant
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_npz(path: str) -> dict:
     with np.load(path) as z:
         out = {k: z[k] for k in z.files}

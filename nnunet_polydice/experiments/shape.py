@@ -22,9 +22,9 @@ horizontal axis is the Tversky index T instead of D.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.integration.naming import format_k, parse_trainer_name

@@ -26,7 +26,8 @@ for the rule and its checks). Why this reading: the README, "How we read the pap
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 
@@ -108,7 +109,7 @@ def tversky_index(
 # the polynomial
 
 
-def poly_coefficients(K, epsilon: float = 0.0, eps_terms: Optional[Sequence[float]] = None) -> Tuple[float, ...]:
+def poly_coefficients(K, epsilon: float = 0.0, eps_terms: Optional[Sequence[float]] = None) -> tuple[float, ...]:
     """The coefficients of the polynomial part of the loss, after validation.
 
     For finite K: ``(c_1, ..., c_K)`` with ``c_j = 1/j + eps_j``, the loss being ``sum_j c_j u^j``.
@@ -370,7 +371,7 @@ def overlap_sums(
     loss_mask: Optional[torch.Tensor] = None,
     do_bg: bool = True,
     batch: bool = False,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-class sums ``(TP, sum_pred, sum_gt)``, the way nnU-Net's memory-efficient Dice does.
 
     ::

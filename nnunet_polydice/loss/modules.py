@@ -23,26 +23,14 @@ Perspective of Classification Loss Functions", ICLR 2022), which expands
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 from nnunetv2.utilities.ddp_allgather import AllGatherGrad
 from torch import nn
 
-from nnunet_polydice.loss.settings import (
-    DEFAULT_EPSILON,
-    DEFAULT_K,
-    FOCAL_GAMMA,
-    SMOOTH,
-    TVERSKY_ALPHA,
-    TVERSKY_BETA,
-    validate_gamma,
-    coefficients,
-    validate_poly,
-    validate_smooth,
-    validate_tversky,
-)
 from nnunet_polydice.loss.functional import (
     _check_do_bg,
     _poly_of_index,
@@ -50,6 +38,19 @@ from nnunet_polydice.loss.functional import (
     focal_power,
     overlap_sums,
     tversky_index,
+)
+from nnunet_polydice.loss.settings import (
+    DEFAULT_EPSILON,
+    DEFAULT_K,
+    FOCAL_GAMMA,
+    SMOOTH,
+    TVERSKY_ALPHA,
+    TVERSKY_BETA,
+    coefficients,
+    validate_gamma,
+    validate_poly,
+    validate_smooth,
+    validate_tversky,
 )
 
 __all__ = ["OverlapIndexLoss", "PolyDiceLoss", "PolyTverskyLoss", "TverskyLoss", "FocalTverskyLoss"]
