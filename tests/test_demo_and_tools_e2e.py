@@ -278,6 +278,7 @@ def test_demo_end_to_end_and_resume(demo_run):
 
 # ------------------------------------------------------------------------------ sweep + compare
 
+@pytest.mark.e2e
 def test_sweep_and_compare_after_the_demo(demo_run):
     """In the demo's work folder: a sweep of one more Poly Dice setting and the baseline over folds 3 and 4
     (the demo's fold-3 runs count as finished), then compare."""
@@ -327,6 +328,7 @@ def test_sweep_and_compare_after_the_demo(demo_run):
 
 # ------------------------------------------------------------------------------ MSD task, 3D training
 
+@pytest.mark.e2e
 def test_msd_task_to_3d_training_and_prediction(tmp_path):
     """write_msd_task -> nnUNetv2_convert_MSD_dataset -> plan 3d_fullres -> leave-one-out splits ->
     nnUNetv2_train a compound Poly Dice trainer in 3D -> nnUNetv2_predict the held-out cube."""

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import nnunet_env, run
 
+pytestmark = pytest.mark.e2e  # nnU-Net's real commands / pip in subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -226,6 +226,7 @@ DDP_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_ddp_batch_dice_over_two_ranks_equals_one_process(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(DDP_WORKER)

@@ -77,6 +77,7 @@ def _lookup(tiny, names):
     return json.loads(line[len("RESULT"):])
 
 
+@pytest.mark.e2e
 def test_nnunet_lookup_builds_the_loss_the_name_says(tiny):
     names = ["labels:nnUNetTrainerPolyDice_K3_eps0p5", "labels:nnUNetTrainerPolyDiceCE_Kinf_epsm0p5",
              "labels:nnUNetTrainerPolyTversky_K2_eps1_a0p3_b0p7", "labels:nnUNetTrainerFocalTverskyCE",
@@ -116,6 +117,7 @@ def test_nnunet_lookup_builds_the_loss_the_name_says(tiny):
     ("nnUNetTrainerPolyDice_K2_epsm2", "epsilon must be >= -1"),
     ("nnUNetTrainerPolyDiceCE_K2_eps1p0", "canonical name of this setting is 'nnUNetTrainerPolyDiceCE_K2_eps1'"),
 ])
+@pytest.mark.e2e
 def test_bad_names_fail_in_nnunet_train_with_our_sentence(tiny, name, message):
     proc = run(["nnUNetv2_train", DATASET, "2d", "0", "-tr", name, "-device", "cpu"], nnunet_env(tiny),
                check=False, timeout=300)
@@ -136,6 +138,7 @@ def _epochs(log: Path) -> list[int]:
     return [int(m.group(1)) for m in re.finditer(r": Epoch (\d+) *$", log.read_text(), re.MULTILINE)]
 
 
+@pytest.mark.e2e
 def test_train_resume_validate_predict_and_find_best(tiny, tmp_path):
     """plan/preprocess (fixture) -> train -> killed -> --c resumes -> validation -> nnUNetv2_predict."""
     env = nnunet_env(tiny)
@@ -220,6 +223,7 @@ def _train_and_validate(work: Path, name: str) -> dict:
     return json.loads((fold / "validation" / "summary.json").read_text())
 
 
+@pytest.mark.e2e
 def test_region_based_training(tmp_path):
     """Regions (sigmoid, BCE+Dice family, background included): 'whole' = hippocampus + amygdala."""
     _relabel_and_plan(tmp_path, {"background": 0, "whole": [1, 2], "amygdala": 2}, {"regions_class_order": [1, 2]},
@@ -228,6 +232,7 @@ def test_region_based_training(tmp_path):
     assert set(summary["mean"]) == {"(1, 2)", "2"}  # region keys as nnU-Net writes them
 
 
+@pytest.mark.e2e
 def test_ignore_label_training(tmp_path):
     """An ignore label (3) on the top rows of every slice: masked out of Poly Dice and CE."""
     def add_ignore(a):
