@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nnunet_polydice.cli._training import add_training_arguments
 from nnunet_polydice.experiments import ablation, paths
 
 
@@ -78,14 +79,11 @@ def register(sub) -> None:
             "(finished: checkpoint_final and a readable summary.json, the rule compare uses). 'foreign' (a "
             "summary.json without any checkpoint, copied in) and 'pruned' (stopped by tune) are left alone, with "
             "the reason shown. Runs one after the other, keeps going after a failure, exits 1 if any failed."))
-    p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name), as nnUNetv2_train takes it")
-    p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
+    add_training_arguments(p, "short schedule: E epochs of I iterations, appended as _<E>ep<I>it to every name "
+                              "(baselines included), e.g. 30x20")
     p.add_argument("--folds", nargs="+", default=list(ablation.DEFAULT_FOLDS), metavar="FOLD",
                    help="folds to train, integers or 'all' (default: 0 1 2 3 4); each must be a fold of the "
                         "dataset's splits_final.json (0-4 while nnU-Net has not written one yet)")
-    p.add_argument("--allow-random-split", action="store_true",
-                   help="accept folds beyond splits_final.json: nnU-Net then trains them on a random 80:20 split "
-                        "(with slices of one subject, neighbouring slices land in training and validation)")
     p.add_argument("--K", nargs="+", metavar="K", help="truncation orders of the grid: positive integers or inf")
     p.add_argument("--epsilon", nargs="+", type=float, metavar="EPS",
                    help="leading-coefficient perturbations of the grid (>= -1)")
@@ -99,12 +97,6 @@ def register(sub) -> None:
                         + " ".join(ablation.DEFAULT_BASELINES) + "; default with only --trainers, and "
                         "'--baselines' alone: none)")
     p.add_argument("--trainers", nargs="+", default=[], metavar="NAME", help="extra trainer names to train")
-    p.add_argument("--schedule", metavar="ExI",
-                   help="short schedule: E epochs of I iterations, appended as _<E>ep<I>it to every name "
-                        "(baselines included), e.g. 30x20")
-    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
-    p.add_argument("--device", choices=("cpu", "cuda", "mps"),
-                   help="passed to nnUNetv2_train as -device (nnU-Net's default: cuda)")
     p.add_argument("--npz", action="store_true", help="pass --npz (save validation softmax, needed by "
                    "nnUNetv2_find_best_configuration's ensembling)")
     out = p.add_mutually_exclusive_group()

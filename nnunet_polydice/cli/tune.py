@@ -6,6 +6,7 @@ import argparse
 import signal
 import time
 
+from nnunet_polydice.cli._training import add_training_arguments
 from nnunet_polydice.experiments import ablation, tune
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.integration.pruning import PRUNERS
@@ -147,8 +148,8 @@ def register(sub) -> None:
             "and stops early when the pruner says so. Its value is the mean over folds of the validation Dice. "
             "The study lives in an Optuna storage (default: a journal file in the dataset's results folder): "
             "running the command again continues it; --workers and --slurm add workers to it."))
-    p.add_argument("dataset", help="dataset id or name (e.g. 1 or Dataset001_Name), as nnUNetv2_train takes it")
-    p.add_argument("configuration", help="nnU-Net configuration, e.g. 2d or 3d_fullres")
+    add_training_arguments(p, "E epochs of I iterations (the names' _<E>ep<I>it suffix), e.g. 30x40; default: "
+                              "nnU-Net's 1000 x 250")
     p.add_argument("--families", nargs="+", default=list(ablation.DEFAULT_FAMILIES), metavar="FAMILY",
                    help="Poly families of the space (default: nnUNetTrainerPolyDice nnUNetTrainerPolyDiceCE)")
     p.add_argument("--K", nargs="+", default=list(tune.DEFAULT_K), metavar="K",
@@ -158,14 +159,6 @@ def register(sub) -> None:
                         "--epsilon=-0.5:1:0.5 for a negative start; default: " + " ".join(tune.DEFAULT_EPSILON) + ")")
     p.add_argument("--folds", nargs="+", metavar="FOLD",
                    help="folds every trial trains, in this order (default: 0); the value is the mean over them")
-    p.add_argument("--schedule", metavar="ExI",
-                   help="E epochs of I iterations (the names' _<E>ep<I>it suffix), e.g. 30x40; default: nnU-Net's "
-                        "1000 x 250")
-    p.add_argument("--allow-random-split", action="store_true",
-                   help="allow folds beyond splits_final.json (nnU-Net then trains them on a random 80:20 split)")
-    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
-    p.add_argument("--device", choices=("cpu", "cuda", "mps"),
-                   help="passed to nnUNetv2_train as -device (nnU-Net's default: cuda)")
     p.add_argument("--label", metavar="NAME",
                    help="tune for one label of dataset.json: its validation Dice, and its pseudo-Dice for pruning "
                         "(default: the foreground mean)")

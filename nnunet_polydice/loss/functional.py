@@ -143,12 +143,17 @@ def _polynomial(u: torch.Tensor, coefficients: Sequence[float]) -> torch.Tensor:
 
 def _poly_of_index(index: torch.Tensor, K, coefficients: Sequence[float]) -> torch.Tensor:
     """The loss from the index, with coefficients from :func:`poly_coefficients` (no validation)."""
+    return _series(lambda: 1.0 - index, K, coefficients,
+                   lambda: -torch.log(index.clamp_min(torch.finfo(index.dtype).tiny)))
+
+
+def _series(u, K, coefficients: Sequence[float], log_term) -> torch.Tensor:
+    """``sum_j c_j u^j`` for finite K; ``log_term() + sum_j eps_j u^j`` for K = inf (``u`` is a callable, so
+    that ``1 - index`` is only formed where the polynomial needs it)."""
     if K != math.inf:
-        return _polynomial(1.0 - index, coefficients)
-    loss = -torch.log(index.clamp_min(torch.finfo(index.dtype).tiny))
-    if coefficients:
-        loss = loss + _polynomial(1.0 - index, coefficients)
-    return loss
+        return _polynomial(u(), coefficients)
+    loss = log_term()
+    return loss + _polynomial(u(), coefficients) if coefficients else loss
 
 
 def poly_series(
@@ -179,14 +184,8 @@ def poly_series(
         ValueError: for settings refused by :func:`nnunet_polydice.loss.settings.validate_poly`.
     """
     K, epsilon, eps_terms = validate_poly(K, epsilon, eps_terms)
-    cs = coefficients(K, epsilon, eps_terms)
-    if K != math.inf:
-        return _polynomial(u, cs)
     below_one = 1.0 - torch.finfo(u.dtype).eps / 2.0
-    loss = -torch.log1p(-u.clamp_max(below_one))
-    if cs:
-        loss = loss + _polynomial(u, cs)
-    return loss
+    return _series(lambda: u, K, coefficients(K, epsilon, eps_terms), lambda: -torch.log1p(-u.clamp_max(below_one)))
 
 
 def poly_loss(

@@ -218,18 +218,9 @@ class PolyDiceLoss(_PolySettings, OverlapIndexLoss):
         ValueError: with a sentence naming the bad argument and what is allowed.
     """
 
-    def __init__(
-        self,
-        apply_nonlin: Optional[Callable] = None,
-        batch_dice: bool = False,
-        do_bg: bool = True,
-        smooth: float = SMOOTH,
-        ddp: bool = True,
-        *,
-        K=DEFAULT_K,
-        epsilon: float = DEFAULT_EPSILON,
-        eps_terms: Optional[Sequence[float]] = None,
-    ):
+    def __init__(self, apply_nonlin: Optional[Callable] = None, batch_dice: bool = False, do_bg: bool = True,
+                 smooth: float = SMOOTH, ddp: bool = True, *,
+                 K=DEFAULT_K, epsilon: float = DEFAULT_EPSILON, eps_terms: Optional[Sequence[float]] = None):
         super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
         self._set_poly(K, epsilon, eps_terms)
 
@@ -244,6 +235,9 @@ class PolyDiceLoss(_PolySettings, OverlapIndexLoss):
 class _TverskyIndex:
     """The Tversky index from nnU-Net's sums (FP = sum_pred - TP, FN = sum_gt - TP), for the classes
     that carry ``alpha`` and ``beta``."""
+
+    def _set_tversky(self, alpha, beta) -> None:
+        self.alpha, self.beta = validate_tversky(alpha, beta)
 
     def index(self, tp, sum_pred, sum_gt):
         return tversky_index(tp, sum_pred - tp, sum_gt - tp, self.alpha, self.beta, self.smooth)
@@ -272,23 +266,13 @@ class PolyTverskyLoss(_PolySettings, _TverskyIndex, OverlapIndexLoss):
         ValueError: with a sentence naming the bad argument and what is allowed.
     """
 
-    def __init__(
-        self,
-        apply_nonlin: Optional[Callable] = None,
-        batch_dice: bool = False,
-        do_bg: bool = True,
-        smooth: float = SMOOTH,
-        ddp: bool = True,
-        *,
-        K=DEFAULT_K,
-        epsilon: float = DEFAULT_EPSILON,
-        eps_terms: Optional[Sequence[float]] = None,
-        alpha: float = TVERSKY_ALPHA,
-        beta: float = TVERSKY_BETA,
-    ):
+    def __init__(self, apply_nonlin: Optional[Callable] = None, batch_dice: bool = False, do_bg: bool = True,
+                 smooth: float = SMOOTH, ddp: bool = True, *,
+                 K=DEFAULT_K, epsilon: float = DEFAULT_EPSILON, eps_terms: Optional[Sequence[float]] = None,
+                 alpha: float = TVERSKY_ALPHA, beta: float = TVERSKY_BETA):
         super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
         self._set_poly(K, epsilon, eps_terms)
-        self.alpha, self.beta = validate_tversky(alpha, beta)
+        self._set_tversky(alpha, beta)
 
     def extra_repr(self) -> str:
         terms = f", eps_terms={self.eps_terms}" if self.eps_terms else ""
@@ -317,19 +301,11 @@ class TverskyLoss(_TverskyIndex, OverlapIndexLoss):
         ValueError: with a sentence naming the bad argument and what is allowed.
     """
 
-    def __init__(
-        self,
-        apply_nonlin: Optional[Callable] = None,
-        batch_dice: bool = False,
-        do_bg: bool = True,
-        smooth: float = SMOOTH,
-        ddp: bool = True,
-        *,
-        alpha: float = TVERSKY_ALPHA,
-        beta: float = TVERSKY_BETA,
-    ):
+    def __init__(self, apply_nonlin: Optional[Callable] = None, batch_dice: bool = False, do_bg: bool = True,
+                 smooth: float = SMOOTH, ddp: bool = True, *,
+                 alpha: float = TVERSKY_ALPHA, beta: float = TVERSKY_BETA):
         super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
-        self.alpha, self.beta = validate_tversky(alpha, beta)
+        self._set_tversky(alpha, beta)
 
     def transform(self, index):
         return 1.0 - index
@@ -360,20 +336,11 @@ class FocalTverskyLoss(_TverskyIndex, OverlapIndexLoss):
         ValueError: with a sentence naming the bad argument and what is allowed.
     """
 
-    def __init__(
-        self,
-        apply_nonlin: Optional[Callable] = None,
-        batch_dice: bool = False,
-        do_bg: bool = True,
-        smooth: float = SMOOTH,
-        ddp: bool = True,
-        *,
-        alpha: float = TVERSKY_ALPHA,
-        beta: float = TVERSKY_BETA,
-        gamma: float = FOCAL_GAMMA,
-    ):
+    def __init__(self, apply_nonlin: Optional[Callable] = None, batch_dice: bool = False, do_bg: bool = True,
+                 smooth: float = SMOOTH, ddp: bool = True, *,
+                 alpha: float = TVERSKY_ALPHA, beta: float = TVERSKY_BETA, gamma: float = FOCAL_GAMMA):
         super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
-        self.alpha, self.beta = validate_tversky(alpha, beta)
+        self._set_tversky(alpha, beta)
         self.gamma = validate_gamma(gamma)
 
     def transform(self, index):
