@@ -575,10 +575,9 @@ def _fold_summary(fold_dir: Path) -> tuple[dict | None, str | None, bool]:
     if status.state == "skip":
         return status.summary, None, False
     if status.state == "foreign":
-        try:
-            return read_summary_json(path), None, True
-        except SummaryError as err:
-            return None, f"{err} ({path})", False
+        if status.summary is not None:
+            return status.summary, None, True
+        return None, f"{status.summary_problem} ({path})", False
     if status.state == "pruned":
         return None, f"pruned: {status.reason}", False
     if status.state == "validate":

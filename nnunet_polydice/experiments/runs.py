@@ -73,11 +73,13 @@ def read_summary_json(path) -> dict:
 
 @dataclass(frozen=True)
 class FoldStatus:
-    """The state of one fold folder, the reason in words, and the summary when it is finished."""
+    """The state of one fold folder, the reason in words, the summary when it is finished or foreign and
+    readable, and why the summary.json could not be used otherwise (None when it could)."""
 
     state: str
     reason: str
     summary: dict | None = None
+    summary_problem: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -99,7 +101,7 @@ def fold_status(folder) -> FoldStatus:
         return FoldStatus("skip", "finished", summary)
     if not final and not started and summary_path.exists():
         return FoldStatus("foreign", "validation/summary.json without any checkpoint (copied from elsewhere?); "
-                                     "it is never trained over")
+                                     "it is never trained over", summary, problem)
     if (folder / PRUNED_MARKER).is_file():
         return FoldStatus("pruned", "stopped early by the tuner's pruner (checkpoint kept)")
     if final:

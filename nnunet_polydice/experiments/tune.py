@@ -62,7 +62,7 @@ from pathlib import Path
 from nnunet_polydice.experiments import ablation, results
 from nnunet_polydice.experiments.outputs import OwnedFolder, check_out_dir
 from nnunet_polydice.experiments.paths import ensure_new_file
-from nnunet_polydice.experiments.runs import PRUNED_MARKER, SummaryError, fold_status, read_summary_json
+from nnunet_polydice.experiments.runs import PRUNED_MARKER, SummaryError, fold_status
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.locate import with_trainers_folder
 from nnunet_polydice.integration.naming import (
@@ -728,8 +728,9 @@ class Objective:
         state = status.state
         if state in ("skip", "foreign"):
             try:
-                summary = status.summary or read_summary_json(folder / "validation" / "summary.json")
-                value = fold_value(summary, self.setup.label_key)
+                if status.summary is None:  # a foreign summary.json that cannot be read
+                    raise SummaryError(status.summary_problem)
+                value = fold_value(status.summary, self.setup.label_key)
             except (SummaryError, ValueError) as err:
                 raise self._fail(trial, TrainingFailed, f"fold {fold}: finished run unusable: {err}") from None
             self.echo(live_line(trial.number, setting, "RUNNING", value, note=f"fold {fold} reused ({state})"))
