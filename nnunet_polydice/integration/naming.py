@@ -54,6 +54,9 @@ _PARAM_REGEX = {"K": r"[0-9]+|inf", "eps": _NUM, "a": _NUM, "b": _NUM, "g": _NUM
 READY_K = (1, 2, 3, math.inf)
 READY_EPSILON = (-0.5, 0.0, 0.5, 1.0, 2.0)
 
+# Seeds of ``_s<N>`` names: what numpy's legacy seeding (and so batchgenerators' workers) accepts.
+MAX_SEED = 2**32 - 1
+
 
 class InvalidTrainerName(ValueError):
     """A name of one of our families that does not follow the grammar or names a disallowed setting."""
