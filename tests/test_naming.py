@@ -168,3 +168,58 @@ def test_other_names_with_other_digits_or_a_trailing_newline_are_not_ours(name):
     # not one of our families, and no schedule variant of nnU-Net's trainer either: nnU-Net's lookup finds nothing
     assert parse_trainer_name(name) is None
     assert parse_trainer_name("nnUNetTrainer_2ep5it").base == "nnUNetTrainer"
+
+
+@pytest.mark.parametrize("name, base, epochs, seed", [
+    ("nnUNetTrainer_s2", "nnUNetTrainer", None, 2),
+    ("nnUNetTrainer_30ep40it_s2", "nnUNetTrainer", 30, 2),
+    ("nnUNetTrainerPolyDice_K3_eps0p5_30ep40it_s0", "nnUNetTrainerPolyDice", 30, 0),
+    ("nnUNetTrainerPolyDice_s4294967295", "nnUNetTrainerPolyDice", None, 4294967295),
+    ("nnUNetTrainerDiceLoss_s10", "nnUNetTrainerDiceLoss", None, 10),
+])
+def test_a_seed_suffix_makes_a_seeded_name_that_round_trips(name, base, epochs, seed):
+    spec = parse_trainer_name(name)
+    assert (spec.base, spec.epochs, spec.seed) == (base, epochs, seed)
+    assert spec.name == name
+
+
+def test_names_without_a_seed_are_unseeded_and_unchanged():
+    for name in ("nnUNetTrainerPolyDice", "nnUNetTrainer_5ep2it", "nnUNetTrainerPolyDiceCE_K2_eps1"):
+        assert parse_trainer_name(name).seed is None
+    assert parse_trainer_name("nnUNetTrainer") is None  # nnU-Net's own name, unseeded: not ours to make
+
+
+def test_every_name_of_one_setting_has_one_setting_key():
+    """The family name and its explicit default name, with any seed, are one setting (one row in tables)."""
+    keys = {parse_trainer_name(n).setting for n in (
+        "nnUNetTrainerPolyDice_K2_eps1_30ep40it", "nnUNetTrainerPolyDice_30ep40it", "nnUNetTrainerPolyDice_30ep40it_s0",
+        "nnUNetTrainerPolyDice_K2_eps1_30ep40it_s7")}
+    assert keys == {"nnUNetTrainerPolyDice_K2_eps1_30ep40it"}
+    assert parse_trainer_name("nnUNetTrainer_30ep40it_s1").setting == "nnUNetTrainer_30ep40it"
+    assert parse_trainer_name("nnUNetTrainerPolyDice_K3_eps1_30ep40it_s0").setting != keys.pop()
+
+
+@pytest.mark.parametrize("name, says", [
+    ("nnUNetTrainer_s01", "'nnUNetTrainer_s1'"),
+    ("nnUNetTrainerPolyDice_K2_eps1_s007", "'nnUNetTrainerPolyDice_K2_eps1_s7'"),
+    ("nnUNetTrainerPolyDice_s-1", "from 0 to 4294967295"),
+    ("nnUNetTrainer_30ep40it_s-3", "from 0 to 4294967295"),
+    ("nnUNetTrainer_s4294967296", "from 0 to 4294967295"),
+    ("nnUNetTrainerPolyDice_s1_s2", "two seed suffixes"),
+    ("nnUNetTrainer_s1_30ep40it_s2", "two seed suffixes"),
+    ("nnUNetTrainerPolyDice_s1_30ep40it", "'nnUNetTrainerPolyDice_30ep40it_s1'"),
+    ("nnUNetTrainer_s0_5ep2it", "'nnUNetTrainer_5ep2it_s0'"),
+    ("nnUNetTrainerPolyDice_K2_eps1p0_s1", "'nnUNetTrainerPolyDice_K2_eps1_s1'"),
+    ("nnUNetTrainerPolyDice_s", "_s<seed>"),
+])
+def test_malformed_seeds_are_refused_with_the_canonical_spelling_or_the_range(name, says):
+    with pytest.raises(InvalidTrainerName) as err:
+        parse_trainer_name(name)
+    assert says in str(err.value)
+
+
+def test_trainer_name_builds_seeded_names():
+    assert trainer_name("nnUNetTrainerPolyDice", K=3, epsilon=0.5, epochs=30, iterations=40, seed=0) == \
+        "nnUNetTrainerPolyDice_K3_eps0p5_30ep40it_s0"
+    with pytest.raises(ValueError, match="from 0 to"):
+        trainer_name("nnUNetTrainerPolyDice", seed=-1)

@@ -7,6 +7,7 @@ package's start-up hook is what lets nnU-Net find the trainers (as after a user'
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -138,6 +139,22 @@ def _epochs(log: Path) -> list[int]:
     return [int(m.group(1)) for m in re.finditer(r": Epoch (\d+) *$", log.read_text(), re.MULTILINE)]
 
 
+def _kill_when_epoch_starts(cmd: list, env: dict, fold_dir: Path, epoch: int) -> None:
+    """Start ``cmd``, SIGKILL it (no handler runs) once its log shows ``Epoch <epoch>``: by then the
+    checkpoint_latest.pth of the epoch before is complete."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 400
+    while (not any(epoch in _epochs(f) for f in fold_dir.glob("training_log_*.txt")) and proc.poll() is None
+           and time.time() < deadline):
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    assert (fold_dir / "checkpoint_latest.pth").exists()
+    os.killpg(proc.pid, signal.SIGKILL)  # the augmentation workers too
+    proc.wait()
+    assert not (fold_dir / "checkpoint_final.pth").exists()
+
+
 @pytest.mark.e2e
 def test_train_resume_validate_predict_and_find_best(tiny, tmp_path):
     """plan/preprocess (fixture) -> train -> killed -> --c resumes -> validation -> nnUNetv2_predict."""
@@ -145,21 +162,7 @@ def test_train_resume_validate_predict_and_find_best(tiny, tmp_path):
     name = "nnUNetTrainerPolyDice_K2_eps1_8ep3it"
     fold_dir = tiny / "nnUNet_results" / DATASET / f"{name}__nnUNetPlans__2d" / "fold_0"
     cmd = ["nnUNetv2_train", DATASET, "2d", "0", "-tr", name, "-device", "cpu", "--npz"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 400
-
-    def second_epoch_started():  # checkpoint_latest.pth of epoch 0 is complete once epoch 1 starts
-        return any(1 in _epochs(f) for f in fold_dir.glob("training_log_*.txt"))
-
-    while not second_epoch_started() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "training ended before it could be interrupted"
-    assert (fold_dir / "checkpoint_latest.pth").exists()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (fold_dir / "checkpoint_final.pth").exists()
-
+    _kill_when_epoch_starts(cmd, env, fold_dir, 1)
     run(cmd + ["--c"], env)
     assert (fold_dir / "checkpoint_final.pth").exists()
     logs = sorted(fold_dir.glob("training_log_*.txt"))
@@ -243,3 +246,50 @@ def test_ignore_label_training(tmp_path):
     _relabel_and_plan(tmp_path, {"background": 0, "hippocampus": 1, "amygdala": 2, "ignore": 3}, {}, add_ignore)
     summary = _train_and_validate(tmp_path, "nnUNetTrainerPolyDiceCE_K3_eps0p5_1ep2it")
     assert set(summary["mean"]) == {"1", "2"}
+
+
+_LOGGED = re.compile(r": (Epoch \d+|train_loss .*|val_loss .*|Pseudo dice .*|Mean Validation Dice: .*) *$",
+                     re.MULTILINE)
+
+
+def _logged_values(fold_dir: Path) -> list[str]:
+    """Every epoch's losses and pseudo Dice and the final validation Dice, over all logs of a fold, in order."""
+    logs = sorted(fold_dir.glob("training_log_*.txt"))
+    return [m.group(1).strip() for log in logs for m in _LOGGED.finditer(log.read_text())]
+
+
+def _weights(fold_dir: Path) -> dict:
+    import torch
+
+    return torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+
+
+@pytest.mark.e2e
+def test_a_seeded_name_trains_bit_identically_with_augmentation_workers_and_after_a_kill(tiny, tmp_path):
+    """Two runs of one seeded name with nnU-Net's 2 augmentation worker processes: the same logged losses, pseudo
+    Dice, final validation Dice and weights. The second is SIGKILLed in epoch 2 and resumed with --c, and still
+    equals the first: the resumed run continues the batch stream where the uninterrupted one was."""
+    name = "nnUNetTrainerPolyDice_4ep3it_s5"
+    firsts = {}
+    for run_name in ("uninterrupted", "killed"):
+        work = tmp_path / run_name
+        work.mkdir()
+        for folder in ("nnUNet_raw", "nnUNet_preprocessed"):
+            (work / folder).symlink_to(tiny / folder)
+        env = nnunet_env(work, nnUNet_n_proc_DA="2")
+        fold_dir = work / "nnUNet_results" / DATASET / f"{name}__nnUNetPlans__2d" / "fold_0"
+        cmd = ["nnUNetv2_train", DATASET, "2d", "0", "-tr", name, "-device", "cpu"]
+        if run_name == "killed":
+            _kill_when_epoch_starts(cmd, env, fold_dir, 2)
+            cmd = cmd + ["--c"]
+        run(cmd, env)
+        firsts[run_name] = fold_dir
+    a, b = (_logged_values(firsts[k]) for k in ("uninterrupted", "killed"))
+    assert len(a) == 4 * 4 + 1 and a[-1].startswith("Mean Validation Dice")
+    resumed_at = b.index("Epoch 2", b.index("Epoch 2") + 1)  # epoch 2 as the resumed run logged it
+    assert b[:4 * 2] == a[:4 * 2]                       # epochs 0-1 before the kill
+    assert b[resumed_at:] == a[4 * 2:]                 # epochs 2-3 and the validation Dice after --c
+    wa, wb = _weights(firsts["uninterrupted"]), _weights(firsts["killed"])
+    assert all(np.array_equal(wa[k].numpy(), wb[k].numpy()) for k in wa)
+    log = sorted(firsts["killed"].glob("training_log_*.txt"))[-1].read_text()
+    assert "Seeded run (seed 5)" in log and "Resumed: the batches continue" in log

@@ -2,7 +2,7 @@
 
 nnU-Net imports this module from the folder named in ``nnUNet_extTrainer`` (the package's start-up hook
 adds it) and takes the trainer with ``getattr``. The family classes below use the documented defaults;
-every other setting (``nnUNetTrainerPolyDice_K3_eps0p5``, ``..._20ep50it``) is made on first lookup by
+every other setting (``nnUNetTrainerPolyDice_K3_eps0p5``, ``..._20ep50it``, ``..._s0``) is made on first lookup by
 the module-level ``__getattr__`` from the grammar in ``nnunet_polydice.integration.naming``. A malformed name of one
 of these families raises ``InvalidTrainerName`` (a ValueError that says what is allowed) instead of
 nnU-Net's generic "could not find". Every class reports to a ``tune`` trial when the tuner asks it to
@@ -13,6 +13,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_polydice.integration.naming import parse_trainer_name, ready_grid
 from nnunet_polydice.integration.pruning import TrialPruningMixin
+from nnunet_polydice.integration.seeding import SeededRunMixin
 from nnunet_polydice.integration.trainer import PolyLossMixin, ShortScheduleMixin
 
 
@@ -83,6 +84,8 @@ def _make_trainer_class(name):
         if base is None:
             return None
     bases = (ShortScheduleMixin, base) if spec.epochs is not None else (base,)
+    if spec.seed is not None:
+        bases = (SeededRunMixin, *bases)
     if not issubclass(base, TrialPruningMixin):  # nnU-Net's own trainers with a schedule suffix
         bases = (TrialPruningMixin, *bases)
     cls = type(name, bases, {"polyloss_spec": spec, "__module__": __name__, "__qualname__": name,

@@ -18,7 +18,7 @@ import pkgutil
 import unicodedata
 from collections.abc import Iterable, Mapping
 
-from nnunet_polydice.integration.naming import catalogue_names, schedule_suffix, split_schedule
+from nnunet_polydice.integration.naming import catalogue_names, schedule_suffix, seed_suffix, split_schedule, split_seed
 
 __all__ = ["TrainerNotFound", "find_trainer_class", "check_trainers", "nnunet_trainer_names", "closest_name"]
 
@@ -70,14 +70,15 @@ def _canonical_guess(name: str) -> str:
 
 def closest_name(name: str, known: Iterable[str]) -> str | None:
     """The known name closest to ``name``, or None. Compared on the ASCII spelling (white space stripped, other
-    scripts' digits as 0-9) without the schedule suffix, which is put back."""
+    scripts' digits as 0-9) without the schedule and seed suffixes, which are put back."""
     text = _canonical_guess(name)
     try:
-        core, epochs, iterations = split_schedule(text)
+        unseeded, seed = split_seed(text)
+        core, epochs, iterations = split_schedule(unseeded)
     except ValueError:
-        core, epochs, iterations = text, None, None
+        core, epochs, iterations, seed = text, None, None, None
     match = difflib.get_close_matches(core, list(dict.fromkeys(known)), n=1, cutoff=0.6)
-    return match[0] + schedule_suffix(epochs, iterations) if match else None
+    return match[0] + schedule_suffix(epochs, iterations) + seed_suffix(seed) if match else None
 
 
 def _not_found(name: str, ext: str | None, why: str) -> TrainerNotFound:

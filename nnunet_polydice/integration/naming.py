@@ -5,8 +5,9 @@ tool and nnU-Net's trainer lookup) before anything heavy is imported.
 
 Grammar (``<...>`` are placeholders, ``[...]`` optional)::
 
-    name      := <family> [<params>] [_<E>ep<I>it]
-               | <nnU-Net trainer> _<E>ep<I>it
+    name      := <family> [<params>] [_<E>ep<I>it] [_s<N>]
+               | <nnU-Net trainer> _<E>ep<I>it [_s<N>]
+               | <nnU-Net trainer> _s<N>
     params    := _K<K>_eps<NUM>                       (PolyDice, PolyDiceCE)
                | _K<K>_eps<NUM>_a<NUM>_b<NUM>         (PolyTversky, PolyTverskyCE)
                | _a<NUM>_b<NUM>                       (Tversky, TverskyCE)
@@ -29,6 +30,13 @@ Only the canonical ASCII spelling resolves: digits are ``0-9`` (not other Unicod
 Python's ``int`` would accept) and nothing may follow the name (not even a newline), since every
 other spelling would be a second results folder for the same setting.
 
+The seed suffix ``_s<N>`` (N in 0..MAX_SEED, written without leading zeros) comes last and makes a
+*seeded* run: weight initialisation, the cases, patches and augmentations the loaders draw and the validation
+patches behind the pseudo Dice become functions of N alone (:mod:`nnunet_polydice.integration.seeding`). The
+seed is part of the name because nnU-Net keys results folders by trainer name: each seed of a setting gets its
+own folder. It is built by :func:`seed_suffix` and read by :func:`split_seed`, nowhere else. A name may carry
+one seed suffix; ``_s01`` is refused with its canonical spelling ``_s1``.
+
 The families themselves (tokens, loss classes, defaults, formulas) are declared in
 :mod:`nnunet_polydice.loss.families`; this module only reads and writes names.
 """
@@ -42,11 +50,12 @@ from decimal import Decimal
 
 from nnunet_polydice.loss.families import FAMILIES, PARAMETERS, Family, format_k
 
-__all__ = ["FAMILIES", "Family", "InvalidTrainerName", "TrainerSpec", "catalogue_names", "format_k",
+__all__ = ["FAMILIES", "MAX_SEED", "Family", "InvalidTrainerName", "TrainerSpec", "catalogue_names", "format_k",
            "format_number", "is_class_name", "parse_number", "parse_trainer_name", "ready_grid", "schedule_suffix",
-           "split_schedule", "trainer_name"]
+           "seed_suffix", "split_schedule", "split_seed", "trainer_name"]
 
 _SCHEDULE = re.compile(r"_([0-9]+)ep([0-9]+)it\Z", re.ASCII)
+_SEED = re.compile(r"_s([0-9]+)\Z", re.ASCII)
 _NUM = r"m?[0-9]+(?:p[0-9]+)?"
 _PARAM_REGEX = {"K": r"[0-9]+|inf", "eps": _NUM, "a": _NUM, "b": _NUM, "g": _NUM}
 
@@ -85,6 +94,45 @@ def split_schedule(name: str) -> tuple[str, int | None, int | None]:
     return name[: m.start()], int(m.group(1)), int(m.group(2))
 
 
+def seed_suffix(seed: int | None) -> str:
+    """``_s<N>`` for a seeded run, ``''`` for an unseeded one (None)."""
+    if seed is None:
+        return ""
+    seed = int(seed)
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"a seed is an integer from 0 to {MAX_SEED} (got {seed}).")
+    return f"_s{seed}"
+
+
+def split_seed(name: str) -> tuple[str, int | None]:
+    """``(rest, seed)`` of a name; ``(name, None)`` without a seed suffix.
+
+    Raises:
+        InvalidTrainerName: for a seed with a leading zero (``_s01``), past MAX_SEED, or given twice
+            (``_s1_s2``); the message gives the canonical spelling or the allowed range.
+    """
+    m = _SEED.search(name)
+    if m is None:
+        return name, None
+    rest, digits = name[: m.start()], m.group(1)
+    seed = int(digits)
+    if seed > MAX_SEED:
+        raise InvalidTrainerName(f"Trainer name {name!r}: the seed suffix _s<N> needs N from 0 to {MAX_SEED} "
+                                 f"(got {digits}).")
+    if digits != str(seed):
+        raise InvalidTrainerName(f"Trainer name {name!r} spells its seed in a non-canonical way; the canonical "
+                                 f"name is {rest + seed_suffix(seed)!r} (no leading zeros).")
+    if _SEED.search(rest):
+        raise InvalidTrainerName(f"Trainer name {name!r} has two seed suffixes; a name carries one _s<N>, at "
+                                 f"its end.")
+    if _SEED.search(split_schedule(rest)[0]):
+        core, epochs, iterations = split_schedule(rest)
+        canonical = _SEED.sub("", core) + schedule_suffix(epochs, iterations) + _SEED.search(core).group(0)
+        raise InvalidTrainerName(f"Trainer name {name!r} has two seed suffixes; a name carries one _s<N>, "
+                                 f"after the schedule (e.g. {canonical!r}).")
+    return rest, seed
+
+
 def format_number(value: float) -> str:
     """Canonical name token of a number: shortest decimal form, ``p`` for '.', ``m`` for '-'."""
     value = float(value)
@@ -120,14 +168,25 @@ class TrainerSpec:
     explicit: bool = False  # parameters spelled out in the name (False: family defaults)
     epochs: int | None = None
     iterations: int | None = None
+    seed: int | None = None  # a seeded run (``_s<N>``); None: nnU-Net's own, unseeded randomness
+
+    def _params(self, explicit: bool) -> str:
+        if self.family is None or not explicit:
+            return ""
+        kwargs = self.loss_kwargs()
+        return "".join(f"_{p}{_token(p, kwargs[PARAMETERS[p].keyword])}" for p in self.family.params)
 
     @property
     def name(self) -> str:
-        name = self.base
-        if self.family is not None and self.explicit:
-            kwargs = self.loss_kwargs()
-            name += "".join(f"_{p}{_token(p, kwargs[PARAMETERS[p].keyword])}" for p in self.family.params)
-        return name + schedule_suffix(self.epochs, self.iterations)
+        return (self.base + self._params(self.explicit) + schedule_suffix(self.epochs, self.iterations)
+                + seed_suffix(self.seed))
+
+    @property
+    def setting(self) -> str:
+        """The name of the setting without its seed, parameters spelled out: one key for every name that
+        trains the same loss on the same schedule (``nnUNetTrainerPolyDice`` and its explicit default name,
+        any of their seeds), for grouping results into one row."""
+        return self.base + self._params(True) + schedule_suffix(self.epochs, self.iterations)
 
     @property
     def family_name(self) -> str | None:
@@ -158,7 +217,7 @@ def _family_of(name: str) -> tuple[Family | None, str]:
 def _allowed_sentence(family: Family) -> str:
     example = family.name + "".join(f"_{p}{_token(p, PARAMETERS[p].example)}" for p in family.params)
     return (f"Allowed: {family.name} (defaults) or {family.name}{family.pattern}, optionally followed by "
-            f"_<epochs>ep<iterations>it, e.g. {example}; K is a positive integer or inf, NUM is "
+            f"_<epochs>ep<iterations>it and then _s<seed>, e.g. {example}; K is a positive integer or inf, NUM is "
             f"a number written with p for the decimal point and m for a minus sign; digits are ASCII 0-9 and "
             f"nothing follows the name.")
 
@@ -175,19 +234,28 @@ def parse_trainer_name(name: str) -> TrainerSpec | None:
     TrainerSpec when it is, and raises InvalidTrainerName when it starts like one of our families
     but is malformed, non-canonical or names a disallowed setting.
     """
+    if re.search(r"_s-[0-9]+\Z", name, flags=re.ASCII):
+        raise InvalidTrainerName(f"Trainer name {name!r}: the seed suffix _s<N> needs N from 0 to {MAX_SEED} "
+                                 f"(a negative seed has no name).")
     if not is_class_name(name):
         family = next((f for f in sorted(FAMILIES, key=len, reverse=True) if name.startswith(f)), None)
         if family is not None:   # starts like ours, but another script's digits or a trailing newline
             raise InvalidTrainerName(f"Trainer name {name!r} is not a valid {family} name: only ASCII letters, "
                                      f"digits and single '_' may be used. " + _allowed_sentence(FAMILIES[family]))
-    core, epochs, iterations = split_schedule(name)
+    unseeded, seed = split_seed(name)
+    core, epochs, iterations = split_schedule(unseeded)
+    misplaced = _SEED.search(core) if epochs is not None else None
+    if misplaced is not None:
+        canonical = core[: misplaced.start()] + schedule_suffix(epochs, iterations) + misplaced.group(0)
+        raise InvalidTrainerName(f"Trainer name {name!r} puts its seed before the schedule; the seed suffix comes "
+                                 f"last: {canonical!r}.")
     family, rest = _family_of(core)
     if family is None:
-        if epochs is None or not is_class_name(core):
+        if (epochs is None and seed is None) or not is_class_name(core):
             return None
-        return TrainerSpec(base=core, epochs=epochs, iterations=iterations)
+        return TrainerSpec(base=core, epochs=epochs, iterations=iterations, seed=seed)
     if rest == "":
-        return TrainerSpec(base=family.name, family=family, epochs=epochs, iterations=iterations,
+        return TrainerSpec(base=family.name, family=family, epochs=epochs, iterations=iterations, seed=seed,
                            **family.loss.defaults())
 
     regex = "".join(f"_{p}({_PARAM_REGEX[p]})" for p in family.params)
@@ -203,19 +271,19 @@ def parse_trainer_name(name: str) -> TrainerSpec | None:
         canonical = family.name + "".join(f"_{p}{canonical_tokens[p]}" for p in family.params)
         raise InvalidTrainerName(
             f"Trainer name {name!r} spells a number in a non-canonical way; the canonical name of this "
-            f"setting is {canonical + schedule_suffix(epochs, iterations)!r} (numbers are written in their "
-            f"shortest decimal form).")
+            f"setting is {canonical + schedule_suffix(epochs, iterations) + seed_suffix(seed)!r} (numbers are "
+            f"written in their shortest decimal form).")
     try:
         kwargs = family.loss.validate({PARAMETERS[p].keyword: v for p, v in values.items()})
     except ValueError as err:
         raise InvalidTrainerName(f"Trainer name {name!r} names a disallowed setting: {err} "
                                  + _allowed_sentence(family)) from None
     return TrainerSpec(base=family.name, family=family, explicit=True, epochs=epochs, iterations=iterations,
-                       **kwargs)
+                       seed=seed, **kwargs)
 
 
 def trainer_name(family: str, *, K=None, epsilon=None, alpha=None, beta=None, gamma=None,
-                 epochs: int | None = None, iterations: int | None = None) -> str:
+                 epochs: int | None = None, iterations: int | None = None, seed: int | None = None) -> str:
     """Canonical name of a setting (all of the family's parameters must be given, or none)."""
     fam = FAMILIES[family]
     given = {"K": K, "epsilon": epsilon, "alpha": alpha, "beta": beta, "gamma": gamma}
@@ -225,7 +293,7 @@ def trainer_name(family: str, *, K=None, epsilon=None, alpha=None, beta=None, ga
         if missing:
             raise ValueError(f"{family} needs all of {fam.loss.keywords} or none (missing {missing}).")
         name += "".join(f"_{p}{_token(p, given[PARAMETERS[p].keyword])}" for p in fam.params)
-    spec = parse_trainer_name(name + schedule_suffix(epochs, iterations))  # validates
+    spec = parse_trainer_name(name + schedule_suffix(epochs, iterations) + seed_suffix(seed))  # validates
     return spec.name
 
 
