@@ -1,8 +1,15 @@
 """experiments/checks.py: every kind of argument a user types is checked in one place, with a sentence that
 names the option, the value and what is allowed (MONAI's test_ill_opts, one case per spelling)."""
 
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
 import pytest
 
+from nnunet_polydice.cli import main
 from nnunet_polydice.experiments import checks
 from nnunet_polydice.integration.naming import MAX_SEED
 
@@ -40,3 +47,132 @@ def test_seed_lists():
 def test_bad_seed_lists_are_refused(values, message):
     with pytest.raises(ValueError, match=message):
         checks.check_seeds(values)
+
+
+# ------------------------------------------------------------------------- sizes, names, folders, storages
+
+def test_ranges_expand_exactly_and_are_bounded_before_expanding():
+    assert checks.check_range("0:1:0.25", "--epsilon", Decimal("0.25")) == [Decimal(x) for x in
+                                                                            ("0", "0.25", "0.5", "0.75", "1")]
+    assert len(checks.check_range("0:999:1", "--epsilon", Decimal("0.25"))) == checks.MAX_RANGE_VALUES
+    with pytest.raises(ValueError, match=r"^--epsilon '0:1000:1' has 1001 values; a range may have at most 1000\.$"):
+        checks.check_range("0:1000:1", "--epsilon", Decimal("0.25"))
+    for text in ("0:nan:1", "snan:1:1", "0:1:inf", "-Infinity:0:1"):
+        with pytest.raises(ValueError, match="must be finite numbers"):
+            checks.check_range(text, "--epsilon", Decimal("0.25"))
+
+
+@pytest.mark.parametrize("text, expected", [("30x20", (30, 20)), ("1ep1it", (1, 1)), ("10000x10000", (10000, 10000))])
+def test_schedules_in_bounds(text, expected):
+    assert checks.check_schedule(text) == expected
+
+
+@pytest.mark.parametrize("text", ["10001x1", "1x10001", "0x5", "5x0", "99999999999999999999x1", "1x", "５x5"])
+def test_schedules_out_of_bounds_name_the_bounds(text):
+    with pytest.raises(ValueError, match=r"^--schedule: .*epochs from 1 to 10000 and iterations from 1 to 10000"):
+        checks.check_schedule(text)
+
+
+@pytest.mark.parametrize("name", ["s1", "2d_30ep40it_folds0", "a.b-c+d", "x" * 128])
+def test_plain_study_names(name):
+    assert checks.check_study_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "a\\b", "..", "a..b", ".hidden", "-x", "x" * 129, "a b", "é"])
+def test_study_names_that_are_paths_or_odd_are_refused(name):
+    with pytest.raises(ValueError, match=r"^--study .* is not a plain name"):
+        checks.check_study_name(name)
+
+
+def test_output_folders_need_an_existing_parent(tmp_path):
+    assert checks.check_output_folder(tmp_path / "new") == tmp_path / "new"
+    with pytest.raises(ValueError, match=rf"^--out {tmp_path / 'a' / 'b'}: its parent folder {tmp_path / 'a'} does "
+                                         r"not exist"):
+        checks.check_output_folder(tmp_path / "a" / "b")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_files_of_the_user_are_never_claimed(tmp_path):
+    (tmp_path / "a.md").write_text("mine")
+    checks.check_files_free(tmp_path, ["a.md", "b.md"], owned={"a.md"})
+    with pytest.raises(FileExistsError, match=r"a\.md there was not written by nnunet-polydice"):
+        checks.check_files_free(tmp_path, ["b.md", "a.md"], owned=set(), option="--out")
+    (tmp_path / "b.md").symlink_to(tmp_path / "gone")  # a dangling link is somebody's too
+    with pytest.raises(FileExistsError, match=r"b\.md there"):
+        checks.check_files_free(tmp_path, ["b.md"], owned=set())
+
+
+def test_storages(tmp_path):
+    journal = tmp_path / "j.log"
+    assert checks.check_storage(f"journal://{journal}") == f"journal://{journal}"       # new file
+    journal.write_text('{"op_code": 0, "study_name": "s"}\n')
+    assert checks.check_storage(f"journal://{journal}")                                 # an Optuna journal
+    (tmp_path / "empty.log").write_text("")
+    assert checks.check_storage(f"journal://{tmp_path / 'empty.log'}")
+    for text in ("hello\n", "[1, 2]\n", '{"a": 1}\n', "\x00\x01binary"):
+        (tmp_path / "mine.txt").write_text(text)
+        with pytest.raises(ValueError, match=r"exists and it is not an Optuna journal"):
+            checks.check_storage(f"journal://{tmp_path / 'mine.txt'}")
+        assert (tmp_path / "mine.txt").read_text() == text
+    with pytest.raises(ValueError, match=r"the folder .*missing does not exist"):
+        checks.check_storage(f"journal://{tmp_path / 'missing' / 'j.log'}")
+    with pytest.raises(ValueError, match=r"is not a storage URL"):
+        checks.check_storage("/tmp/j.log")
+
+
+def test_counts():
+    assert checks.check_count("3", "--trials") == 3
+    for bad in (0, -1, checks.MAX_COUNT + 1, "1e3", 2.0):
+        with pytest.raises(ValueError, match=r"^--trials must be an integer from 1 to 10000"):
+            checks.check_count(bad, "--trials")
+
+
+# ---------------------------------------------------------------------------- every command, at the CLI
+
+@pytest.mark.parametrize("argv, message", [
+    (["list", "nnUNetTrainerBogus"], "'nnUNetTrainerBogus' is neither a trainer of nnunet-polydice nor one nnU-Net"),
+    (["list", "nnUNetTrainerPolydice"], "Did you mean 'nnUNetTrainerPolyDice'?"),
+    (["list", "os"], "'os' is neither a trainer"),
+])
+def test_list_of_an_unknown_name_is_one_sentence(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnunet-polydice list: error: ") and message in err and err.count("\n") == 1
+
+
+def test_list_describes_nnunets_own_trainers(capsys):
+    assert main(["list", "--json", "nnUNetTrainer", "nnUNetTrainerDiceLoss_5ep2it"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["family"], r["formula"]) for r in rows] == [
+        ("nnUNetTrainer", "(nnU-Net's)", "CE + soft Dice (nnU-Net's default)"),
+        ("nnUNetTrainerDiceLoss_5ep2it", "(nnU-Net's)", "soft Dice (nnU-Net's), 5 epochs x 2 iterations")]
+
+
+@pytest.mark.parametrize("name, why", [
+    ("os", "names no nnU-Net trainer class"), ("torch", "names no nnU-Net trainer class"),
+    ("nnUNetDataLoader", "names no nnU-Net trainer class"), ("nnUNetTrainerBogus", "is not found"),
+])
+def test_doctor_says_why_a_name_is_no_trainer(capsys, name, why):
+    assert main(["doctor", name]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {name}: trainer {name!r} {why}" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("argv", [["list"], ["list", "--json"]])
+def test_a_closed_pipe_ends_quietly(argv):
+    tool = Path(sys.executable).parent / "nnunet-polydice"
+    proc = subprocess.Popen([str(tool), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()   # the reader is gone before the first line is written, as with `| head` at its end
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    from nnunet_polydice.cli import catalogue
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(catalogue, "run", interrupted)
+    assert main(["list"]) == 130
+    assert capsys.readouterr().err == "\nnnunet-polydice list: interrupted.\n"

@@ -53,7 +53,14 @@ def test_epsilon_words_mix_numbers_and_ranges():
     (["2:0:0.5"], "is empty: START (2) is larger than STOP (0)"),
     (["a:b:c"], "a range is START:STOP:STEP"),
     (["0:1"], "a range is START:STOP:STEP"),
-    (["half"], "is not a number or a START:STOP:STEP range"),
+    (["half"], "is not a finite number or a START:STOP:STEP range"),
+    (["nan"], "'nan' is not a finite number"),
+    (["-inf"], "'-inf' is not a finite number"),
+    (["0:nan:0.5"], "START, STOP and STEP must be finite numbers (no nan or inf)"),
+    (["0:Infinity:0.5"], "START, STOP and STEP must be finite numbers"),
+    (["-inf:0:0.5"], "START, STOP and STEP must be finite numbers"),
+    (["0:1e9:0.25"], "'0:1e9:0.25' has 4000000001 values; a range may have at most 1000"),
+    (["-1000:1000:1"], "has 2001 values; a range may have at most 1000"),
 ])
 def test_epsilon_words_refused(words, message):
     with pytest.raises(ValueError, match="--epsilon") as err:
@@ -486,7 +493,7 @@ def test_sqlite_is_refused_for_several_workers():
 
 def test_slurm_script_text_and_refusals(fake_results, tmp_path):
     setup = tune.prepare("991", "2d", families=["nnUNetTrainerPolyDice"], K_values=["2", "inf"],
-                         epsilons=["0", "0.5"], schedule="30x40", folds=["1"], storage="journal:///shared/t.log",
+                         epsilons=["0", "0.5"], schedule="30x40", folds=["1"], storage=f"journal://{tmp_path}/t.log",
                          study="s1", pruner="none", lookup=False)
     text = tune.slurm_script(setup, [2, 1], sampler="grid", seed=7, environ={"nnUNet_extTrainer": ""})
     lines = text.splitlines()
@@ -494,7 +501,7 @@ def test_slurm_script_text_and_refusals(fake_results, tmp_path):
     assert "TRIALS=(2 1)" in lines
     assert lines[-1] == (
         "nnunet-polydice tune Dataset991_Tune 2d --families nnUNetTrainerPolyDice --K 2 inf --epsilon 0.0 0.5 "
-        "--folds 1 -p nnUNetPlans --storage journal:///shared/t.log --study s1 --pruner none --sampler grid "
+        f"--folds 1 -p nnUNetPlans --storage journal://{tmp_path}/t.log --study s1 --pruner none --sampler grid "
         "--schedule 30x40 --seed 7 --trials \"${TRIALS[$SLURM_ARRAY_TASK_ID]}\" --worker-index "
         "\"$SLURM_ARRAY_TASK_ID\"")
     assert any(line.startswith("export nnUNet_extTrainer=") for line in lines)
@@ -620,3 +627,66 @@ def test_tune_end_to_end(tmp_path):
     assert [t.state for t in _trials(work, "cluster")] == [TrialState.WAITING] * 3
     refused = run(slurm, env, timeout=TIMEOUT, check=False)
     assert refused.returncode == 2 and "exists; nnunet-polydice never overwrites a file" in refused.stderr
+
+
+# ------------------------------------------------------------------- the CLI refuses before any work
+
+def _snapshot(folder):
+    return sorted((str(p), p.stat().st_size if p.is_file() else -1) for p in folder.rglob("*"))
+
+
+TUNE = ["tune", "991", "2d", "--families", "nnUNetTrainerPolyDice", "--K", "2", "--epsilon", "0", "--schedule", "2x2"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--trials", "0"], "--trials must be an integer from 1 to 10000 (got 0)."),
+    (["--trials", "-1"], "--trials must be an integer from 1 to 10000 (got -1)."),
+    (["--workers", "0"], "--workers must be an integer from 1 to 1000 (got 0)."),
+    (["--workers", "5000"], "--workers must be an integer from 1 to 1000 (got 5000)."),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295 (got -1)."),
+    (["--seed", "4294967296", "--slurm", "t.sbatch"], "--seed must be an integer from 0 to 4294967295"),
+    (["--epsilon", "0:inf:0.5"], "START, STOP and STEP must be finite numbers"),
+    (["--epsilon", "0:1e9:0.25"], "a range may have at most 1000"),
+    (["--schedule", "1000000x1"], "epochs from 1 to 10000 and iterations from 1 to 10000"),
+    (["--study", "../../x"], "--study '../../x' is not a plain name"),
+    (["--study", "a/b"], "--study 'a/b' is not a plain name"),
+    (["--study", ".."], "--study '..' is not a plain name"),
+    (["--pruner", "median:n_startup_trials=abc"], "MedianPruner takes numbers (or true/false/none), not text: "
+                                                  "n_startup_trials='abc'"),
+    (["--out", "/nonexistent_polydice/deep/x"], "its parent folder /nonexistent_polydice/deep does not exist"),
+])
+def test_tune_refuses_before_any_study_folder_or_file(fake_results, monkeypatch, capsys, extra, message):
+    monkeypatch.chdir(fake_results)
+    before = _snapshot(fake_results)
+    assert cli_main([*TUNE, *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnunet-polydice tune: error: ") and message in err and "Traceback" not in err
+    assert _snapshot(fake_results) == before
+
+
+@pytest.mark.parametrize("url", ["journal://{f}", "journal://{f}.d"])
+def test_tune_never_appends_to_a_file_that_is_not_a_journal(fake_results, capsys, url):
+    mine = fake_results / "notes.txt"
+    mine.write_text("my notes\n")
+    (fake_results / "notes.txt.d").mkdir()
+    before = _snapshot(fake_results)
+    assert cli_main([*TUNE, "--storage", url.format(f=mine)]) == 2
+    err = capsys.readouterr().err
+    assert "exists and it is not" in err and "nothing was written to it" in err
+    assert _snapshot(fake_results) == before and mine.read_text() == "my notes\n"
+
+
+@pytest.mark.parametrize("name", ["tune.md", "tune_curves.png"])
+def test_tune_refuses_a_users_report_file_before_opening_the_study(fake_results, capsys, name):
+    out = fake_results / "mine"
+    out.mkdir()
+    (out / name).write_text("mine")
+    before = _snapshot(fake_results)
+    assert cli_main([*TUNE, "--out", str(out)]) == 2
+    assert f"{name} there was not written by nnunet-polydice" in capsys.readouterr().err
+    assert _snapshot(fake_results) == before   # no journal, no study
+
+
+def test_pruning_is_reported_in_nnunets_epoch_numbers():
+    assert tune.epoch_note(5, 10) == "epoch 5 of 0-9"   # nnU-Net's log prints "Epoch 5" for this epoch
+    assert tune.epoch_note(0, 2) == "epoch 0 of 0-1"

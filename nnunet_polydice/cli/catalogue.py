@@ -4,11 +4,38 @@ from __future__ import annotations
 
 import json
 
+from nnunet_polydice.integration import lookup
 from nnunet_polydice.integration.naming import FAMILIES, catalogue_names, format_k, parse_trainer_name
+
+#: What nnU-Net's own trainers in the README's catalogue train with.
+NNUNET_LOSSES = {"nnUNetTrainer": "CE + soft Dice (nnU-Net's default)",
+                 "nnUNetTrainerDiceLoss": "soft Dice (nnU-Net's)"}
+
+
+def _nnunet_row(name: str, base: str, epochs, iterations) -> dict:
+    """The row of one of nnU-Net's own trainers (with or without a schedule suffix).
+
+    Raises:
+        ValueError: when nnU-Net ships no trainer of that name; the sentence suggests the closest name.
+    """
+    known = lookup.nnunet_trainer_names()
+    if base not in known:
+        guess = lookup.closest_name(name, [*catalogue_names(), *known])
+        hint = f" Did you mean {guess!r}?" if guess and guess != name else ""
+        raise ValueError(f"{name!r} is neither a trainer of nnunet-polydice nor one nnU-Net ships.{hint} Without "
+                         f"names, 'nnunet-polydice list' prints the catalogue; 'nnunet-polydice doctor NAME' looks up "
+                         f"a trainer of your own.")
+    schedule = "" if epochs is None else f", {epochs} epochs x {iterations} iterations"
+    return {"name": name, "family": "(nnU-Net's)", "K": None, "epsilon": None, "alpha": None, "beta": None,
+            "gamma": None, "formula": NNUNET_LOSSES.get(base, "nnU-Net's own loss") + schedule}
 
 
 def _row(name: str) -> dict:
-    spec = parse_trainer_name(name)
+    spec = parse_trainer_name(name)  # a malformed name of our families: its sentence (InvalidTrainerName)
+    if spec is None:
+        return _nnunet_row(name, name, None, None)
+    if spec.family is None:
+        return _nnunet_row(name, spec.base, spec.epochs, spec.iterations)
     return {
         "name": spec.name,
         "family": spec.family_name,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata as md
 import importlib.util
-import io
 import os
 import sys
 
+from nnunet_polydice.integration import lookup
 from nnunet_polydice.integration.locate import HOOK_OPT_OUT, hook_opted_out, trainers_folder
-from nnunet_polydice.integration.naming import FAMILIES, InvalidTrainerName
+from nnunet_polydice.integration.naming import FAMILIES
 
 MIN_NNUNET = (2, 8)
 DEFAULT_CHECKS = (*FAMILIES, "nnUNetTrainerPolyDice_K3_eps0p5", "nnUNetTrainerPolyDiceCE_Kinf_epsm0p5",
@@ -43,16 +42,13 @@ def nnunet_version_problem(version: str | None) -> str | None:
 
 
 def resolve(name: str) -> tuple[bool, str]:
-    """Look ``name`` up with nnU-Net's own function, as nnUNetv2_train does. (ok, where-or-why)."""
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
+    """Look ``name`` up with nnU-Net's own function, as nnUNetv2_train does. (ok, where-or-why): a name nnU-Net
+    does not find, or finds as something that is not a trainer class (``os``, ``nnUNetDataLoader``), is a
+    sentence, never a traceback."""
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            cls = recursive_find_trainer_class_by_name(name)
-    except InvalidTrainerName as err:
+        cls = lookup.find_trainer_class(name)
+    except ValueError as err:  # TrainerNotFound, InvalidTrainerName
         return False, str(err)
-    except RuntimeError as err:
-        return False, str(err).split(". ")[0]
     spec = getattr(cls, "polyloss_spec", None)
     what = spec.formula() if spec is not None else "nnU-Net's own trainer"
     return True, f"{cls.__module__} ({what})"

@@ -7,7 +7,7 @@ import signal
 import time
 
 from nnunet_polydice.cli._training import add_training_arguments
-from nnunet_polydice.experiments import ablation, tune
+from nnunet_polydice.experiments import ablation, checks, tune
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.integration.pruning import PRUNERS
 
@@ -17,6 +17,12 @@ def _say(text: str) -> None:
 
 
 def _setup(args) -> tune.TuneSetup:
+    """Every option checked (:mod:`checks`), before any study is opened, folder made or training started."""
+    args.trials = checks.check_count(args.trials, "--trials")
+    args.workers = checks.check_count(args.workers, "--workers", checks.MAX_WORKERS)
+    args.seed = checks.check_seed(args.seed)
+    if args.worker_index is not None:
+        checks.check_int(args.worker_index, "--worker-index", 0, checks.MAX_WORKERS - 1)
     if args.slurm:
         ensure_new_file(args.slurm, "--slurm")  # before anything else is checked or created
     return tune.prepare(args.dataset, args.configuration, families=args.families, K_values=args.K,
@@ -86,6 +92,8 @@ def run(args) -> int:
         return _status(setup)
     if args.worker_index is None:
         tune.check_storage_for_workers(setup.storage, args.workers, bool(args.slurm))
+    if not args.no_outputs:
+        tune.check_outputs_free(setup)
     study, _ = tune.open_study(setup)
     if args.worker_index is not None:  # one worker of a larger command (local or a Slurm task)
         tune.run_worker(setup, args.trials, sampler=args.sampler, seed=args.seed, worker_index=args.worker_index,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunet_polydice.experiments import checks
 from nnunet_polydice.experiments.runs import STATES, fold_state, fold_status
 from nnunet_polydice.integration import lookup
 from nnunet_polydice.integration.locate import with_trainers_folder
@@ -115,17 +115,14 @@ def count_jobs(jobs: Sequence[Job]) -> tuple[int, int, int]:
 
 # --------------------------------------------------------------------------------------------- names
 
-def parse_schedule(text: str) -> tuple[int, int]:
-    """``'30x20'`` (or ``'30ep20it'``) -> ``(30, 20)``: E epochs of I training iterations.
+def parse_schedule(text: str, option: str = "--schedule") -> tuple[int, int]:
+    """``'30x20'`` (or ``'30ep20it'``) -> ``(30, 20)``: E epochs of I training iterations
+    (:func:`nnunet_polydice.experiments.checks.check_schedule`, bounds included).
 
     Raises:
-        ValueError: when the text is not two positive integers.
+        ValueError: when the text is not two positive integers within the bounds.
     """
-    m = re.fullmatch(r"\s*(\d+)\s*(?:x|ep)\s*(\d+)\s*(?:it)?\s*", str(text))
-    if m is None or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise ValueError(f"the schedule must be <epochs>x<iterations> with two positive integers, e.g. 30x20 "
-                         f"for 30 epochs of 20 iterations (got {text!r}).")
-    return int(m.group(1)), int(m.group(2))
+    return checks.check_schedule(text, option)
 
 
 def validate_trainer_name(name: str) -> str:
@@ -239,19 +236,10 @@ def check_trainers_found(names: Sequence[str], environ: dict | None = None) -> l
     return lookup.check_trainers(names, with_trainers_folder(environ))
 
 
-def parse_folds(folds: Iterable) -> list[str]:
-    """Folds as nnU-Net names them (``'0'``..., or ``'all'``), without duplicates, order kept."""
-    out = []
-    for f in folds:
-        text = str(f).strip()
-        if not (text.isdigit() or text == "all"):
-            raise ValueError(f"a fold is a non-negative integer or 'all', as nnUNetv2_train takes it (got {f!r}).")
-        text = "all" if text == "all" else str(int(text))
-        if text not in out:
-            out.append(text)
-    if not out:
-        raise ValueError("no folds given; nnU-Net's cross-validation has folds 0 1 2 3 4.")
-    return out
+def parse_folds(folds: Iterable, option: str = "--folds") -> list[str]:
+    """Folds as nnU-Net names them (``'0'``..., or ``'all'``), without duplicates, order kept
+    (:func:`nnunet_polydice.experiments.checks.check_folds`)."""
+    return checks.check_folds(folds, option)
 
 
 # ------------------------------------------------------------------------------------ results folder

@@ -9,12 +9,29 @@ commands call them before a study is opened, a folder made, a file written or a 
 
 from __future__ import annotations
 
+import json
 import numbers
 import operator
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
+from nnunet_polydice.experiments.paths import ensure_writable_dir
+from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.naming import MAX_SEED
 
-__all__ = ["MAX_SEED", "check_int", "check_seed", "check_seeds"]
+__all__ = ["MAX_SEED", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_RANGE_VALUES", "MAX_RESAMPLES", "MAX_COUNT", "MAX_WORKERS",
+           "check_int", "check_count", "check_seed", "check_seeds", "check_range", "check_schedule", "check_folds",
+           "check_output_folder", "check_files_free", "check_storage", "check_study_name"]
+
+#: Bounds of the sizes a user types; each is in the sentence that refuses a larger value.
+MAX_EPOCHS = 10_000          # ten times nnU-Net's 1000
+MAX_ITERATIONS = 10_000      # forty times nnU-Net's 250
+MAX_RANGE_VALUES = 1000      # values one START:STOP:STEP range may expand to
+MAX_RESAMPLES = 1_000_000    # bootstrap resamples: about 8 MB a row of 1000 cases at this bound
+MAX_COUNT = 10_000           # trials and other counts of things a command starts
+MAX_WORKERS = 1000           # processes (or array tasks) one command starts
 
 
 def _as_int(value, option: str, allowed: str) -> int:
@@ -67,3 +84,157 @@ def check_seeds(values, option: str = "--seeds") -> list[int]:
     if repeated:
         raise ValueError(f"{option} gives the seed {repeated[0]} more than once; give each seed once.")
     return seeds
+
+
+def check_count(value, option: str, maximum: int = MAX_COUNT, minimum: int = 1) -> int:
+    """``value`` as a count from ``minimum`` (default 1) to ``maximum`` (:func:`check_int`)."""
+    return check_int(value, option, minimum, maximum)
+
+
+def check_range(text: str, option: str, min_step: Decimal, max_values: int = MAX_RANGE_VALUES) -> list[Decimal]:
+    """``'0:2:0.5'`` -> ``[0, 0.5, 1, 1.5, 2]`` as Decimals (both ends included, no drift).
+
+    Raises:
+        ValueError: for a malformed range, a bound that is not a finite number, a step under ``min_step``, an
+            empty range or one of more than ``max_values`` values (counted before anything is expanded).
+    """
+    try:
+        start, stop, step = (Decimal(p.strip()) for p in str(text).split(":"))
+    except (ValueError, InvalidOperation):
+        raise ValueError(f"{option} {text!r}: a range is START:STOP:STEP with three numbers, e.g. 0:2:0.5.") from None
+    if not all(d.is_finite() for d in (start, stop, step)):
+        raise ValueError(f"{option} {text!r}: START, STOP and STEP must be finite numbers (no nan or inf).")
+    if step < min_step:
+        raise ValueError(f"{option} {text!r}: the step must be at least {min_step} (got {step}), so that the space "
+                         f"stays a small grid of distinct settings.")
+    if stop < start:
+        raise ValueError(f"{option} {text!r} is empty: START ({start}) is larger than STOP ({stop}).")
+    n = (stop - start) // step + 1
+    if n > max_values:
+        raise ValueError(f"{option} {text!r} has {n} values; a range may have at most {max_values}.")
+    return [start + i * step for i in range(int(n))]
+
+
+def check_schedule(text: str, option: str = "--schedule") -> tuple[int, int]:
+    """``'30x20'`` (or ``'30ep20it'``) -> ``(30, 20)``: E epochs (1..MAX_EPOCHS) of I iterations
+    (1..MAX_ITERATIONS).
+
+    Raises:
+        ValueError: when the text is not two integers in these ranges.
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*(?:x|ep)\s*(\d+)\s*(?:it)?\s*", str(text), flags=re.ASCII)
+    if m is None or not (1 <= int(m.group(1)) <= MAX_EPOCHS and 1 <= int(m.group(2)) <= MAX_ITERATIONS):
+        raise ValueError(f"{option}: the schedule must be <epochs>x<iterations>, epochs from 1 to {MAX_EPOCHS} and "
+                         f"iterations from 1 to {MAX_ITERATIONS}, e.g. 30x20 for 30 epochs of 20 iterations (got "
+                         f"{text!r}).")
+    return int(m.group(1)), int(m.group(2))
+
+
+def check_folds(folds: Iterable, option: str = "--folds") -> list[str]:
+    """Folds as nnU-Net names them (``'0'``..., or ``'all'``), without duplicates, order kept.
+
+    Raises:
+        ValueError: for a fold that is neither a non-negative integer (at most :data:`MAX_COUNT`) nor 'all', or
+            for no fold at all.
+    """
+    out = []
+    for f in folds:
+        text = str(f).strip()
+        if not (text == "all" or (text.isascii() and text.isdigit() and int(text) <= MAX_COUNT)):
+            raise ValueError(f"{option}: a fold is a non-negative integer or 'all', as nnUNetv2_train takes it; at "
+                             f"most {MAX_COUNT} (got {f!r}).")
+        text = "all" if text == "all" else str(int(text))
+        if text not in out:
+            out.append(text)
+    if not out:
+        raise ValueError(f"{option}: no folds given; nnU-Net's cross-validation has folds 0 1 2 3 4.")
+    return out
+
+
+def check_output_folder(path, option: str = "--out") -> Path:
+    """A folder the user named for a command's output: it exists, or its parent does (a command makes one
+    folder, never a chain of them from the root), and the command can write there.
+
+    Raises:
+        ValueError: when neither it nor its parent is an existing folder, or it cannot be written.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink() and not path.absolute().parent.is_dir():
+        raise ValueError(f"{option} {path}: its parent folder {path.absolute().parent} does not exist; give an "
+                         f"existing folder, or a new one inside an existing folder.")
+    return ensure_writable_dir(path, option)
+
+
+def check_files_free(folder, names: Sequence[str], owned: set, option: str = "--out") -> None:
+    """Refuse, before any work, a folder where one of ``names`` exists and is not in ``owned`` (the files the
+    command wrote there before): a command never overwrites its user's files.
+
+    Raises:
+        FileExistsError: naming the first such file and ``option``.
+    """
+    folder = Path(folder)
+    clash = [n for n in names if ((folder / n).exists() or (folder / n).is_symlink()) and n not in owned]
+    if clash:
+        raise FileExistsError(f"{option} {folder}: {clash[0]} there was not written by nnunet-polydice; refusing to "
+                              f"overwrite it (move it away or give another folder). Nothing was done.")
+
+
+def _journal_problem(path: Path) -> str | None:
+    """None when ``path`` is missing, empty or reads as an Optuna journal (JSON objects with an op_code, one
+    a line), else why not."""
+    if not path.exists():
+        return None
+    if not path.is_file():
+        return "it is not a file"
+    try:
+        with path.open("rb") as f:
+            first = f.readline(1 << 20)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    if not first:
+        return None
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "op_code" not in record:
+        return "it is not an Optuna journal (its first line is not a journal record)"
+    return None
+
+
+def check_storage(url: str, option: str = "--storage") -> str:
+    """An Optuna storage URL (:func:`pruning.storage_kind`); a journal's folder must exist and an existing file
+    must be an Optuna journal, so that the user's own file is never appended to.
+
+    Raises:
+        ValueError: naming ``option``, the URL and what is allowed.
+    """
+    kind = pruning.storage_kind(url)
+    if kind == "journal":
+        path = pruning.journal_path(url)
+        if not path.parent.is_dir():
+            raise ValueError(f"{option} {url!r}: the folder {path.parent} does not exist; give a journal file in an "
+                             f"existing folder.")
+        problem = _journal_problem(path)
+        if problem:
+            raise ValueError(f"{option} {url!r}: {path} exists and {problem}; give a new file or an existing "
+                             f"journal of nnunet-polydice tune (nothing was written to it).")
+    return str(url)
+
+
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", re.ASCII)
+
+
+def check_study_name(name: str, option: str = "--study") -> str:
+    """A study name that is also a plain folder name: letters, digits, '.', '_', '+', '-', at most 128, starting
+    with a letter or digit (no path separator, no '..').
+
+    Raises:
+        ValueError: otherwise.
+    """
+    text = str(name)
+    if not _STUDY_NAME.fullmatch(text) or ".." in text:
+        raise ValueError(f"{option} {text!r} is not a plain name: use 1 to 128 ASCII letters, digits, '.', '_', '+' "
+                         f"or '-', starting with a letter or digit and without '..' (the name is also the folder "
+                         f"of its reports).")
+    return text

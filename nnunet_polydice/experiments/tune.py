@@ -56,10 +56,10 @@ import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation, results
+from nnunet_polydice.experiments import ablation, checks, results
 from nnunet_polydice.experiments.outputs import OwnedFolder, check_out_dir
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.experiments.runs import PRUNED_MARKER, SummaryError, fold_status
@@ -78,7 +78,8 @@ from nnunet_polydice.integration.naming import (
 __all__ = [
     "DEFAULT_K", "DEFAULT_EPSILON", "MIN_EPSILON_STEP", "LOCK_NAME", "STORAGE_FILE", "SAMPLERS", "Setting",
     "SearchSpace", "TuneSetup", "SettingBusy", "TrainingFailed", "parse_epsilons", "epsilon_range", "build_space",
-    "default_pruner", "default_storage_url", "check_storage_for_workers", "default_study_name", "resolve_label",
+    "default_pruner", "default_storage_url", "epoch_note", "check_outputs_free",
+    "check_storage_for_workers", "default_study_name", "resolve_label",
     "prepare", "open_study", "load_study", "setup_of_study", "untried_settings", "enqueue_grid", "choose_sampler",
     "make_sampler", "worker_shares", "fold_value", "acquire_lock", "lock_is_stale", "Objective", "run_worker",
     "TrialRow", "Summary", "trial_rows", "summarize", "next_commands", "tune_argv", "slurm_script",
@@ -116,20 +117,10 @@ def epsilon_range(text: str) -> list[float]:
     """``'0:2:0.5'`` -> ``[0.0, 0.5, 1.0, 1.5, 2.0]`` (both ends included, decimal steps without drift).
 
     Raises:
-        ValueError: for a malformed range, a step under :data:`MIN_EPSILON_STEP`, or an empty range.
+        ValueError: for a malformed range, a bound that is not finite, a step under :data:`MIN_EPSILON_STEP`,
+            an empty range or one of more than :data:`~nnunet_polydice.experiments.checks.MAX_RANGE_VALUES`.
     """
-    parts = text.split(":")
-    try:
-        start, stop, step = (Decimal(p.strip()) for p in parts)
-    except (ValueError, InvalidOperation):
-        raise ValueError(f"--epsilon {text!r}: a range is START:STOP:STEP with three numbers, e.g. 0:2:0.5.") from None
-    if step < MIN_EPSILON_STEP:
-        raise ValueError(f"--epsilon {text!r}: the step must be at least {MIN_EPSILON_STEP} (got {step}), so that the "
-                         f"space stays a small grid of distinct settings.")
-    if stop < start:
-        raise ValueError(f"--epsilon {text!r} is empty: START ({start}) is larger than STOP ({stop}).")
-    n = int((stop - start) / step) + 1
-    return [float(start + i * step) for i in range(n)]
+    return [float(d) for d in checks.check_range(text, "--epsilon", MIN_EPSILON_STEP)]
 
 
 def parse_epsilons(texts: Sequence) -> list[float]:
@@ -145,10 +136,13 @@ def parse_epsilons(texts: Sequence) -> list[float]:
             out += epsilon_range(text)
             continue
         try:
-            out.append(float(text))
+            value = float(text)
         except ValueError:
-            raise ValueError(f"--epsilon {text!r} is not a number or a START:STOP:STEP range (e.g. 0.5 or "
-                             f"0:2:0.5).") from None
+            value = math.nan
+        if not math.isfinite(value):
+            raise ValueError(f"--epsilon {text!r} is not a finite number or a START:STOP:STEP range (e.g. 0.5 or "
+                             f"0:2:0.5).")
+        out.append(value)
     return out
 
 
@@ -377,12 +371,18 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
     epochs = sched[0] if sched else NNUNET_SCHEDULE[0]
     pruner = pruner or default_pruner(epochs)
     pruning.make_pruner(pruner, len(split_folds) * epochs)  # its sentence now, not in a trainer
-    storage = storage or default_storage_url(results_dir, name)
-    pruning.storage_kind(storage)
-    study = study or default_study_name(configuration, plans, sched, split_folds, label)
+    if storage is None:
+        storage = default_storage_url(results_dir, name)
+        pruning.storage_kind(storage)
+    else:
+        checks.check_storage(storage)
+    study = checks.check_study_name(study) if study is not None else \
+        default_study_name(configuration, plans, sched, split_folds, label)
     given = out_dir is not None
-    out = Path(out_dir) if given else Path(results_dir).resolve() / name / "polydice_tune" / study
-    check_out_dir(out, "--out")
+    if given:
+        out = checks.check_output_folder(out_dir, "--out")
+    else:
+        out = check_out_dir(Path(results_dir).resolve() / name / "polydice_tune" / study, "the output folder")
     if lookup:
         ablation.check_trainers_found([s.trainer for s in space.settings], env)
     return TuneSetup(dataset=name, configuration=configuration, plans=plans, folds=tuple(split_folds), space=space,
@@ -740,8 +740,9 @@ class Objective:
             ours = marker.get("study_uid") == self.uid if marker.get("study_uid") else \
                 marker.get("study") == self.setup.study
             if ours:
-                trial.set_user_attr("reason", f"pruned earlier in trial {marker.get('trial')} (after epoch "
-                                              f"{int(marker.get('epoch', -1)) + 1} of fold {fold})")
+                trial.set_user_attr("reason", f"pruned earlier in trial {marker.get('trial')} (after "
+                                              f"{epoch_note(marker.get('epoch', -1), self.setup.epochs)} of fold "
+                                              f"{fold})")
                 raise optuna.TrialPruned(trial.user_attrs.get("reason"))
             (folder / PRUNED_MARKER).unlink()
             state = "continue"
@@ -759,12 +760,12 @@ class Objective:
             self.epochs += 1
             last.update(report)
             self.echo(live_line(trial.number, setting, "RUNNING", report.get("value"),
-                                note=f"fold {fold} epoch {int(report['epoch']) + 1}/{self.setup.epochs}"))
+                                note=f"fold {fold} {epoch_note(report['epoch'], self.setup.epochs)}"))
 
         rc = _run_logged([self._exe(), *argv[1:]], env, log, on_report)
         if rc == pruning.PRUNED_EXIT_CODE:
             value = last.get("value")
-            reason = (f"pruned after epoch {int(last.get('epoch', -1)) + 1}/{self.setup.epochs} of fold {fold} "
+            reason = (f"pruned after {epoch_note(last.get('epoch', -1), self.setup.epochs)} of fold {fold} "
                       f"(value {'n/a' if value is None else format(value, '.4f')})")
             trial.set_user_attr("reason", reason)
             raise optuna.TrialPruned(reason)
@@ -778,6 +779,12 @@ class Objective:
             return fold_value(done.summary, self.setup.label_key), False
         except ValueError as err:
             raise self._fail(trial, TrainingFailed, f"fold {fold}: {err}") from None
+
+
+def epoch_note(epoch, epochs: int) -> str:
+    """``'epoch 5 of 0-9'``: nnU-Net's 0-based epoch number (as its log prints "Epoch 5") and its range, the one
+    convention of every line, table, marker and plot that says when a trial was pruned."""
+    return f"epoch {int(epoch)} of 0-{int(epochs) - 1}"
 
 
 def live_line(number: int, setting: Setting | None, state: str, value: float | None = None, note: str = "") -> str:
@@ -1011,7 +1018,8 @@ def plot_curves(rows: Sequence[TrialRow], path: Path, setup: TuneSetup) -> None:
     for k in range(1, len(setup.folds)):
         ax.axvline(k * setup.epochs - 0.5, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("step = fold index x epochs + epoch" if len(setup.folds) > 1 else "epoch")
-    ax.set_ylabel(f"EMA pseudo-Dice{' of ' + setup.label if setup.label else ''} (reported)")
+    ax.set_ylabel(f"Dice{' of ' + setup.label if setup.label else ''}: lines EMA pseudo-Dice (reported), "
+                  f"dots and stars validation Dice", fontsize=8)
     ax.set_title(f"{setup.study}: reported values (dashed + x: pruned; dot: validation Dice; star: reused)", fontsize=9)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncol=2)
@@ -1021,6 +1029,17 @@ def plot_curves(rows: Sequence[TrialRow], path: Path, setup: TuneSetup) -> None:
 
 
 OUTPUT_FILES = ("tune.md", "tune.csv", "tune_curves.png")
+
+
+def check_outputs_free(setup: TuneSetup) -> None:
+    """Refuse, before any study is opened or trial run, an output folder with a file of :data:`OUTPUT_FILES`
+    that ``tune`` did not write there (:func:`checks.check_files_free`).
+
+    Raises:
+        FileExistsError: naming the file.
+    """
+    checks.check_files_free(setup.out_dir, OUTPUT_FILES, OwnedFolder(setup.out_dir, "tune").owned(),
+                            "--out" if setup.out_given else "the output folder")
 
 
 def write_outputs(summary: Summary) -> list[Path]:

@@ -192,7 +192,11 @@ def make_pruner(spec: str, max_resource: int | None = None):
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"--pruner {spec!r}: {err}") from None
+        texts = [f"{k}={v!r}" for k, v in kwargs.items() if isinstance(v, str)]
+        if texts:  # Optuna compares them with numbers and says only that '<' failed
+            raise ValueError(f"--pruner {spec!r}: {PRUNERS[name]} takes numbers (or true/false/none), not text: "
+                             f"{', '.join(texts)}.") from None
+        raise ValueError(f"--pruner {spec!r}: {PRUNERS[name]} refuses these values: {err}") from None
 
 
 # ------------------------------------------------------------------------------------- the signal
