@@ -4,8 +4,6 @@ Importing the package is cheap on purpose (no torch, no nnunetv2): the start-up 
 line need it before torch is loaded. The loss classes are loaded on first access (PEP 562).
 """
 
-__version__ = "0.1.0"
-
 _LAZY = {
     "PolyDiceLoss": "nnunet_polydice.loss.modules",
     "PolyTverskyLoss": "nnunet_polydice.loss.modules",
@@ -17,6 +15,13 @@ __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name):
+    if name == "__version__":  # the installed distribution's version (pyproject.toml), read on first use
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("nnunet-polydice")
+        except PackageNotFoundError:  # imported from a source tree that was never installed
+            return "unknown (not installed)"
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nnunet_polydice' has no attribute {name!r}")
