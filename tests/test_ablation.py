@@ -530,3 +530,62 @@ def test_slurm_file_in_a_missing_folder_is_refused_before_any_work(tmp_path, cap
                         *extra], capsys, monkeypatch)
         assert err == ("nnunet-polydice sweep: error: --slurm /nonexistent/dir/s.sh: the folder /nonexistent/dir does "
                        "not exist; create it first or give a file in an existing folder.")
+
+
+# ------------------------------------------------------------------------------------------ seeds
+
+def test_seeds_repeat_every_name_seeds_outer_after_the_schedule():
+    names = ablation.sweep_trainers([PD], [2], [1.0], baselines=["nnUNetTrainer"], schedule=(30, 40), seeds=[0, 2])
+    assert names == ["nnUNetTrainerPolyDice_K2_eps1_30ep40it_s0", "nnUNetTrainer_30ep40it_s0",
+                     "nnUNetTrainerPolyDice_K2_eps1_30ep40it_s2", "nnUNetTrainer_30ep40it_s2"]
+    # a seeded extra name takes the schedule before its seed, and keeps its seed when it is among --seeds
+    assert ablation.sweep_trainers(extra=["nnUNetTrainer_s2"], baselines=(), schedule=(3, 2), seeds=[2]) == \
+        ["nnUNetTrainer_3ep2it_s2"]
+
+
+@pytest.mark.parametrize("seeds, message", [
+    (["0", "1", "0"], "seed 0 more than once"),
+    ([3, 3], "seed 3 more than once"),
+    (["-1"], "from 0 to 4294967295"),
+    ([-2], "from 0 to 4294967295"),
+    (["4294967296"], "from 0 to 4294967295"),
+    (["x"], "from 0 to 4294967295"),
+])
+def test_bad_seeds_are_refused_with_the_range(seeds, message):
+    with pytest.raises(ValueError, match=message):
+        ablation.sweep_trainers(extra=["nnUNetTrainer"], baselines=(), seeds=seeds)
+
+
+def test_a_name_with_another_seed_is_refused():
+    with pytest.raises(ValueError, match="already has the seed _s3"):
+        ablation.sweep_trainers(extra=["nnUNetTrainer_s3"], baselines=(), seeds=[1])
+
+
+def test_sweep_seeds_on_the_command_line_refused_before_anything(tree, capsys, monkeypatch):
+    started = []
+    monkeypatch.setattr(ablation.subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    assert main(["sweep", *GRID, "--seeds", "1", "1"]) == 2
+    assert "seed 1 more than once" in capsys.readouterr().err and not started
+    assert main(["sweep", *GRID, "--seeds", "0", "--print"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines[0] == _cmd("nnUNetTrainerPolyDice_K1_eps0_s0", 0)
+    assert len(lines) == 6 and all(line.split()[5].endswith("_s0") for line in lines)
+
+
+def test_one_setting_is_trained_once_whichever_of_its_names_finished_it(tree, capsys):
+    """nnUNetTrainerPolyDice_K2_eps1 is the family's default: its finished fold counts for the family name and
+    the other way round; another seed or setting does not."""
+    res = tree / "res" / DS
+    for trainer in ("nnUNetTrainerPolyDice", "nnUNetTrainerPolyDice_K2_eps1_s4"):
+        _touch(res / f"{trainer}__nnUNetPlans__2d" / "fold_0" / "checkpoint_final.pth")
+        _touch(res / f"{trainer}__nnUNetPlans__2d" / "fold_0" / "validation" / "summary.json")
+    assert main(["sweep", "42", "2d", "--folds", "0", "1", "--K", "2", "--epsilon", "1", "--families", PD,
+                 "--baselines", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "nnUNetTrainerPolyDice_K2_eps1 fold 0: skip - finished as nnUNetTrainerPolyDice (the same setting)" in out
+    assert "nnUNetTrainerPolyDice_K2_eps1 fold 1: fresh" in out
+    assert main(["sweep", "42", "2d", "--folds", "0", "--trainers", "nnUNetTrainerPolyDice_s4",
+                 "nnUNetTrainerPolyDice_s5", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "nnUNetTrainerPolyDice_s4 fold 0: skip - finished as nnUNetTrainerPolyDice_K2_eps1_s4" in out
+    assert "nnUNetTrainerPolyDice_s5 fold 0: fresh" in out

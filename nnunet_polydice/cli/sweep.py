@@ -24,7 +24,8 @@ def run(args) -> int:
     if baselines is None:  # the paper's baselines go with a grid; a list of --trainers alone is taken as it is
         baselines = ablation.DEFAULT_BASELINES if (args.K or args.epsilon) else ()
     trainers = ablation.sweep_trainers(args.families, args.K or (), args.epsilon or (), baselines=baselines,
-                                       extra=args.trainers, alpha=args.alpha, beta=args.beta, schedule=schedule)
+                                       extra=args.trainers, alpha=args.alpha, beta=args.beta, schedule=schedule,
+                                       seeds=args.seeds or ())
     folds = ablation.parse_folds(args.folds)
     results = ablation.results_root()
     dataset = ablation.resolve_dataset_name(args.dataset)
@@ -97,6 +98,10 @@ def register(sub) -> None:
                         + " ".join(ablation.DEFAULT_BASELINES) + "; default with only --trainers, and "
                         "'--baselines' alone: none)")
     p.add_argument("--trainers", nargs="+", default=[], metavar="NAME", help="extra trainer names to train")
+    p.add_argument("--seeds", nargs="+", metavar="N",
+                   help="train every trainer once per seed, as its seeded name <name>_s<N> (weights, batches and "
+                        "augmentation fixed by N; the same N gives every trainer the same batches); each N from 0 "
+                        "to 2**32-1, each once. Default: unseeded, as nnU-Net trains")
     p.add_argument("--npz", action="store_true", help="pass --npz (save validation softmax, needed by "
                    "nnUNetv2_find_best_configuration's ensembling)")
     out = p.add_mutually_exclusive_group()

@@ -34,7 +34,9 @@ from nnunet_polydice.integration.naming import (
     is_class_name,
     parse_trainer_name,
     schedule_suffix,
+    seed_suffix,
     split_schedule,
+    split_seed,
     trainer_name,
 )
 from nnunet_polydice.loss import settings
@@ -81,7 +83,7 @@ NNUNET_SPLIT_FOLDS = 5
 #: States in which a (trainer, fold) is neither finished nor run: the sweep leaves them alone and says why.
 LEFT_ALONE = ("foreign", "pruned")
 #: States whose reason is printed beside them (the others say it themselves).
-_EXPLAINED = (*LEFT_ALONE, "validate")
+_EXPLAINED = (*LEFT_ALONE, "validate", "skip")
 
 TRAIN_EXECUTABLE = "nnUNetv2_train"
 
@@ -150,14 +152,30 @@ def with_schedule(name: str, epochs: int | None, iterations: int | None) -> str:
     if epochs is None:
         return name
     suffix = schedule_suffix(epochs, iterations)
-    _, has_epochs, has_iterations = split_schedule(name)
+    unseeded, seed = split_seed(name)  # the seed suffix comes last: the schedule goes before it
+    _, has_epochs, has_iterations = split_schedule(unseeded)
     if has_epochs is not None:
         existing = schedule_suffix(has_epochs, has_iterations)
         if existing == suffix:
             return name
         raise ValueError(f"trainer name {name!r} already has the schedule {existing!r}; it cannot also "
                          f"take {suffix!r}. Give it without a suffix, or leave out the schedule.")
-    return validate_trainer_name(name + suffix)
+    return validate_trainer_name(unseeded + suffix + seed_suffix(seed))
+
+
+def with_seed(name: str, seed: int | None) -> str:
+    """``name`` with the seed suffix ``_s<N>`` (unchanged when ``seed`` is None or the name has that seed).
+
+    Raises:
+        ValueError: when the name already carries another seed.
+    """
+    rest, has_seed = split_seed(validate_trainer_name(name))
+    if seed is None or has_seed == seed:
+        return name
+    if has_seed is not None:
+        raise ValueError(f"trainer name {name!r} already has the seed _s{has_seed}; it cannot also take "
+                         f"_s{seed}. Give it without a seed suffix, or leave out --seeds.")
+    return validate_trainer_name(rest + seed_suffix(seed))
 
 
 def _poly_family(name: str):
@@ -179,13 +197,16 @@ def sweep_trainers(
     alpha: float | None = None,
     beta: float | None = None,
     schedule: tuple[int, int] | None = None,
+    seeds: Sequence[int] = (),
 ) -> list[str]:
     """The trainer names of a sweep, in order, without duplicates (first occurrence kept).
 
     Order: for each family, for each K, for each epsilon (the grid, named by :func:`trainer_name`); then
     the baselines; then the extra names. Poly Tversky families take ``alpha``/``beta`` (default
     :data:`settings.TVERSKY_ALPHA` / :data:`settings.TVERSKY_BETA`). ``schedule = (E, I)`` appends
-    ``_<E>ep<I>it`` to every name, baselines and extra names included.
+    ``_<E>ep<I>it`` to every name, baselines and extra names included. ``seeds`` (checked by
+    :func:`checks.check_seeds`) repeat the whole list once per seed with ``_s<N>`` appended, seeds outer, so
+    that a sweep stopped halfway has every setting on the same seeds.
 
     Raises:
         ValueError: for a family that takes no K, a bad K or epsilon (the sentence of
@@ -223,6 +244,8 @@ def sweep_trainers(
     unique = list(dict.fromkeys(names))
     if not unique:
         raise ValueError("the sweep is empty: give a grid (--K and --epsilon), baselines or --trainers.")
+    if seeds:
+        unique = list(dict.fromkeys(with_seed(name, seed) for seed in checks.check_seeds(seeds) for name in unique))
     return unique
 
 
@@ -383,16 +406,48 @@ def train_command(dataset_name: str, configuration: str, fold, trainer: str, sta
     return tuple(cmd)
 
 
+def setting_of(name: str) -> tuple[str, int | None]:
+    """``(setting, seed)`` of a trainer name: every name that trains the same loss on the same schedule with the
+    same seed has the same pair (``nnUNetTrainerPolyDice`` and ``nnUNetTrainerPolyDice_K2_eps1``, for example);
+    a name that is not ours is its own setting."""
+    try:
+        spec = parse_trainer_name(name)
+    except ValueError:
+        spec = None
+    return (name, None) if spec is None else (spec.setting, spec.seed)
+
+
+def aliases(results: Path, dataset_name: str, trainer: str, plans: str, configuration: str) -> list[str]:
+    """Other trainer names with results folders in ``results`` that are the same setting and seed as ``trainer``."""
+    dataset_dir = Path(results) / dataset_name
+    suffix = f"__{plans}__{configuration}"
+    found = sorted(p.name[: -len(suffix)] for p in dataset_dir.glob(f"*{suffix}") if p.is_dir()) \
+        if dataset_dir.is_dir() else []
+    key = setting_of(trainer)
+    return [name for name in found if name != trainer and setting_of(name) == key]
+
+
 def plan_jobs(results: Path, dataset_name: str, configuration: str, trainers: Sequence[str], folds: Sequence,
               *, plans: str = "nnUNetPlans", device: str | None = None, npz: bool = False) -> list[Job]:
-    """One :class:`Job` per (trainer, fold), trainers outer and folds inner, with its state and command."""
+    """One :class:`Job` per (trainer, fold), trainers outer and folds inner, with its state and command.
+
+    A (trainer, fold) with nothing of its own that another name of the same setting and seed (:func:`aliases`)
+    has finished is 'skip', with that name as the reason: one setting is trained once, whichever name it had.
+    """
     jobs = []
     for trainer in trainers:
+        others = aliases(results, dataset_name, trainer, plans, configuration)
         for fold in folds:
             status = fold_status(fold_folder(results, dataset_name, trainer, plans, configuration, fold))
-            jobs.append(Job(trainer, str(fold), status.state,
-                            train_command(dataset_name, configuration, fold, trainer, status.state, plans=plans,
-                                          device=device, npz=npz), status.reason or ""))
+            state, reason = status.state, ("" if status.state == "skip" else status.reason or "")
+            if state == "fresh":
+                done = [a for a in others
+                        if fold_status(fold_folder(results, dataset_name, a, plans, configuration, fold)).finished]
+                if done:
+                    state, reason = "skip", f"finished as {done[0]} (the same setting)"
+            jobs.append(Job(trainer, str(fold), state,
+                            train_command(dataset_name, configuration, fold, trainer, state, plans=plans,
+                                          device=device, npz=npz), reason))
     return jobs
 
 
