@@ -94,12 +94,12 @@ def test_output_folders_need_an_existing_parent(tmp_path):
 
 def test_files_of_the_user_are_never_claimed(tmp_path):
     (tmp_path / "a.md").write_text("mine")
-    checks.check_files_free(tmp_path, ["a.md", "b.md"], owned={"a.md"})
-    with pytest.raises(FileExistsError, match=r"a\.md there was not written by nnunet-polydice"):
-        checks.check_files_free(tmp_path, ["b.md", "a.md"], owned=set(), option="--out")
+    checks.check_files_free(tmp_path, ["a.md", "b.md"], owned={"a.md"}, tool="compare")
+    with pytest.raises(FileExistsError, match=r"a\.md there was not written by nnunet-polydice compare"):
+        checks.check_files_free(tmp_path, ["b.md", "a.md"], owned=set(), tool="compare", option="--out")
     (tmp_path / "b.md").symlink_to(tmp_path / "gone")  # a dangling link is somebody's too
     with pytest.raises(FileExistsError, match=r"b\.md there"):
-        checks.check_files_free(tmp_path, ["b.md"], owned=set())
+        checks.check_files_free(tmp_path, ["b.md"], owned=set(), tool="curves")
 
 
 def test_storages(tmp_path):

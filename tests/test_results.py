@@ -299,7 +299,9 @@ def test_output_folder_never_overwrites_user_files(tree, tmp_path, capsys):
     (out / "comparison.md").write_text("my notes")
     assert main(["compare", DS, "2d", "--out", str(out)]) == 2
     assert (out / "comparison.md").read_text() == "my notes"
-    assert "not written by nnunet-polydice compare" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "not written by nnunet-polydice compare" in captured.err
+    assert captured.out == ""  # refused before the table was computed and printed
     assert not (out / "comparison.csv").exists()  # nothing written
 
     out2 = tmp_path / "ours"
@@ -565,7 +567,27 @@ def test_cli_bootstrap_and_seed(cases_tree, monkeypatch, capsys):
     assert row["bootstrap_resamples"] == "500" and row["bootstrap_seed"] == "3"
     assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx(results.bootstrap_ci(
         [0.05 * (i + 1) for i in range(8)], 500, 3), abs=1e-12)
-    for bad in ("50", "0"):
+    for bad in ("50", "0", "1000001", "1000000000"):   # 10**9 resamples: 7.5 GB a row, refused at once
         assert main(["compare", DS, "2d", "--out", str(out), "--bootstrap", bad]) == 2
         err = capsys.readouterr().err
-        assert f"--bootstrap must be an integer of at least 100 (got {bad})" in err
+        assert f"--bootstrap must be an integer from 100 to 1000000 (got {bad})" in err
+    for bad in ("-1", "4294967296"):
+        assert main(["compare", DS, "2d", "--out", str(out), "--seed", bad]) == 2
+        assert f"--seed must be an integer from 0 to 4294967295 (got {bad})" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--folds", "9"], "--folds 9: none of these trainers has a fold folder of them; folds there: 0, 1"),
+    (["--folds", "7", "8"], "--folds 7 8: none of these trainers has a fold folder"),
+    (["--trainers", "nnUNetTrainerBogus"], "--trainers nnUNetTrainerBogus: none has a results folder"),
+    (["--trainers", "nnUNetTrainerBogus", "nnUNetTrainerGhost"], "--trainers nnUNetTrainerBogus nnUNetTrainerGhost"),
+])
+def test_compare_of_nothing_keeps_the_last_table_and_heat_maps(tree, tmp_path, capsys, extra, message):
+    out = tmp_path / "ours"
+    assert main(["compare", DS, "2d", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert any(name.endswith(".png") for name in before)
+    capsys.readouterr()
+    assert main(["compare", DS, "2d", "--out", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation, outputs
+from nnunet_polydice.experiments import ablation, checks, outputs
 
 
 def output_folder(out, default) -> Path:
-    """``--out`` when given, else ``default``; checked (:func:`outputs.check_out_dir`) before any work.
+    """``--out`` when given (a folder whose parent exists: :func:`checks.check_output_folder`), else ``default``
+    (made inside nnUNet_results); checked before any work.
 
     Raises:
         ValueError: when the folder cannot be used; the sentence names --out (or "the output folder").
     """
-    folder = Path(out) if out else Path(default)
-    return outputs.check_out_dir(folder, "--out" if out else "the output folder")
+    if out:
+        return checks.check_output_folder(out, "--out")
+    return outputs.check_out_dir(Path(default), "the output folder")
+
+
+def check_owned_files(out_dir, tool: str, names, out) -> None:
+    """Refuse, before any work, an output folder where one of ``names`` is a file ``tool`` did not write
+    (:func:`checks.check_files_free`)."""
+    owned = outputs.OwnedFolder(out_dir, tool).owned()
+    checks.check_files_free(out_dir, names, owned, tool, "--out" if out else "the output folder")
 
 
 def print_written(out_dir, written) -> None:

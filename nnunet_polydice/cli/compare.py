@@ -3,13 +3,16 @@ validation summaries, with paired per-case statistics against a reference traine
 
 from __future__ import annotations
 
+from nnunet_polydice.cli import _output
 from nnunet_polydice.cli._output import add_results_arguments, check_results_arguments, print_written
-from nnunet_polydice.experiments import results
+from nnunet_polydice.experiments import checks, results
 
 
 def run(args) -> int:
-    results.check_resamples(args.bootstrap, "--bootstrap")
+    checks.check_int(args.bootstrap, "--bootstrap", results.MIN_RESAMPLES, checks.MAX_RESAMPLES)
+    checks.check_seed(args.seed)
     root, dataset, folds, out_dir = check_results_arguments(args, results.default_out_dir)
+    _output.check_owned_files(out_dir, "compare", ["comparison.md", "comparison.csv"], args.out)
     comparison = results.compare(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
                                  folds=folds, reference=args.reference, metric=args.metric,
                                  bootstrap=args.bootstrap, seed=args.seed)

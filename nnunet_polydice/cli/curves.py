@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from nnunet_polydice.cli import _output
 from nnunet_polydice.cli._output import add_results_arguments, check_results_arguments, print_written
 from nnunet_polydice.experiments import curves
 
@@ -23,6 +24,7 @@ def _threshold(text: str) -> float:
 def run(args) -> int:
     threshold = _threshold(args.threshold)
     root, dataset, folds, out_dir = check_results_arguments(args, curves.default_out_dir)
+    _output.check_owned_files(out_dir, "curves", ["curves.md", "curves.csv", "curves_epochs.csv"], args.out)
     found = curves.collect(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers, folds=folds,
                            threshold=threshold)
     written, _ = curves.write_outputs(found, out_dir)

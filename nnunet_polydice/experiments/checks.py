@@ -159,15 +159,15 @@ def check_output_folder(path, option: str = "--out") -> Path:
         ValueError: when neither it nor its parent is an existing folder, or it cannot be written.
     """
     path = Path(path)
-    if not path.exists() and not path.is_symlink() and not path.absolute().parent.is_dir():
+    if not path.exists() and not path.is_symlink() and not path.absolute().parent.exists():
         raise ValueError(f"{option} {path}: its parent folder {path.absolute().parent} does not exist; give an "
                          f"existing folder, or a new one inside an existing folder.")
     return ensure_writable_dir(path, option)
 
 
-def check_files_free(folder, names: Sequence[str], owned: set, option: str = "--out") -> None:
+def check_files_free(folder, names: Sequence[str], owned: set, tool: str, option: str = "--out") -> None:
     """Refuse, before any work, a folder where one of ``names`` exists and is not in ``owned`` (the files the
-    command wrote there before): a command never overwrites its user's files.
+    command ``tool`` wrote there before): a command never overwrites its user's files.
 
     Raises:
         FileExistsError: naming the first such file and ``option``.
@@ -175,8 +175,8 @@ def check_files_free(folder, names: Sequence[str], owned: set, option: str = "--
     folder = Path(folder)
     clash = [n for n in names if ((folder / n).exists() or (folder / n).is_symlink()) and n not in owned]
     if clash:
-        raise FileExistsError(f"{option} {folder}: {clash[0]} there was not written by nnunet-polydice; refusing to "
-                              f"overwrite it (move it away or give another folder). Nothing was done.")
+        raise FileExistsError(f"{option} {folder}: {clash[0]} there was not written by nnunet-polydice {tool}; "
+                              f"refusing to overwrite it (move it away or give another folder). Nothing was done.")
 
 
 def _journal_problem(path: Path) -> str | None:

@@ -65,13 +65,21 @@ import math
 import numbers
 import re
 import statistics
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 
 from nnunet_polydice.experiments import outputs
 from nnunet_polydice.experiments.runs import SummaryError, fold_status, read_summary_json
+from nnunet_polydice.experiments.statistics import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_SEED,
+    MIN_CASES,
+    MIN_RESAMPLES,
+    ZERO_METHOD,
+    bootstrap_ci,
+    wilcoxon_p,
+)
 from nnunet_polydice.integration.naming import (
     format_k,
     format_number,
@@ -116,17 +124,6 @@ MANIFEST = outputs.manifest_name("compare")
 FOREGROUND = "foreground_mean"
 #: Metrics that score overlap with the reference: undefined for a class the fold's reference lacks.
 OVERLAP_METRICS = frozenset({"Dice", "IoU"})
-#: Bootstrap resamples of the paired confidence interval, unless given.
-DEFAULT_BOOTSTRAP = 10000
-#: Seed of numpy.random.default_rng for the bootstrap, unless given.
-DEFAULT_SEED = 0
-#: Fewest resamples accepted: the 2.5th percentile of fewer means is hardly an estimate.
-MIN_RESAMPLES = 100
-#: Fewest paired cases for a CI, and fewest non-zero differences for a Wilcoxon p (with 5 the smallest
-#: possible two-sided p is 2/2^5 = 0.0625: nothing could be significant at 0.05).
-MIN_CASES = 6
-#: How the Wilcoxon test treats zero differences (scipy's zero_method): dropped before ranking.
-ZERO_METHOD = "wilcox"
 
 
 @dataclass
@@ -285,8 +282,8 @@ class Comparison:
                  f"value for: the trainer's mean over those folds minus the reference's mean over the same folds; "
                  f"their number)."]
         if any(self.incomplete(r) for r in self.rows):
-            lines.append(f"* fewer than the {len(self.folds)} folds compared ({', '.join(self.folds)}); "
-                         f"see Missing.")
+            folds = "the fold" if len(self.folds) == 1 else f"the {len(self.folds)} folds"
+            lines.append(f"* fewer than {folds} compared ({', '.join(self.folds)}); see Missing.")
         lines.append("foreground mean: nnU-Net's foreground_mean of each fold (over all classes, as nnU-Net's "
                      "model selection uses it), then averaged over folds.")
         if any(c.n < r.n_folds for r in self.rows for c in r.cells.values()):
@@ -615,69 +612,6 @@ def paired_differences(a: Mapping, b: Mapping, skip_absent: bool = True) -> Pair
     return PairedDifferences(used, diffs, left_out, sorted(set(a) ^ set(b)))
 
 
-def bootstrap_ci(diffs: Sequence[float], resamples: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``diffs``.
-
-    ``resamples`` times, n values are drawn with replacement from the n differences (indices from
-    ``numpy.random.default_rng(seed).integers(0, n)``) and their mean ``m_b`` is taken; the interval is the
-    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the ``m_b`` (``numpy.percentile``, linear
-    interpolation): the 2.5th and 97.5th percentiles for level 0.95. Equal inputs and seed give equal
-    intervals. All differences equal to c give ``(c, c)``; differences ``+-c`` in equal numbers give an
-    interval around 0.
-
-    Raises:
-        ValueError: without differences, or with fewer than one resample.
-    """
-    import numpy as np
-
-    d = np.asarray(diffs, dtype=float).ravel()
-    if d.size == 0:
-        raise ValueError("a bootstrap needs at least one difference.")
-    if int(resamples) < 1:
-        raise ValueError(f"the number of bootstrap resamples must be at least 1 (got {resamples}).")
-    rng = np.random.default_rng(seed)
-    means = np.empty(int(resamples))
-    chunk = max(1, 2**20 // d.size)  # at most ~1e6 indices in memory at once
-    for start in range(0, means.size, chunk):
-        m = min(chunk, means.size - start)
-        means[start:start + m] = d[rng.integers(0, d.size, size=(m, d.size))].mean(axis=1)
-    low, high = np.percentile(means, [50.0 * (1 - level), 50.0 * (1 + level)])
-    return float(low), float(high)
-
-
-def wilcoxon_p(diffs: Sequence[float], zero_method: str = ZERO_METHOD,
-               min_nonzero: int = MIN_CASES) -> tuple[float | None, str | None]:
-    """Two-sided Wilcoxon signed-rank p of paired differences: ``(p, None)``, or ``(None, reason)``.
-
-    The differences are rounded to 12 decimals first, so that float noise (``0.3 - 0.2`` against ``0.1``)
-    neither breaks a tie nor turns a zero difference into a non-zero one. Then
-    ``scipy.stats.wilcoxon(d, zero_method=zero_method, alternative='two-sided')``: the ``|d_i|`` are ranked
-    (ties share their mean rank) and ``W+`` sums the ranks of the positive ``d_i``; under the null every
-    sign pattern is equally likely. With ``zero_method='wilcox'`` the zero differences are dropped before
-    ranking ('zsplit' would rank them and give half their rank to each side). scipy's default method:
-    the exact distribution of ``W+`` for at most 50 differences without ties or zeros, an exhaustive
-    sign-flip permutation for at most 13 with ties or zeros, else the normal approximation with
-    continuity correction. Example: 6 positive differences of distinct sizes are the most extreme of the
-    2^6 sign patterns on one side: p = 2 / 64 = 0.03125.
-
-    Not available: all differences zero, or fewer than ``min_nonzero`` non-zero ones (with n non-zero
-    differences the smallest possible two-sided p is 2 / 2^n, 0.0625 for n = 5).
-    """
-    from scipy.stats import wilcoxon
-
-    d = [round(float(v), 12) + 0.0 for v in diffs]
-    nonzero = sum(v != 0 for v in d)
-    if d and nonzero == 0:
-        return None, "all differences are zero"
-    if nonzero < min_nonzero:
-        return None, f"only {nonzero} non-zero differences"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = float(wilcoxon(d, zero_method=zero_method, alternative="two-sided").pvalue)
-    return p, None
-
-
 def paired_stats(diffs: Sequence[float], folds: Sequence[str] = (), left_out: int = 0,
                  resamples: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED) -> Paired:
     """:class:`Paired` of differences: their mean, :func:`bootstrap_ci` (with at least :data:`MIN_CASES`
@@ -752,7 +686,14 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
         raise ValueError(f"no trainer folders *__{plans}__{configuration} in {dataset_dir}; check the "
                          f"configuration and -p/--plans.")
     tdir = {t: dataset_dir / f"{t}__{plans}__{configuration}" for t in trainers}
+    if not any(d.is_dir() for d in tdir.values()):  # an empty table would replace the last one: refuse instead
+        raise ValueError(f"--trainers {' '.join(trainers)}: none has a results folder <trainer>__{plans}__"
+                         f"{configuration}; trainers with results: {', '.join(found) or 'none'}.")
+    given = bool(folds)
     folds = [str(f) for f in folds] if folds else find_folds(list(tdir.values()))
+    if given and not any((d / f"fold_{f}").is_dir() for d in tdir.values() for f in folds):
+        raise ValueError(f"--folds {' '.join(folds)}: none of these trainers has a fold folder of them; folds there: "
+                         f"{', '.join(find_folds(list(tdir.values()))) or 'none'}.")
     overlap = metric in OVERLAP_METRICS
 
     missing: list[Missing] = []

@@ -1038,7 +1038,7 @@ def check_outputs_free(setup: TuneSetup) -> None:
     Raises:
         FileExistsError: naming the file.
     """
-    checks.check_files_free(setup.out_dir, OUTPUT_FILES, OwnedFolder(setup.out_dir, "tune").owned(),
+    checks.check_files_free(setup.out_dir, OUTPUT_FILES, OwnedFolder(setup.out_dir, "tune").owned(), "tune",
                             "--out" if setup.out_given else "the output folder")
 
 
