@@ -249,8 +249,25 @@ def test_single_seed_bad_input(call, message):
 
 def test_hierarchical_mean_weighs_folds_then_seeds_then_cases():
     # fold 0: seed 0 mean (.1 + .3) / 2 = .2, seed 1 mean .4 -> .3; fold 1: (0 + .2 + .4) / 3 = .2; (.3 + .2) / 2
-    d = grid({("0", 0): [0.1, 0.3], ("0", 1): [0.4], ("1", 0): [0.0, 0.2, 0.4]})
+    d = grid({("0", 0): [0.1, 0.3], ("0", 1): [0.4, 0.4], ("1", 0): [0.0, 0.2, 0.4]})
     assert st.hierarchical_mean(d) == pytest.approx(0.25)
+
+
+def test_crossed_cases_keeps_the_cases_all_seeds_of_a_fold_have():
+    d = {("0", 0): {"a": 0.1, "b": 0.3, "c": 0.5}, ("0", 1): {"a": 0.4, "c": 0.2},  # b: only seed 0
+         ("1", 0): {"x": 0.0}, ("1", 1): {"y": 1.0},  # no case in common: fold 1 dropped whole
+         ("2", None): {"z": 0.7}}
+    restricted, left_out = st.crossed_cases(d)
+    assert restricted == {("0", 0): {"a": 0.1, "c": 0.5}, ("0", 1): {"a": 0.4, "c": 0.2}, ("2", None): {"z": 0.7}}
+    assert left_out == 1 + 2
+    # the mean and the bootstrap use the restricted cases: fold 0 (.1 + .5 + .4 + .2) / 4 = .3, fold 2 .7
+    assert st.hierarchical_mean(d) == pytest.approx(0.5)
+    assert st.instance_means(restricted) == pytest.approx({("0", 0): 0.3, ("0", 1): 0.3, ("2", None): 0.7})
+
+
+def test_seeds_without_a_common_case_anywhere_are_refused():
+    with pytest.raises(ValueError, match="in no fold do the seeds have a case in common"):
+        st.hierarchical_bootstrap_ci({("0", 0): {"a": 0.1}, ("0", 1): {"b": 0.2}})
 
 
 @pytest.mark.parametrize("c", [0.25, -0.125, 0.0])
@@ -282,19 +299,31 @@ def test_two_draws_from_two_by_hand(d):
     assert st.hierarchical_bootstrap_ci(d, resamples=8000, seed=3, level=0.4) == (0.5, 0.5)  # 30th, 70th
 
 
-def test_each_drawn_seed_draws_its_cases_afresh():
-    # two seeds of cases (0, 1): each drawn seed's case mean is Binomial(2, 1/2) / 2, and the fold mean of two
-    # independent ones is Binomial(4, 1/2) / 4: 0, .25, .5, .75, 1 with 1, 4, 6, 4, 1 sixteenths (variance 1/16;
-    # one case draw shared by both seeds would give Binomial(2, 1/2) / 2, variance 1/8)
+def test_one_case_draw_is_shared_by_the_seeds_of_a_fold():
+    # two seeds, both with cases (0, 1): the drawn seeds do not matter, one draw of two cases does: Binomial(2, 1/2)
+    # / 2, i.e. 0, .5, 1 with 1/4, 1/2, 1/4 and variance 1/8 (a fresh case draw for each drawn seed would average
+    # two such draws: Binomial(4, 1/2) / 4, variance 1/16, understating the case-to-case uncertainty)
     draws = st.hierarchical_bootstrap_means(grid({("0", 0): [0.0, 1.0], ("0", 1): [0.0, 1.0]}), 16000, seed=2)
-    assert frequencies(draws, [0, 0.25, 0.5, 0.75, 1]) == pytest.approx([1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16],
-                                                                         abs=0.015)
-    assert draws.var() == pytest.approx(1 / 16, rel=0.05)
+    assert frequencies(draws, [0, 0.25, 0.5, 0.75, 1]) == pytest.approx([1 / 4, 0, 1 / 2, 0, 1 / 4], abs=0.015)
+    assert draws.var() == pytest.approx(1 / 8, rel=0.05)
 
 
-def test_seeds_with_different_numbers_of_cases():
-    # seed 0 always gives .5, seed 1 always 1 (its three cases equal): .5, .75 or 1 with 1/4, 1/2, 1/4
-    draws = st.hierarchical_bootstrap_means(grid({("0", 0): [0.5], ("0", 1): [1.0, 1.0, 1.0]}), 8000, seed=4)
+def test_seed_and_case_effects_add_up():
+    # d = seed + case: seeds (0, 1) x cases (0, 1). A resample is X / 2 + Y / 2, X the seeds drawn as 1 and Y the
+    # cases drawn as 1, independent Binomial(2, 1/2): (X + Y) / 2 ~ Binomial(4, 1/2) / 2, so 0, .5, 1, 1.5, 2 with
+    # 1, 4, 6, 4, 1 sixteenths and variance 1/8 + 1/8 = 1/4
+    draws = st.hierarchical_bootstrap_means(grid({("0", 0): [0.0, 1.0], ("0", 1): [1.0, 2.0]}), 16000, seed=2)
+    assert frequencies(draws, [0, 0.5, 1, 1.5, 2]) == pytest.approx([1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16],
+                                                                    abs=0.015)
+    assert draws.var() == pytest.approx(1 / 4, rel=0.05)
+
+
+def test_seeds_with_different_cases_use_the_common_ones():
+    # seed 0 has case c0 (.5), seed 1 cases c0, c1, c2 (1 each): c0 alone is common (2 values left out); seed 0
+    # gives .5, seed 1 gives 1: .5, .75 or 1 with 1/4, 1/2, 1/4
+    d = grid({("0", 0): [0.5], ("0", 1): [1.0, 1.0, 1.0]})
+    assert st.crossed_cases(d)[1] == 2
+    draws = st.hierarchical_bootstrap_means(d, 8000, seed=4)
     assert frequencies(draws, [0.5, 0.75, 1.0]) == pytest.approx([0.25, 0.5, 0.25], abs=0.02)
 
 
@@ -327,14 +356,14 @@ def test_chunking_gives_the_same_draws_as_one_chunk(chunk):
 
 def test_the_default_chunk_keeps_max_draws(monkeypatch):
     """With MAX_DRAWS smaller than one resample's uniforms, one resample at a time, the same draws."""
-    d = random_grid(folds=2, seeds=3, cases=4)  # 2 x 3 x (1 + 4) = 30 uniforms per resample
+    d = random_grid(folds=2, seeds=3, cases=4)  # 2 x (3 + 4) = 14 uniforms per resample
     many = st.hierarchical_bootstrap_means(d, 200, seed=5)
     calls = []
     original = st._resampled_means
     monkeypatch.setattr(st, "_resampled_means", lambda tables, u: calls.append(u.shape) or original(tables, u))
     monkeypatch.setattr(st, "MAX_DRAWS", 64)
     assert np.array_equal(st.hierarchical_bootstrap_means(d, 200, seed=5), many)
-    assert set(calls) == {(2, 30)}  # 64 // 30 = 2 resamples at a time
+    assert set(calls) == {(4, 14)}  # 64 // 14 = 4 resamples at a time
 
 
 @pytest.mark.parametrize("d, message", [

@@ -6,7 +6,8 @@ Data model. A setting (a trainer) is trained on several folds, each with one or 
 *instance* is one ``(fold, seed)`` pair: ``fold`` a string such as ``"0"``, ``seed`` an int, or ``None``
 for a run without a fixed seed. A seed fixes weight initialisation, data order and augmentation, so two
 settings trained with the same seed see the same batches (common random numbers). nnU-Net scores every
-validation case of the fold, and the two settings are matched on ``(fold, seed, case)``:
+validation case of the fold, and the two settings are matched on ``(fold, seed, case)``; cases and seeds
+are crossed (every seed of a fold is scored on the same cases, :func:`crossed_cases`):
 
 * paired per-case differences of a setting against its reference,
   ``{(fold, seed): {case: x_fsc - r_fsc}}`` (:func:`hierarchical_bootstrap_ci`, :func:`instance_means`);
@@ -52,6 +53,7 @@ __all__ = [
     "InstanceComparison",
     "bootstrap_ci",
     "wilcoxon_p",
+    "crossed_cases",
     "hierarchical_mean",
     "hierarchical_bootstrap_means",
     "hierarchical_bootstrap_ci",
@@ -171,9 +173,15 @@ def bootstrap_ci(diffs: Sequence[float], resamples: int = DEFAULT_BOOTSTRAP, see
     return _percentile_interval(means, level)
 
 
-def _fold_tables(diffs_by_instance: Mapping) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per fold (sorted), ``(values, counts)``: ``values[s, :counts[s]]`` the differences of its s-th seed
-    (seeds and cases sorted), the rest of the row padding.
+def crossed_cases(diffs_by_instance: Mapping) -> tuple[dict, int]:
+    """The paired differences restricted, fold by fold, to the cases that every seed of the fold has:
+    ``(restricted, left_out)``.
+
+    Every seed of a fold is scored on the same validation cases (cases and seeds are crossed), so the
+    bootstrap draws one set of cases per fold and uses it for all of the fold's seeds; a case that one seed
+    lacks (a NaN value, a class absent from that case's reference) cannot be part of that draw. ``left_out``
+    counts the values dropped, summed over the instances; a fold whose seeds have no case in common is
+    dropped whole (all its values counted). The order of folds, seeds and cases does not matter.
 
     Raises:
         ValueError: no instance, a key that is not ``(fold, seed)``, an instance without cases, or a value
@@ -183,51 +191,73 @@ def _fold_tables(diffs_by_instance: Mapping) -> list[tuple[np.ndarray, np.ndarra
         raise ValueError("no paired differences: at least one (fold, seed) instance with one case is needed.")
     for key in diffs_by_instance:
         _check_instance(key)
-    folds: dict[str, list[np.ndarray]] = {}
+    folds: dict[str, list] = {}
     for key in sorted(diffs_by_instance, key=_instance_order):
         cases = diffs_by_instance[key]
         if not cases:
             raise ValueError(f"instance {key!r} has no paired case.")
-        folds.setdefault(key[0], []).append(_finite((cases[c] for c in sorted(cases)), f"the differences of {key!r}"))
-    tables = []
-    for rows in folds.values():
-        counts = np.array([r.size for r in rows])
-        values = np.zeros((len(rows), counts.max()))
-        for s, r in enumerate(rows):
-            values[s, :r.size] = r
-        tables.append((values, counts))
-    return tables
+        _finite(cases.values(), f"the differences of {key!r}")
+        folds.setdefault(key[0], []).append(key)
+    restricted, left_out = {}, 0
+    for keys in folds.values():
+        common = set.intersection(*(set(diffs_by_instance[k]) for k in keys))
+        for k in keys:
+            left_out += len(diffs_by_instance[k]) - len(common)
+            if common:
+                restricted[k] = {c: diffs_by_instance[k][c] for c in sorted(common)}
+    return restricted, left_out
+
+
+def _fold_tables(diffs_by_instance: Mapping) -> list[np.ndarray]:
+    """Per fold (sorted), the S_f x n_f matrix of its differences: seeds (sorted) by the cases common to all
+    of them (:func:`crossed_cases`, sorted).
+
+    Raises:
+        ValueError: as :func:`crossed_cases`, or no fold whose seeds share a case.
+    """
+    restricted, _ = crossed_cases(diffs_by_instance)
+    if not restricted:
+        raise ValueError("no paired differences: in no fold do the seeds have a case in common.")
+    folds: dict[str, list] = {}
+    for key, cases in restricted.items():
+        folds.setdefault(key[0], []).append([float(v) for v in cases.values()])
+    return [np.array(rows) for rows in folds.values()]
 
 
 def hierarchical_mean(diffs_by_instance: Mapping) -> float:
-    """The mean paired difference, each fold weighing the same and each seed the same within its fold::
+    """The mean paired difference, each fold weighing the same, within a fold each seed and each case::
 
-        d_bar = (1/F) sum_f (1/S_f) sum_s (1/n_fs) sum_c d_fsc
+        d_bar = (1/F) sum_f (1/S_f) sum_s (1/n_f) sum_c d_fsc
 
-    (F folds, S_f seeds of fold f, n_fs cases of instance (f, s)): the statistic of
-    :func:`hierarchical_bootstrap_ci` on the data themselves.
+    (F folds, S_f seeds of fold f, n_f the cases common to all of them, :func:`crossed_cases`): the statistic
+    of :func:`hierarchical_bootstrap_ci` on the data themselves.
 
     Raises:
         ValueError: as :func:`hierarchical_bootstrap_ci`.
     """
-    tables = _fold_tables(diffs_by_instance)
-    return float(np.mean([np.mean(values.sum(axis=1) / counts) for values, counts in tables]))
+    return float(np.mean([values.mean() for values in _fold_tables(diffs_by_instance)]))
 
 
-def _resampled_means(tables: list[tuple[np.ndarray, np.ndarray]], u: np.ndarray) -> np.ndarray:
-    """The statistic of :func:`hierarchical_bootstrap_ci` for each row of the uniforms ``u`` (m x width):
-    per fold, S_f columns pick the seeds, ``floor(u * S_f)``, then S_f x n_max columns the cases of each
-    picked seed, ``floor(u * n_fs)`` (columns past n_fs unused)."""
+def _counts(u: np.ndarray, k: int) -> np.ndarray:
+    """Per row of the uniforms ``u`` (m x k), how often each of 0..k-1 is drawn by ``floor(u * k)``, divided by
+    k: the weights of a draw of k out of k with replacement (m x k, rows summing to 1)."""
+    m = u.shape[0]
+    pick = np.minimum((u * k).astype(np.intp), k - 1)
+    return np.bincount((np.arange(m)[:, None] * k + pick).ravel(), minlength=m * k).reshape(m, k) / k
+
+
+def _resampled_means(tables: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+    """The statistic of :func:`hierarchical_bootstrap_ci` for each row of the uniforms ``u`` (m x width): per
+    fold, S_f columns draw the seeds and then n_f columns the cases, ``floor(u * S_f)`` and ``floor(u * n_f)``;
+    the fold's statistic is ``w_s . D . w_c``, the weights of the draws (:func:`_counts`) around its matrix."""
     total, col = np.zeros(u.shape[0]), 0
-    for values, counts in tables:
-        seeds, width = values.shape
-        pick = np.minimum((u[:, col:col + seeds] * seeds).astype(np.intp), seeds - 1)
-        col += seeds
-        n = counts[pick][..., None]  # (m, S_f, 1): the cases of each picked seed
-        case = np.minimum((u[:, col:col + seeds * width].reshape(-1, seeds, width) * n).astype(np.intp), n - 1)
-        col += seeds * width
-        drawn = np.where(np.arange(width) < n, values[pick[..., None], case], 0.0)
-        total += (drawn.sum(axis=2) / n[..., 0]).mean(axis=1)
+    for values in tables:
+        seeds, cases = values.shape
+        w_seed = _counts(u[:, col:col + seeds], seeds)
+        w_case = _counts(u[:, col + seeds:col + seeds + cases], cases)
+        col += seeds + cases
+        seed_mix = sum(w_seed[:, i, None] * values[i] for i in range(seeds))  # elementwise: the same in any chunk
+        total += (seed_mix * w_case).sum(axis=1)
     return total / len(tables)
 
 
@@ -235,7 +265,7 @@ def hierarchical_bootstrap_means(diffs_by_instance: Mapping, resamples: int = DE
                                  seed: int = DEFAULT_SEED, *, chunk: int | None = None) -> np.ndarray:
     """The ``resamples`` bootstrap statistics behind :func:`hierarchical_bootstrap_ci`, in draw order.
 
-    Every resample uses a fixed number of uniforms, ``sum_f S_f (1 + n_max_f)``, drawn as rows of
+    Every resample uses a fixed number of uniforms, ``sum_f (S_f + n_f)``, drawn as rows of
     ``numpy.random.default_rng(seed).random``; so the result does not depend on ``chunk`` (resamples drawn
     at a time; by default as many as keep :data:`MAX_DRAWS` uniforms in memory).
 
@@ -244,7 +274,7 @@ def hierarchical_bootstrap_means(diffs_by_instance: Mapping, resamples: int = DE
     """
     tables = _fold_tables(diffs_by_instance)
     resamples = _check_count(resamples, "the number of bootstrap resamples")
-    width = sum(values.shape[0] * (1 + values.shape[1]) for values, _ in tables)
+    width = sum(values.shape[0] + values.shape[1] for values in tables)
     rng = np.random.default_rng(seed)
     return _chunked(resamples, width, lambda m: _resampled_means(tables, rng.random((m, width))), chunk)
 
@@ -253,27 +283,30 @@ def hierarchical_bootstrap_ci(diffs_by_instance: Mapping, resamples: int = DEFAU
                               seed: int = DEFAULT_SEED, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean paired difference over folds, seeds and cases.
 
-    Folds are strata and kept fixed. In each resample, within each fold f, its S_f seeds are drawn with
-    replacement (S_f draws); then within each drawn (fold, seed) its n_fs cases are drawn with replacement
-    (n_fs draws, afresh for every drawn seed, also when one seed is drawn twice). The statistic is the mean
-    over folds of the mean over drawn seeds of the mean over drawn cases::
+    Cases and seeds are crossed: every seed of a fold is scored on the same validation cases, so a case that
+    is hard for one seed tends to be hard for all. Folds are strata and kept fixed. In each resample, within
+    each fold f, its S_f seeds are drawn with replacement (S_f draws) and, once for the whole fold, its n_f
+    cases (n_f draws); every drawn seed is scored on the same drawn cases. The statistic is the mean over
+    folds of the mean over the drawn (seed, case) pairs::
 
-        m_b = (1/F) sum_f (1/S_f) sum_{j=1..S_f} (1/n_{f s_j}) sum_{k=1..n_{f s_j}} d_{f s_j c_jk}
+        m_b = (1/F) sum_f (1/S_f) sum_{j=1..S_f} (1/n_f) sum_{k=1..n_f} d_{f s_j c_k}
 
-    with ``s_j`` the drawn seeds and ``c_jk`` the drawn cases. The interval is the ``(1 - level) / 2`` and
-    ``(1 + level) / 2`` quantiles of the ``m_b`` (``numpy.percentile``, linear interpolation), around the
-    point estimate :func:`hierarchical_mean`. With one seed per fold it reduces to resampling cases within
-    folds (stratified by fold; fold means averaged with equal weight, unlike :func:`bootstrap_ci`, which
-    pools the cases of all folds). Deterministic given ``seed``; vectorised, a bounded number of resamples
-    at a time (:func:`hierarchical_bootstrap_means`).
+    with ``s_j`` the drawn seeds and ``c_k`` the drawn cases. Only the cases common to all seeds of a fold
+    take part (:func:`crossed_cases`, which says how many values that leaves out). The interval is the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the ``m_b`` (``numpy.percentile``, linear
+    interpolation), around the point estimate :func:`hierarchical_mean`. With one seed per fold it reduces
+    to resampling cases within folds (stratified by fold; fold means averaged with equal weight, unlike
+    :func:`bootstrap_ci`, which pools the cases of all folds). Deterministic given ``seed``; vectorised, a
+    bounded number of resamples at a time (:func:`hierarchical_bootstrap_means`).
 
-    The seeds of one fold are scored on the same validation cases, but each drawn seed gets its own case
-    draw: the interval describes seed noise plus case noise on these folds' cases; a case effect shared by
-    all seeds of a fold is counted once per seed, not once per fold.
+    A case effect shared by the seeds of a fold moves all of them together in a resample, so it is counted
+    once per fold (drawing cases afresh for every seed would average it away over the seeds and understate
+    case-to-case uncertainty): the interval describes seed noise plus case noise on these folds' cases.
 
     Raises:
         ValueError: no instance, a key that is not ``(fold, seed)``, an instance without cases, a NaN or
-            infinite difference, fewer than one resample, or ``level`` outside (0, 1).
+            infinite difference, no fold whose seeds share a case, fewer than one resample, or ``level``
+            outside (0, 1).
     """
     level = _check_level(level)
     return _percentile_interval(hierarchical_bootstrap_means(diffs_by_instance, resamples, seed), level)
@@ -533,9 +566,10 @@ class InstanceComparison:
     p_holm: float | None  # Holm-adjusted across the settings compared with the same reference
     verdict: str  # BETTER, WORSE, WITHIN_NOISE or UNDETERMINED
     n_instances: int  # (fold, seed) pairs both have
-    n_cases: int  # paired cases, summed over the instances
+    n_cases: int  # paired cases used, summed over the instances
     seed_sd: float | None  # seed-to-seed sd of the setting itself (seed_sd); None without two seeds in a fold
     seeds_disagree: bool  # seed_sd > |mean_difference|
+    cases_left_out: int = 0  # paired values not common to all seeds of their fold (crossed_cases)
 
 
 def compare_instances(diffs_by_setting: Mapping[str, Mapping], values_by_setting: Mapping[str, Mapping],
@@ -551,19 +585,25 @@ def compare_instances(diffs_by_setting: Mapping[str, Mapping], values_by_setting
             setting).
         alpha: of :func:`verdict`.
 
+    The differences are first restricted to the cases common to all seeds of each fold (:func:`crossed_cases`;
+    :attr:`InstanceComparison.cases_left_out` says how many values that drops); the mean, the CI and the
+    per-instance means of the Wilcoxon test all use the restricted differences.
+
     Raises:
         ValueError: the two mappings name different settings, or as the functions named above.
     """
     if set(diffs_by_setting) != set(values_by_setting):
         raise ValueError(f"the differences and the values must name the same settings (got "
                          f"{sorted(diffs_by_setting)} and {sorted(values_by_setting)}).")
-    p = {s: wilcoxon_over_instances(instance_means(d)) for s, d in diffs_by_setting.items()}
+    crossed = {s: crossed_cases(d) for s, d in diffs_by_setting.items()}
+    p = {s: wilcoxon_over_instances(instance_means(d)) if d else None for s, (d, _) in crossed.items()}
     adjusted = dict(zip(p, holm(list(p.values()))))
     rows = {}
-    for setting, diffs in diffs_by_setting.items():
+    for setting, (diffs, left_out) in crossed.items():
         mean, ci = hierarchical_mean(diffs), hierarchical_bootstrap_ci(diffs, resamples, seed, level)
         sd = seed_sd(values_by_setting[setting])
         rows[setting] = InstanceComparison(setting, mean, ci, p[setting], adjusted[setting],
                                            verdict(ci, adjusted[setting], alpha), len(diffs),
-                                           sum(len(cases) for cases in diffs.values()), sd, seeds_disagree(sd, mean))
+                                           sum(len(cases) for cases in diffs.values()), sd, seeds_disagree(sd, mean),
+                                           left_out)
     return rows
