@@ -591,3 +591,148 @@ def test_compare_of_nothing_keeps_the_last_table_and_heat_maps(tree, tmp_path, c
     assert main(["compare", DS, "2d", "--out", str(out), *extra]) == 2
     assert message in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# ------------------------------------------------------------------------------ seeds (_s<N> names) and settings
+
+UP = "nnUNetTrainerPolyDice_K1_eps0_3ep2it"  # instance differences .01 .. .06 to the reference
+FLAT = "nnUNetTrainerPolyDice_K2_eps0_3ep2it"  # instance differences +-.01, mean 0
+SEEDED_REF = "nnUNetTrainer_3ep2it"
+RUNS = [("0", 0), ("0", 1), ("0", 2), ("1", 0), ("1", 1), ("1", 2)]
+FOLD_CASES = {"0": ("c0.nii.gz", "c1.nii.gz"), "1": ("c2.nii.gz", "c3.nii.gz")}
+
+
+def write_run(res, trainer, fold, hippocampus):
+    """One finished fold of ``trainer``: its two validation cases both with this hippocampus Dice, amygdala .5."""
+    write_cases(trainer_dir(res, trainer) / f"fold_{fold}" / "validation" / "summary.json",
+                {c: {1: (hippocampus, 10), 2: (0.5, 10)} for c in FOLD_CASES[fold]})
+
+
+@pytest.fixture
+def seeds_tree(tmp_path, monkeypatch):
+    """The reference .5 everywhere; UP .5 + .01 .. .06 over the runs (fold 0: .51 .52 .53, fold 1: .54 .55 .56);
+    FLAT .51 .49 .51 on fold 0 and .49 .51 .49 on fold 1. 2 folds x 3 seeds each, two cases per run."""
+    for k, v in (("nnUNet_raw", tmp_path), ("nnUNet_preprocessed", tmp_path), ("nnUNet_results", tmp_path)):
+        monkeypatch.setenv(k, str(v))
+    (tmp_path / DS).mkdir(exist_ok=True)
+    for i, (f, s) in enumerate(RUNS):
+        write_run(tmp_path, f"{SEEDED_REF}_s{s}", f, 0.5)
+        write_run(tmp_path, f"{UP}_s{s}", f, 0.5 + 0.01 * (i + 1))
+        write_run(tmp_path, f"{FLAT}_s{s}", f, 0.5 + 0.01 * (-1) ** i)
+    return tmp_path
+
+
+def test_seeded_settings_by_hand(seeds_tree):
+    c = results.compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=2000)
+    assert [(r.trainer, r.label) for r in c.rows] == [(UP, "seeds 0,1,2"), (FLAT, "seeds 0,1,2"),
+                                                      (SEEDED_REF, "seeds 0,1,2")]  # folder names sorted
+    up, flat = c.row(UP), c.row(FLAT)
+    assert up.reference == flat.reference == SEEDED_REF and up.n_instances == 6 and up.folds == ["0", "1"]
+    hip = up.cells["1"]
+    # mean of .51 .. .56 = .535; squares 2 (.025^2 + .015^2 + .005^2) = .00175 over 5: sd sqrt(.00035)
+    assert hip.mean == pytest.approx(0.535) and hip.std == pytest.approx(math.sqrt(0.00035))
+    assert up.diffs["1"] == pytest.approx(0.035) and len(up.diff_folds["1"]) == 6
+    u, fl = up.seeded["1"].result, flat.seeded["1"].result
+    # seed sd: fold means .52 and .55, squares .0001 + 0 + .0001 per fold, over 2 + 2 dof: sqrt(.0004 / 4) = .01
+    assert up.seeded["1"].seed_sd == pytest.approx(0.01)
+    # FLAT: fold 0 .51 .49 .51 (mean .50333), squares 2 (.00667)^2 + (.01333)^2 = 2.6667e-4 = .02^2 2/3 per fold;
+    # the same for fold 1, over 4 dof: sqrt(.02^2 2/3 / 2) = .011547
+    assert flat.seeded["1"].seed_sd == pytest.approx(math.sqrt(0.02 ** 2 * 2 / 3 / 2))
+    # mean difference: (.02 + .05) / 2; the CI (seeds drawn within folds) lies within [.025, .045] around it
+    assert u.mean_difference == pytest.approx(0.035) and 0.025 <= u.ci[0] < 0.035 < u.ci[1] <= 0.045
+    assert (u.n_instances, u.n_cases, fl.mean_difference) == (6, 12, pytest.approx(0.0))
+    # Wilcoxon over 6 runs: all positive 2/64; +-.01 with W+ at its mean: 1. Holm over the two: 2 x 2/64, then 1
+    assert (u.p, fl.p) == pytest.approx((2 / 64, 1.0))
+    assert (u.p_holm, fl.p_holm) == pytest.approx((0.0625, 1.0))
+    assert u.verdict == fl.verdict == "within noise"  # UP's CI excludes 0, but .0625 is not below .05
+    assert (u.seeds_disagree, fl.seeds_disagree) == (False, True)  # .01 < .035; .0115 > 0
+    # the amygdala is .5 everywhere: no non-zero difference, no p
+    assert up.seeded["2"].result.p is None and up.seeded["2"].result.verdict.startswith("undetermined")
+
+    text = c.text()
+    assert results.SEEDED_TITLE in text and "seeds disagree" in text and "Holm" in text and "noise floor" in text
+    line = next(x for x in text.splitlines() if x.startswith(f"{UP}  seeds 0,1,2  {SEEDED_REF}  hippocampus"))
+    assert " 6 " in line and "0.0100" in line and "+0.0350" in line and "0.0312" in line and "0.0625" in line \
+        and "within noise" in line
+    assert f"{UP} [seeds 0,1,2]" in text and "0.5350 ± 0.0187 (+0.0350, 6 runs)" in text
+    md = c.markdown()
+    assert f"## {results.SEEDED_TITLE}" in md
+    rows = {(r["trainer"], r["class"]): r for r in csv.DictReader(c.csv_text().splitlines())}
+    r = rows[(FLAT, "hippocampus")]
+    assert r["runs"] == "seeds 0,1,2" and r["n_runs"] == "6"
+    assert float(r["seed_sd"]) == pytest.approx(0.011547, abs=1e-6)
+    assert r["verdict"] == "within noise" and r["seeds_disagree"] == "true" and float(r["holm_p"]) == 1.0
+    assert r["fold_values"].startswith("0/s0:0.51;0/s1:0.49;")
+    assert rows[(UP, "hippocampus")]["runs_paired"] == "6" and rows[(UP, "hippocampus")]["seeded_cases"] == "12"
+
+    # UP alone against the reference: Holm over one row keeps 2/64 < .05, and the CI excludes 0: better
+    alone = results.compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=500,
+                            trainers=[f"{n}_s{s}" for n in (SEEDED_REF, UP) for s in (0, 1, 2)])
+    assert alone.row(UP).seeded["1"].result.verdict == "better"
+
+
+def test_seeded_and_unseeded_runs_of_one_setting_are_two_rows(seeds_tree):
+    for f in ("0", "1"):
+        write_run(seeds_tree, UP, f, 0.6)
+        write_run(seeds_tree, SEEDED_REF, f, 0.5)
+    c = results.compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=500)
+    seeded, unseeded = c.row(UP, seeded=True), c.row(UP, seeded=False)
+    assert seeded is not unseeded and unseeded.label == "unseeded" and unseeded.seeds is None
+    # each against its own kind: the unseeded row against the unseeded reference, +.1 on both folds
+    assert unseeded.reference == SEEDED_REF and unseeded.diffs["1"] == pytest.approx(0.1)
+    assert unseeded.paired["1"].mean == pytest.approx(0.1) and not unseeded.seeded
+    assert seeded.seeded["1"].result.mean_difference == pytest.approx(0.035)
+    text = c.text()
+    assert f"{UP} [unseeded]" in text and f"{UP} [seeds 0,1,2]" in text and "never pooled" in text
+
+
+def test_a_family_name_and_its_explicit_default_name_are_one_row(tmp_path):
+    default = "nnUNetTrainerPolyDice_K2_eps1"  # the defaults of nnUNetTrainerPolyDice
+    write_run(tmp_path, "nnUNetTrainer", "0", 0.5)
+    write_run(tmp_path, "nnUNetTrainer", "1", 0.5)
+    write_run(tmp_path, "nnUNetTrainerPolyDice", "0", 0.9)  # fold 0 under both names: the explicit one is compared
+    write_run(tmp_path, default, "0", 0.7)
+    write_run(tmp_path, default, "1", 0.8)
+    c = results.compare(tmp_path, DS, "2d")
+    assert [r.trainer for r in c.rows] == ["nnUNetTrainer", default]
+    row = c.row("nnUNetTrainerPolyDice")
+    assert row is c.row(default) and row.members == ["nnUNetTrainerPolyDice", default]
+    assert row.cells["1"].values == {"0": pytest.approx(0.7), "1": pytest.approx(0.8)}
+    assert row.diffs["1"] == pytest.approx(0.25)
+    notes = [str(m) for m in c.notes]
+    assert (f"nnUNetTrainerPolyDice / fold 0: the same setting as {default}, which has fold 0 too: that one is "
+            f"compared in the row {default}, this one not") in notes
+    assert "a family name and its explicit default name" in c.text()
+
+
+def test_a_seeded_row_whose_reference_has_only_unseeded_runs_says_so(tmp_path):
+    for f in ("0", "1"):
+        write_run(tmp_path, "nnUNetTrainer", f, 0.5)
+        write_run(tmp_path, "nnUNetTrainerPolyDice_K1_eps0_s0", f, 0.6)
+    c = results.compare(tmp_path, DS, "2d")
+    row = c.row("nnUNetTrainerPolyDice_K1_eps0")
+    assert row.seeds == [0] and row.reference is None and row.diffs == {}
+    assert row.reference_note == ("the reference nnUNetTrainer has only unseeded runs: a seeded row is compared only "
+                                  "with seeded runs of the same seeds, so no difference")
+    assert f"nnUNetTrainerPolyDice_K1_eps0 [seeds 0]: {row.reference_note}" in [str(m) for m in c.missing]
+
+
+def test_cli_seeds_filters_the_seeded_runs(seeds_tree, capsys):
+    out = seeds_tree / "out"
+    assert main(["compare", DS, "2d", "--reference", SEEDED_REF, "--seeds", "0", "2", "--bootstrap", "200",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{UP} [seeds 0,2]" in printed and f"{UP} [seeds 0,1,2]" not in printed
+    rows = list(csv.DictReader((out / "comparison.csv").open()))
+    assert {r["runs"] for r in rows} == {"seeds 0,2"} and {r["n_runs"] for r in rows} == {"4"}
+
+
+@pytest.mark.parametrize("seeds, message", [
+    (["1", "1"], "--seeds gives the seed 1 more than once"),
+    (["-1"], "--seeds"),
+])
+def test_cli_bad_seeds_are_refused_before_anything_is_written(seeds_tree, capsys, seeds, message):
+    out = seeds_tree / "out"
+    assert main(["compare", DS, "2d", "--seeds", *seeds, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

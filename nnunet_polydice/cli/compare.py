@@ -11,11 +11,12 @@ from nnunet_polydice.experiments import checks, results
 def run(args) -> int:
     checks.check_int(args.bootstrap, "--bootstrap", results.MIN_RESAMPLES, checks.MAX_RESAMPLES)
     checks.check_seed(args.seed)
+    seeds = None if args.seeds is None else checks.check_seeds(args.seeds)
     root, dataset, folds, out_dir = check_results_arguments(args, results.default_out_dir)
     _output.check_owned_files(out_dir, "compare", ["comparison.md", "comparison.csv"], args.out)
     comparison = results.compare(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
                                  folds=folds, reference=args.reference, metric=args.metric,
-                                 bootstrap=args.bootstrap, seed=args.seed)
+                                 bootstrap=args.bootstrap, seed=args.seed, seeds=seeds)
     print(comparison.text(), end="", flush=True)
     print_written(out_dir, results.write_outputs(comparison, out_dir))
     return 0
@@ -46,4 +47,8 @@ def register(sub) -> None:
                         f"(default: {results.DEFAULT_BOOTSTRAP})")
     p.add_argument("--seed", type=int, default=results.DEFAULT_SEED,
                    help=f"seed of the bootstrap (numpy default_rng; default: {results.DEFAULT_SEED})")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                   help="only the seeded runs (trainer names ending in _s<N>) of these seeds; unseeded runs are "
+                        "compared as they are (default: every seed found). Seeded runs of one setting are one row, "
+                        "compared with the reference's runs of the same fold and seed")
     p.set_defaults(func=run)

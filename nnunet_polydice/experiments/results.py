@@ -75,9 +75,13 @@ from nnunet_polydice.experiments.statistics import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_SEED,
     MIN_CASES,
+    MIN_INSTANCES,
     MIN_RESAMPLES,
     ZERO_METHOD,
+    InstanceComparison,
     bootstrap_ci,
+    compare_instances,
+    seed_sd,
     wilcoxon_p,
 )
 from nnunet_polydice.integration.naming import (
@@ -86,6 +90,7 @@ from nnunet_polydice.integration.naming import (
     parse_trainer_name,
     schedule_suffix,
     split_schedule,
+    split_seed,
 )
 
 __all__ = [
@@ -98,6 +103,7 @@ __all__ = [
     "Paired",
     "PairedDifferences",
     "Row",
+    "Seeded",
     "Missing",
     "Comparison",
     "find_trainers",
@@ -123,6 +129,7 @@ __all__ = [
 MANIFEST = outputs.manifest_name("compare")
 FOREGROUND = "foreground_mean"
 #: Metrics that score overlap with the reference: undefined for a class the fold's reference lacks.
+SEEDED_TITLE = "Seeded settings against the reference, over folds x seeds"
 OVERLAP_METRICS = frozenset({"Dice", "IoU"})
 
 
@@ -177,18 +184,38 @@ class PairedDifferences:
 
 @dataclass
 class Row:
-    trainer: str
+    """One setting (one kind of run: seeded or unseeded): the trainer folders of its names, merged.
+
+    Unseeded rows are keyed by fold (``"0"``); seeded rows (:attr:`seeds` not None) by instance, a
+    ``(fold, seed)`` pair, in :attr:`cells`, :attr:`cases` and :attr:`diff_folds`."""
+
+    trainer: str  # the name trained, or the setting's name when several names were merged (and for seeded rows)
     folds: list = field(default_factory=list)  # folds with a usable summary.json
     cells: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> Cell
     reference: str | None = None
     diffs: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> float | None, over diff_folds
-    diff_folds: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> folds both have a value for
-    cases: dict = field(default_factory=dict)  # fold -> {case: {class key: (value, n_ref)}}
+    diff_folds: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> folds (instances) both have
+    cases: dict = field(default_factory=dict)  # fold (instance) -> {case: {class key: (value, n_ref)}}
     paired: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> Paired
+    seeds: list | None = None  # the seeds of a seeded row (_s<N> names); None: unseeded runs
+    members: list = field(default_factory=list)  # the trainer names (results folders) merged into this row
+    setting: str | None = None  # parse_trainer_name(...).setting, or the name itself for a name not ours
+    seeded: dict = field(default_factory=dict)  # class key (or FOREGROUND) -> Seeded (seeded rows)
+    reference_note: str | None = None  # why a row has no reference (the reference has only the other kind)
 
     @property
     def n_folds(self) -> int:
         return len(self.folds)
+
+    @property
+    def n_instances(self) -> int:
+        """Folds of an unseeded row, (fold, seed) pairs of a seeded one."""
+        return len(self.cases)
+
+    @property
+    def label(self) -> str:
+        """``seeds 0,1,2`` or ``unseeded``."""
+        return "unseeded" if self.seeds is None else "seeds " + ",".join(str(s) for s in self.seeds)
 
     @property
     def spec(self):
@@ -196,6 +223,19 @@ class Row:
             return parse_trainer_name(self.trainer)
         except ValueError:
             return None
+
+
+@dataclass
+class Seeded:
+    """A seeded row x class against the reference's seeded runs (:func:`compare`): the instances both have,
+    the per-case differences on them and :func:`nnunet_polydice.experiments.statistics.compare_instances`."""
+
+    instances: list = field(default_factory=list)  # (fold, seed) pairs both rows have
+    left_out: int = 0  # paired cases left out: the reference lacks the class (n_ref 0), or a value is NaN
+    seed_sd: float | None = None  # the row's own seed-to-seed sd of the metric (its noise floor)
+    result: InstanceComparison | None = None  # None: no paired case (see notes), or the reference row itself
+    notes: list = field(default_factory=list)
+    diffs: dict = field(default_factory=dict, repr=False)  # {(fold, seed): {case: row - reference}}
 
 
 @dataclass(frozen=True)
@@ -209,6 +249,11 @@ class Missing:
     def __str__(self) -> str:
         where = self.trainer if self.fold is None else f"{self.trainer} / fold {self.fold}"
         return f"{where}: {self.reason}"
+
+
+def _key_text(key) -> str:
+    """A fold (``0``) or a (fold, seed) run (``0/s2``)."""
+    return key if isinstance(key, str) else f"{key[0]}/s{key[1]}"
 
 
 def _signed(value: float) -> str:
@@ -235,9 +280,12 @@ class Comparison:
     seed: int = DEFAULT_SEED
 
     # ------------------------------------------------------------------------------ lookups
-    def row(self, trainer: str) -> Row:
+    def row(self, trainer: str, seeded: bool | None = None) -> Row:
+        """The row of a trainer name, of a name merged into it or of its setting (the seeded or unseeded one
+        when ``seeded`` is given, else the first)."""
         for r in self.rows:
-            if r.trainer == trainer:
+            if (trainer == r.trainer or trainer in r.members or trainer == r.setting) and \
+                    seeded in (None, r.seeds is not None):
                 return r
         raise KeyError(trainer)
 
@@ -246,7 +294,16 @@ class Comparison:
         return [*self.classes, (FOREGROUND, "foreground mean")]
 
     def incomplete(self, row: Row) -> bool:
-        return row.n_folds < len(self.folds)
+        """Fewer folds than compared; for a seeded row also fewer (fold, seed) runs than folds x its seeds."""
+        return row.n_folds < len(self.folds) or (row.seeds is not None
+                                                 and row.n_instances < len(self.folds) * len(row.seeds))
+
+    def _seeded_rows(self) -> bool:
+        return any(r.seeds is not None for r in self.rows)
+
+    def _name(self, row: Row) -> str:
+        """The trainer column: the name, with ``[seeds 0,1,2]`` or ``[unseeded]`` once any row is seeded."""
+        return row.trainer + (f" [{row.label}]" if self._seeded_rows() else "")
 
     def _against_reference(self, row: Row) -> bool:
         return row.reference is not None and row.reference != row.trainer
@@ -259,21 +316,24 @@ class Comparison:
         text = f"{cell.mean:.4f}"
         if cell.std is not None:
             text += f" ± {cell.std:.4f}"
-        if cell.n < row.n_folds:
+        if cell.n < row.n_instances:
             text += f" [n={cell.n}]"
         if self._against_reference(row):
-            diff = row.diffs.get(key)
-            text += " (no fold in common)" if diff is None else \
-                f" ({_signed(diff)}, {_n_folds(len(row.diff_folds.get(key, [])))})"
+            diff, n = row.diffs.get(key), len(row.diff_folds.get(key, []))
+            if row.seeds is None:
+                text += " (no fold in common)" if diff is None else f" ({_signed(diff)}, {_n_folds(n)})"
+            else:
+                text += " (no run in common)" if diff is None else f" ({_signed(diff)}, {n} runs)"
         return text
 
     def _table(self) -> tuple[list, list]:
         header = ["trainer", "folds", *[t for _, t in self.columns()], "reference"]
         body = []
         for row in self.rows:
-            name = row.trainer + (" *" if self.incomplete(row) else "")
+            name = self._name(row) + (" *" if self.incomplete(row) else "")
             cells = [self._cell_text(row, k) for k, _ in self.columns()]
-            body.append([name, f"{row.n_folds}/{len(self.folds)}", *cells, row.reference or "-"])
+            folds = f"{row.n_folds}/{len(self.folds)}" + ("" if row.seeds is None else f", {row.n_instances} runs")
+            body.append([name, folds, *cells, row.reference or "-"])
         return header, body
 
     def _legend(self) -> list:
@@ -286,10 +346,70 @@ class Comparison:
             lines.append(f"* fewer than {folds} compared ({', '.join(self.folds)}); see Missing.")
         lines.append("foreground mean: nnU-Net's foreground_mean of each fold (over all classes, as nnU-Net's "
                      "model selection uses it), then averaged over folds.")
-        if any(c.n < r.n_folds for r in self.rows for c in r.cells.values()):
+        if any(c.n < r.n_instances for r in self.rows for c in r.cells.values()):
             lines.append("[n=...] folds in which this class's value was NaN, or the class was absent from every "
                          "validation reference, are left out of that cell (see Missing).")
+        if self._seeded_rows():
+            lines.append("[seeds 0,1,2]: the seeded runs of one setting (<setting>_s<N>, one results folder per "
+                         "seed), one row; its cells are the mean ± sample sd over its runs, one per (fold, seed), "
+                         "and the difference is over the runs both it and the reference have. [unseeded]: runs "
+                         "without a seed suffix, compared as before. Seeded and unseeded runs of one setting are "
+                         "two rows and never pooled: a seeded row is compared only with the reference's seeded runs "
+                         "of the same (fold, seed), an unseeded row only with unseeded runs.")
+        if any(len(r.members) > 1 for r in self.rows):
+            lines.append("Names of one setting (a family name and its explicit default name) are one row, named by "
+                         "the setting; a fold (or fold and seed) trained under both names is taken from the name "
+                         "that spells the setting out and the other run is listed under Notes, not pooled.")
         return lines
+
+    def _seeded_table(self) -> tuple[list, list]:
+        header = ["trainer", "runs", "reference", "class", "runs paired", "cases", "left out", "seed sd",
+                  "mean diff", "95% CI", "Wilcoxon p", "Holm p", "verdict", "flag", "note"]
+        body = []
+        for row in self.rows:
+            if row.seeds is None or not row.seeded:
+                continue
+            for key, title in self.columns():
+                entry = row.seeded.get(key)
+                if entry is None:
+                    continue
+                res = entry.result
+                sd = "-" if entry.seed_sd is None else f"{entry.seed_sd:.4f}"
+                if res is None:
+                    what = "the reference itself" if row.reference == row.trainer else "; ".join(entry.notes)
+                    body.append([row.trainer, row.label, row.reference or "-", title, str(len(entry.instances)), "-",
+                                 str(entry.left_out), sd, "-", "n/a", "n/a", "n/a", "-", "", what])
+                    continue
+                body.append([row.trainer, row.label, row.reference, title, str(res.n_instances), str(res.n_cases),
+                             str(entry.left_out + res.cases_left_out), sd, _signed(res.mean_difference),
+                             f"[{_signed(res.ci[0])}, {_signed(res.ci[1])}]",
+                             "n/a" if res.p is None else f"{res.p:.3g}",
+                             "n/a" if res.p_holm is None else f"{res.p_holm:.3g}", res.verdict,
+                             "seeds disagree" if res.seeds_disagree else "", "; ".join(entry.notes)])
+        return header, body
+
+    def _seeded_legend(self) -> list:
+        return [
+            f"Seeded rows against the reference's runs of the same (fold, seed): d = the row's {self.metric} minus "
+            f"the reference's per (fold, seed, case), on the cases common to all seeds of a fold (left out: cases "
+            f"whose reference lacks the class, NaN values, and cases not every seed of the fold has); mean diff = "
+            f"mean over folds of the mean over seeds and cases.",
+            f"seed sd (noise floor): the standard deviation of the row's own per-run {self.metric} between seeds of "
+            f"one fold, pooled over folds (fold-to-fold differences do not count): how far two runs of this setting "
+            f"differ by chance alone.",
+            f"95% CI: hierarchical percentile bootstrap of the mean diff ({self.bootstrap} resamples, numpy "
+            f"default_rng(seed={self.seed})): folds kept, within each fold the seeds drawn with replacement and one "
+            f"draw of the fold's cases shared by all drawn seeds; the 2.5th and 97.5th percentiles.",
+            f"Wilcoxon p: two-sided signed-rank test over the per-(fold, seed) mean differences (needs "
+            f"{MIN_INSTANCES} non-zero ones). Holm p: that p adjusted by Holm's method across the rows compared with "
+            f"the same reference (per class), so that the chance of any false 'better' or 'worse' among them stays "
+            f"at 5 %.",
+            "verdict: better (worse) when the CI lies wholly above (below) 0 and Holm p < 0.05; within noise "
+            "otherwise; undetermined when there are too few runs for a p. Act on better or worse; within noise "
+            "means these runs cannot tell the setting from the reference.",
+            "flag 'seeds disagree': the seed sd is larger than |mean diff|: this setting's seeds differ from each "
+            "other by more than the setting differs from the reference, so a single run could have pointed either "
+            "way; more seeds, not another single run, would settle it."]
 
     def _paired_table(self) -> tuple[list, list]:
         header = ["trainer", "reference", "class", "folds", "cases", "left out", "mean diff", "95% CI", "Wilcoxon p",
@@ -348,6 +468,9 @@ class Comparison:
         if body:
             lines += ["Paired per-case differences to the reference:", *self._plain(header, body), "",
                       *self._paired_legend(), ""]
+        header, body = self._seeded_table()
+        if body:
+            lines += [f"{SEEDED_TITLE}:", *self._plain(header, body), "", *self._seeded_legend(), ""]
         if self.missing:
             lines.append(f"Missing ({len(self.missing)}):")
             lines += [f"  {m}" for m in self.missing]
@@ -369,6 +492,9 @@ class Comparison:
         if body:
             lines += ["", "## Paired per-case differences to the reference", "", *table(header, body), "",
                       *self._paired_legend()]
+        header, body = self._seeded_table()
+        if body:
+            lines += ["", f"## {SEEDED_TITLE}", "", *table(header, body), "", *self._seeded_legend()]
         lines += ["", "## Missing", ""]
         lines += [f"- {esc(str(m))}" for m in self.missing] if self.missing else ["None."]
         if self.notes:
@@ -386,7 +512,10 @@ class Comparison:
                     "n_folds", "folds_compared", "mean", "std", "reference", "diff_to_reference", "diff_n_folds",
                     "diff_folds", "fold_values", "paired_folds", "paired_cases", "paired_left_out",
                     "paired_mean_diff", "ci95_low", "ci95_high", "ci_excludes_zero", "wilcoxon_p",
-                    "wilcoxon_nonzero", "paired_note", "bootstrap_resamples", "bootstrap_seed"])
+                    "wilcoxon_nonzero", "paired_note", "bootstrap_resamples", "bootstrap_seed", "runs", "n_runs",
+                    "seed_sd", "runs_paired", "seeded_cases", "seeded_left_out", "seeded_mean_diff",
+                    "seeded_ci95_low", "seeded_ci95_high", "runs_wilcoxon_p", "holm_p", "verdict", "seeds_disagree",
+                    "seeded_note"])
         num = lambda v: "" if v is None else repr(float(v))  # noqa: E731
         for row in self.rows:
             spec = row.spec
@@ -397,6 +526,8 @@ class Comparison:
                 against = self._against_reference(row) or row.reference == row.trainer
                 common = row.diff_folds.get(key, []) if against else []
                 pr = row.paired.get(key) if self._against_reference(row) else None
+                entry = row.seeded.get(key)
+                res = None if entry is None else entry.result
                 w.writerow([
                     row.trainer, fam or "",
                     "" if spec is None or spec.K is None else format_k(spec.K),
@@ -405,14 +536,21 @@ class Comparison:
                     "" if spec is None or spec.beta is None else num(spec.beta),
                     sched[1:],
                     name, key, self.metric, cell.n, len(self.folds), num(cell.mean), num(cell.std),
-                    row.reference or "", num(row.diffs.get(key)), len(common) if against else "", ";".join(common),
-                    ";".join(f"{f}:{v!r}" for f, v in cell.values.items()),
+                    row.reference or "", num(row.diffs.get(key)), len(common) if against else "",
+                    ";".join(_key_text(k) for k in common),
+                    ";".join(f"{_key_text(k)}:{v!r}" for k, v in cell.values.items()),
                     *([""] * 10 if pr is None else [
                         ";".join(pr.folds), pr.n, pr.left_out, num(pr.mean),
                         "" if pr.ci is None else num(pr.ci[0]), "" if pr.ci is None else num(pr.ci[1]),
                         "" if pr.ci is None else str(pr.excludes_zero).lower(), num(pr.p), pr.nonzero,
                         "; ".join(pr.notes)]),
-                    *(["", ""] if pr is None else [self.bootstrap, self.seed]),
+                    *(["", ""] if pr is None and res is None else [self.bootstrap, self.seed]),
+                    row.label, row.n_instances, "" if entry is None else num(entry.seed_sd),
+                    *([""] * 10 if res is None else [
+                        res.n_instances, res.n_cases, entry.left_out + res.cases_left_out, num(res.mean_difference),
+                        num(res.ci[0]), num(res.ci[1]), num(res.p), num(res.p_holm), res.verdict,
+                        str(res.seeds_disagree).lower()]),
+                    "" if entry is None else "; ".join(entry.notes),
                 ])
         return buf.getvalue()
 
@@ -658,7 +796,7 @@ def check_resamples(value, option: str = "the number of bootstrap resamples") ->
 def compare(results: Path, dataset_name: str, configuration: str, *, plans: str = "nnUNetPlans",
             trainers: Sequence[str] | None = None, folds: Sequence | None = None,
             reference: str = "nnUNetTrainer", metric: str = "Dice", bootstrap: int = DEFAULT_BOOTSTRAP,
-            seed: int = DEFAULT_SEED) -> Comparison:
+            seed: int = DEFAULT_SEED, seeds: Sequence[int] | None = None) -> Comparison:
     """Read every ``fold_<f>/validation/summary.json`` and build the :class:`Comparison`.
 
     Args:
@@ -670,6 +808,12 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
         metric: a key of nnU-Net's per-class metrics (Dice, IoU, FP, TP, FN, TN, n_pred, n_ref).
         bootstrap: resamples of the paired confidence intervals (:func:`bootstrap_ci`).
         seed: seed of those resamples.
+        seeds: only the seeded runs (``_s<N>`` names) of these seeds; unseeded runs are not affected.
+
+    Rows: one per setting and kind of run (:func:`_merge_rows`). The names of one setting (the family name
+    and its explicit default name) are one row; seeded runs of a setting are one row of (fold, seed)
+    instances, apart from its unseeded runs. A seeded row is compared with the reference's seeded runs of
+    the same (fold, seed) (:func:`_pair_seeded`), an unseeded row with unseeded runs, never across.
 
     Raises:
         FileNotFoundError: when the dataset has no results folder.
@@ -682,6 +826,8 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
         raise FileNotFoundError(f"{dataset_dir} does not exist: no results of {dataset_name} in nnUNet_results.")
     found = find_trainers(dataset_dir, plans, configuration)
     trainers = list(dict.fromkeys(trainers)) if trainers else found
+    if seeds is not None:
+        trainers = [t for t in trainers if _setting_and_seed(t)[1] in (None, *seeds)]
     if not trainers:
         raise ValueError(f"no trainer folders *__{plans}__{configuration} in {dataset_dir}; check the "
                          f"configuration and -p/--plans.")
@@ -759,24 +905,8 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
     keys.sort(key=lambda k: (order.get(k, len(order)), _natural_key(k)))
     classes = [(k, names.get(k, k)) for k in keys]
 
-    available = [r.trainer for r in rows if r.n_folds > 0]
-    for row in rows:
-        row.reference = reference_for(row.trainer, reference, available)
-        if row.reference is None:
-            continue
-        ref = next(r for r in rows if r.trainer == row.reference)
-        for key in [*keys, FOREGROUND]:
-            a, b = row.cells.get(key, Cell()).values, ref.cells.get(key, Cell()).values
-            common = [f for f in folds if f in a and f in b]
-            row.diff_folds[key] = common
-            row.diffs[key] = (statistics.fmean(a[f] for f in common) - statistics.fmean(b[f] for f in common)
-                              if common else None)
-        if row is not ref:
-            _pair(row, ref, [*keys, FOREGROUND], overlap, bootstrap, seed, missing)
-    orphans = [r.trainer for r in rows if r.reference is None and r.n_folds > 0]
-    if orphans:
-        missing.append(Missing(reference, None, f"reference trainer (or its variant with the same schedule) has "
-                                                f"no results; no differences for {', '.join(orphans)}"))
+    rows = _merge_rows(rows, folds, notes)
+    _link_references(rows, reference, [*keys, FOREGROUND], overlap, bootstrap, seed, missing)
     return Comparison(dataset_name, configuration, plans, metric, reference, folds, classes, rows, missing, notes,
                       bootstrap, seed)
 
@@ -799,6 +929,172 @@ def _pair(row: Row, ref: Row, keys: Sequence[str], overlap: bool, resamples: int
         row.paired[key] = paired_stats(found.diffs, common, len(found.left_out), resamples, seed)
 
 
+def _setting_and_seed(name: str) -> tuple[str, int | None]:
+    """``(setting, seed)`` of a trainer name (:attr:`TrainerSpec.setting`); ``(name, None)`` for a name that is
+    not ours or cannot be parsed."""
+    try:
+        spec = parse_trainer_name(name)
+    except ValueError:
+        return name, None
+    return (name, None) if spec is None else (spec.setting, spec.seed)
+
+
+def _merge_rows(runs: Sequence[Row], folds: Sequence[str], notes: list) -> list[Row]:
+    """One row per setting and kind of run, in the order of the runs.
+
+    A run (one results folder) is keyed by its setting and whether it is seeded. Unseeded: a setting trained
+    under one name keeps that run's row unchanged; under several names (``nnUNetTrainerPolyDice`` and
+    ``nnUNetTrainerPolyDice_K2_eps1``) one row named by the setting takes each fold from the name that
+    spells the setting out, else from the first name that has it; a fold that another name has as well is
+    listed in ``notes`` (not compared, not pooled: one value per fold, as for one name). Seeded: one row named
+    by the setting whose instances are the (fold, seed) pairs of its runs, by the same rule per instance.
+    """
+    groups: dict = {}
+    for run in runs:
+        setting, s = _setting_and_seed(run.trainer)
+        groups.setdefault((setting, s is not None), []).append((s, run))
+    rows = []
+    for (setting, seeded), members in groups.items():
+        if not seeded and len(members) == 1:
+            row = members[0][1]
+            row.setting, row.members = setting, [row.trainer]
+            rows.append(row)
+            continue
+        row = Row(setting, setting=setting, members=[run.trainer for _, run in members],
+                  seeds=sorted({s for s, _ in members}) if seeded else None)
+        # the name that spells the setting out first, the others in their order
+        ordered = sorted(members, key=lambda m: m[1].trainer != setting + ("" if m[0] is None else f"_s{m[0]}"))
+        taken: dict = {}
+        for s, run in ordered:
+            for f in run.folds:
+                key = f if s is None else (f, s)
+                if key in taken:
+                    where = f"fold {f}" if s is None else f"fold {f}, seed {s}"
+                    notes.append(Missing(run.trainer, f, f"the same setting as {taken[key]}, which has {where} too: "
+                                                         f"that one is compared in the row {setting}, this one not"))
+                    continue
+                taken[key] = run.trainer
+                row.cases[key] = run.cases[f]
+                for k, cell in run.cells.items():
+                    if f in cell.values:
+                        row.cells.setdefault(k, Cell()).values[key] = cell.values[f]
+                    else:
+                        row.cells.setdefault(k, Cell())
+        row.cases = {k: row.cases[k] for k in sorted(row.cases, key=_instance_key)}
+        for cell in row.cells.values():
+            cell.values = {k: cell.values[k] for k in sorted(cell.values, key=_instance_key)}
+        present = {k[0] if seeded else k for k in row.cases}
+        row.folds = [f for f in folds if f in present]
+        if len(members) > 1:
+            notes.append(Missing(setting, None, f"{', '.join(row.members)}: one setting, one row {setting}"
+                                                + (f" ({row.label})" if seeded else "")))
+        rows.append(row)
+    return rows
+
+
+def _instance_key(key):
+    """Sort key of a fold or a (fold, seed) instance."""
+    return (_fold_sort_key(key), -1) if isinstance(key, str) else (_fold_sort_key(key[0]), key[1])
+
+
+def _link_references(rows: Sequence[Row], reference: str, keys: Sequence[str], overlap: bool, resamples: int,
+                     seed: int, missing: list) -> None:
+    """Set each row's reference and its differences to it: the reference's row of the same kind (seeded or
+    not) with the row's schedule suffix if that has results, else the reference as given (:func:`reference_for`
+    on settings); with only the other kind there, :attr:`Row.reference_note` says so."""
+    base = split_schedule(_unseeded(reference))[0]
+    by_kind = {(r.setting, r.seeds is not None): r for r in reversed(rows) if r.n_instances > 0}
+    orphans = []
+    for row in rows:
+        if row.n_instances == 0:
+            continue
+        kind = row.seeds is not None
+        candidates = [_setting_and_seed(base + schedule_suffix(*split_schedule(row.setting)[1:]))[0],
+                      _setting_and_seed(_unseeded(reference))[0]]
+        ref = next((by_kind[(c, kind)] for c in candidates if (c, kind) in by_kind), None)
+        if ref is None:
+            other = next((by_kind[(c, not kind)] for c in candidates if (c, not kind) in by_kind), None)
+            if other is None:
+                orphans.append(row.trainer)
+                continue
+            row.reference_note = (f"the reference {other.trainer} has only {'unseeded' if kind else 'seeded'} runs: "
+                                  f"a {'seeded' if kind else 'unseeded'} row is compared only with "
+                                  f"{'seeded runs of the same seeds' if kind else 'unseeded runs'}, so no difference")
+            missing.append(Missing(row.trainer + (f" [{row.label}]" if kind else ""), None, row.reference_note))
+            continue
+        row.reference = ref.trainer
+        for key in keys:
+            a, b = row.cells.get(key, Cell()).values, ref.cells.get(key, Cell()).values
+            common = [k for k in a if k in b]
+            row.diff_folds[key] = common
+            row.diffs[key] = (statistics.fmean(a[k] for k in common) - statistics.fmean(b[k] for k in common)
+                              if common else None)
+        if kind:
+            for key in keys:
+                row.seeded[key] = Seeded(seed_sd=seed_sd(row.cells.get(key, Cell()).values))
+        if row is not ref:
+            (_pair_seeded if kind else _pair)(row, ref, keys, overlap, resamples, seed, missing)
+    if orphans:
+        missing.append(Missing(reference, None, f"reference trainer (or its variant with the same schedule) has "
+                                                f"no results; no differences for {', '.join(orphans)}"))
+    _holm_seeded(rows, keys, resamples, seed)
+
+
+def _unseeded(name: str) -> str:
+    try:
+        return split_seed(name)[0]
+    except ValueError:
+        return name
+
+
+def _pair_seeded(row: Row, ref: Row, keys: Sequence[str], overlap: bool, resamples: int, seed: int,
+                 missing: list) -> None:
+    """Fill ``row.seeded[key]``: the per-case differences over the (fold, seed) pairs both rows have, for
+    :func:`_holm_seeded`; unmatched cases and instances without a reference run go to ``missing``."""
+    common = [k for k in row.cases if k in ref.cases]
+    lacking = [k for k in row.cases if k not in ref.cases]
+    if lacking:
+        missing.append(Missing(f"{row.trainer} [{row.label}]", None,
+                               f"no run of {ref.trainer} with the same (fold, seed) for "
+                               f"{', '.join(f'fold {f} seed {s}' for f, s in lacking)}: left out of the differences"))
+    for f, s in common:
+        only_here, only_ref = set(row.cases[(f, s)]) - set(ref.cases[(f, s)]), set(ref.cases[(f, s)]) - set(
+            row.cases[(f, s)])
+        if only_here or only_ref:
+            missing.append(Missing(f"{row.trainer}_s{s}", f, f"{len(only_here)} validation cases without a match in "
+                                                            f"{ref.trainer}_s{s}'s fold {f} and {len(only_ref)} of "
+                                                            f"its cases without one here: left out of the paired "
+                                                            f"statistics (different splits?)"))
+    for key in keys:
+        entry = row.seeded[key]
+        diffs = {}
+        for inst in common:
+            a, b = ({case: _case_value(m, key, overlap) for case, m in r.cases[inst].items()} for r in (row, ref))
+            found = paired_differences(a, b, skip_absent=overlap)
+            entry.left_out += len(found.left_out)
+            if found.diffs:
+                diffs[inst] = dict(zip(found.cases, found.diffs))
+        entry.instances, entry.diffs = list(diffs), diffs
+        if not diffs:
+            entry.notes.append("no (fold, seed) in common with the reference" if not common else "no paired case")
+
+
+def _holm_seeded(rows: Sequence[Row], keys: Sequence[str], resamples: int, seed: int) -> None:
+    """Per reference and class, :func:`compare_instances` over the seeded rows compared with it: Holm's
+    adjustment across those rows."""
+    for reference in dict.fromkeys(r.reference for r in rows if r.seeds is not None and r.reference):
+        group = [r for r in rows if r.seeds is not None and r.reference == reference and r.trainer != reference]
+        for key in keys:
+            paired = [r for r in group if r.seeded[key].diffs]
+            found = compare_instances({r.trainer: r.seeded[key].diffs for r in paired},
+                                      {r.trainer: r.cells[key].values for r in paired}, resamples, seed)
+            for r in group:
+                entry = r.seeded[key]
+                entry.result = found.get(r.trainer)
+                if entry.result is not None and entry.result.p is None:
+                    entry.notes.append(f"p: fewer than {MIN_INSTANCES} non-zero (fold, seed) differences")
+
+
 # -------------------------------------------------------------------------------------- heat maps
 
 def _slug(text: str) -> str:
@@ -807,7 +1103,8 @@ def _slug(text: str) -> str:
 
 def heatmap_groups(comparison: Comparison) -> dict:
     """``{group label: {(K, epsilon): Row}}`` for each Poly family (per alpha/beta and schedule) with at
-    least two (K, epsilon) settings among the rows. The label is used in the file names."""
+    least two (K, epsilon) settings among the rows. The label is used in the file names; seeded rows make
+    groups of their own (label ending ``_seeded``, each cell the mean over its (fold, seed) runs)."""
     groups: dict = {}
     for row in comparison.rows:
         spec = row.spec
@@ -816,7 +1113,7 @@ def heatmap_groups(comparison: Comparison) -> dict:
         label = spec.family.name
         if "a" in spec.family.params:
             label += f"_a{format_number(spec.alpha)}_b{format_number(spec.beta)}"
-        label += schedule_suffix(spec.epochs, spec.iterations)
+        label += schedule_suffix(spec.epochs, spec.iterations) + ("" if row.seeds is None else "_seeded")
         cells = groups.setdefault(label, {})
         setting = (spec.K, spec.epsilon)
         if setting not in cells or spec.explicit:  # an explicit name wins over the family's default name
@@ -853,8 +1150,8 @@ def _plot_heatmap(path: Path, comparison: Comparison, label: str, cells: dict, k
         cell = row.cells.get(key)
         if cell is not None and cell.n:
             grid[i, j] = cell.mean
-            notes[i][j] = f"{cell.mean:.3f}" + (f"\nn={cell.n}/{len(comparison.folds)}"
-                                                 if cell.n < len(comparison.folds) else "")
+            full = len(comparison.folds) * (1 if row.seeds is None else len(row.seeds))
+            notes[i][j] = f"{cell.mean:.3f}" + (f"\nn={cell.n}/{full}" if cell.n < full else "")
     fig, ax = plt.subplots(figsize=(1.3 * len(eps) + 2.5, 0.9 * len(Ks) + 1.8))
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
     finite = grid[np.isfinite(grid)]
@@ -872,7 +1169,8 @@ def _plot_heatmap(path: Path, comparison: Comparison, label: str, cells: dict, k
     ax.set_yticks(range(len(Ks)), [format_k(k) for k in Ks])
     ax.set_xlabel("epsilon")
     ax.set_ylabel("K")
-    ax.set_title(f"{label}\n{name}: mean validation {comparison.metric} over folds", fontsize=9)
+    over = "folds x seeds" if label.endswith("_seeded") else "folds"
+    ax.set_title(f"{label}\n{name}: mean validation {comparison.metric} over {over}", fontsize=9)
     fig.colorbar(image, ax=ax, label=f"mean {comparison.metric}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
