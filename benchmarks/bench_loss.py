@@ -6,8 +6,10 @@ Four cases per shape and device, measured in the same run on the same inputs:
     dc_ce     DC_and_CE_loss(dice_class=MemoryEfficient...)  vs  DC_and_CE_loss(dice_class=PolyDiceLoss)
 
 with nnU-Net's trainer settings (softmax, do_bg=False, smooth=1e-5, ddp=False; batch Dice on for 2D,
-off for 3D as nnU-Net plans them) on logits ``(B, C, *spatial)`` and an int16 label map
-``(B, 1, *spatial)`` as nnU-Net's data loader gives.
+off for 3D as nnU-Net plans them) on logits ``(B, C, *spatial)`` and a label map ``(B, 1, *spatial)``:
+int16 as nnU-Net's data loader gives by default; ``--label-dtypes int16 int64 float32`` measures the dtypes
+users meet (int64 is what ``torch.randint`` and most code outside nnU-Net pass), each on the same labels.
+``--thread-counts 1 2`` repeats everything for each CPU thread count.
 
 Time: forward + backward with respect to the logits; warm-up iterations first; then ``--repeats``
 rounds, each running every case once in a freshly shuffled order (so a noisy neighbour on the
@@ -34,6 +36,8 @@ Examples::
     python benchmarks/bench_loss.py                                 # full shapes, CPU (+ CUDA)
     python benchmarks/bench_loss.py --quick                         # spatial /4, 3 repeats
     python benchmarks/bench_loss.py --device cpu --scale 2 --repeats 5
+    python benchmarks/bench_loss.py --device cpu --shapes 2d --no-memory --label-dtypes int16 int64 float32 \
+        --thread-counts 1 2                                         # the label dtypes and thread counts
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ SHAPES = {"2d": (12, 4, 512, 512), "3d": (2, 4, 128, 128, 128)}
 BATCH_DICE = {"2d": True, "3d": False}
 CASES = ("dice:nnunet", "dice:poly", "dc_ce:nnunet", "dc_ce:poly")
 TIME_TARGET, MEMORY_TARGET = 1.05, 1.02
+LABEL_DTYPES = {"int16": torch.int16, "int32": torch.int32, "int64": torch.int64, "uint8": torch.uint8,
+                "float32": torch.float32}
+label_dtype = torch.int16   # of make_inputs' label map; set per run by main
 
 
 def shape_of(name: str, scale: int):
@@ -88,7 +95,8 @@ def make_loss(case: str, shape_name: str, K, epsilon):
 def make_inputs(shape, device, dtype, seed=0):
     g = torch.Generator(device="cpu").manual_seed(seed)
     logits = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_()
-    labels = torch.randint(0, shape[1], (shape[0], 1, *shape[2:]), generator=g, dtype=torch.int16).to(device)
+    labels = torch.randint(0, shape[1], (shape[0], 1, *shape[2:]), generator=g, dtype=torch.int16)
+    labels = labels.to(device=device, dtype=label_dtype)   # the same labels in every dtype
     return logits, labels
 
 
@@ -163,7 +171,8 @@ def cpu_peak_memory(shape_name, shape, K, epsilon, repeats, args):
         values = []
         for _ in range(repeats):
             cmd = [sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--onehot", args.onehot,
-                   "--_memory-child", case, "--_shape-name", shape_name,
+                   "--label-dtypes", str(label_dtype).removeprefix("torch."), "--_memory-child", case,
+                   "--_shape-name", shape_name,
                    "--_shape", ",".join(map(str, shape)), "--K", str(K), "--epsilon", str(epsilon)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             values.append(json.loads(out.strip().splitlines()[-1])["peak_extra"])
@@ -190,7 +199,8 @@ def report(rows):
         for family in ("dice", "dc_ce"):
             t = row["time"][f"{family}:poly"][0] / row["time"][f"{family}:nnunet"][0]
             verdict = "ok" if t <= TIME_TARGET else "MISS"
-            text = f"  {row['device']:<5} {row['shape_name']} {family:<6} time {t:.3f} {verdict}"
+            text = (f"  {row['device']:<5} {row['shape_name']} {family:<6} labels {row['labels']:<7} threads "
+                    f"{row['threads']:<3} time {t:.3f} {verdict}")
             ok &= t <= TIME_TARGET
             if row["memory"]:
                 m = row["memory"][f"{family}:poly"] / max(row["memory"][f"{family}:nnunet"], 1)
@@ -214,6 +224,10 @@ def main(argv=None):
     parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                         help="fp16 autocast as in nnU-Net training; auto: on for CUDA, off for CPU")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU); default: torch's choice")
+    parser.add_argument("--thread-counts", type=int, nargs="+", metavar="N",
+                        help="run everything once per CPU thread count (overrides --threads)")
+    parser.add_argument("--label-dtypes", nargs="+", choices=list(LABEL_DTYPES), default=["int16"],
+                        help="dtypes of the label map, each measured on the same labels (default: int16)")
     parser.add_argument("--onehot", choices=["auto", "bool", "float"], default="auto",
                         help="dtype of PolyDiceLoss's one-hot target; auto: the library's choice "
                              "(the probabilities' dtype); bool re-checks that choice")
@@ -226,6 +240,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     K = math.inf if args.K.lower() == "inf" else int(args.K)
 
+    global label_dtype
+    label_dtype = LABEL_DTYPES[args.label_dtypes[0]]
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.onehot != "auto":
@@ -247,9 +263,15 @@ def main(argv=None):
           f"K={K}, epsilon={args.epsilon}, one-hot={args.onehot}, scale={args.scale}, repeats={args.repeats}, "
           f"warmup={args.warmup}")
     rows = []
-    for device_name in devices:
+    runs = [(device_name, threads, labels) for device_name in devices
+            for threads in (args.thread_counts if args.thread_counts and device_name == "cpu" else [None])
+            for labels in args.label_dtypes]
+    for device_name, threads, labels in runs:
         device = torch.device(device_name)
         amp = args.amp == "on" or (args.amp == "auto" and device.type == "cuda")
+        if threads:
+            torch.set_num_threads(threads)
+        label_dtype = LABEL_DTYPES[labels]
         for shape_name in args.shapes:
             shape = shape_of(shape_name, args.scale)
             started = time.perf_counter()
@@ -261,8 +283,9 @@ def main(argv=None):
                 else:
                     memory = cpu_peak_memory(shape_name, shape, K, args.epsilon, args.mem_repeats, args)
             rows.append({"device": device_name, "shape_name": shape_name, "shape": shape, "amp": amp,
-                         "time": times, "memory": memory})
-            print(f"  {device_name} {shape_name} {shape} amp={amp}: {time.perf_counter() - started:.0f} s", flush=True)
+                         "labels": labels, "threads": torch.get_num_threads(), "time": times, "memory": memory})
+            print(f"  {device_name} {shape_name} {shape} amp={amp} labels {labels} threads "
+                  f"{torch.get_num_threads()}: {time.perf_counter() - started:.0f} s", flush=True)
     ok = report(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))

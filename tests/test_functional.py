@@ -522,3 +522,31 @@ def test_empty_prediction_is_refused(probs_shape, target_shape):
     with pytest.raises(ValueError, match=rf"The prediction is empty \(shape {re.escape(str(probs_shape))}\): the "
                                          r"loss needs at least one sample, one channel and one voxel"):
         overlap_sums(torch.rand(probs_shape), torch.zeros(target_shape))
+
+
+@pytest.mark.parametrize("value", [5.0, -1.0, 1.5, -1e-3, float("nan"), float("inf")])
+def test_one_hot_or_region_targets_outside_0_1_are_refused(value):
+    probs = torch.full((2, 3, 4, 4), 1 / 3)
+    target = torch.zeros(2, 3, 4, 4)
+    target[0, 1, 2, 2] = value
+    with pytest.raises(ValueError, match=r"one-hot or region target .* may hold only values from 0 to 1"):
+        overlap_sums(probs, target)
+    with pytest.raises(ValueError, match=r"only values from 0 to 1"):
+        overlap_sums(probs, target.to(torch.float64).to(probs.dtype), loss_mask=torch.ones(2, 1, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32, torch.int64, torch.float32, torch.bool])
+def test_label_dtypes_give_the_same_sums(dtype):
+    probs = torch.softmax(torch.randn(2, 2, 5, 5, generator=torch.Generator().manual_seed(0)), 1)
+    labels = torch.randint(0, 2, (2, 1, 5, 5), generator=torch.Generator().manual_seed(1))
+    expected = overlap_sums(probs, labels.to(torch.int16))
+    for got, want in zip(overlap_sums(probs, labels.to(dtype)), expected):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("bad", [2**24 + 1, 2**31 - 1, -(2**40), 3])
+def test_int64_labels_beyond_float32_precision_stay_refused(bad):
+    labels = torch.zeros(1, 1, 4, 4, dtype=torch.int64)
+    labels[0, 0, 1, 1] = bad
+    with pytest.raises(ValueError, match=r"holds 1 value\(s\) that are not a class number"):
+        overlap_sums(torch.full((1, 3, 4, 4), 1 / 3), labels)

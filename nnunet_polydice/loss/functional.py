@@ -346,6 +346,42 @@ def _check_labels(target, onehot, mask, sum_gt, voxels: int, axes) -> None:
                                                              "class number where the loss is computed; "))
 
 
+def _compare_dtype_labels(target: torch.Tensor) -> torch.Tensor:
+    """The label map in a dtype the comparison with the class numbers is fast in.
+
+    Comparing int64 (or int32) labels, the dtype of ``torch.randint`` and of most code outside nnU-Net, costs
+    three times a float32 or int16 comparison on the CPU (each class reads the 8-byte labels again): the loss
+    took 1.26-1.28x the time of nnU-Net's ``MemoryEfficientSoftDiceLoss`` on them. One conversion to float32
+    (a pass over the one-channel map, 1/C of the one-hot) brings it back (``benchmarks/bench_loss.py
+    --label-dtypes``). float32 holds every whole number up to 2**24 exactly and rounds larger ones to larger
+    ones, so a label is a class number after the conversion exactly when it was one before (the label check
+    stays exact). Bool maps become uint8; others (uint8, int16, float) are compared as they are.
+    """
+    if target.dtype == torch.bool:
+        return target.to(torch.uint8)
+    if target.dtype in (torch.int64, torch.int32):
+        return target.to(torch.float32)
+    return target
+
+
+def _check_onehot(target: torch.Tensor) -> None:
+    """Refuse a one-hot or region target (not bool) with a value outside [0, 1] (or NaN): the overlap sums of
+    such a target are no Dice (a value of 5 gave a loss of 4340, a negative one a loss below 0). One reduction
+    (``aminmax``) over the target, made only for non-bool one-hot targets (nnU-Net passes label maps); a
+    ValueError on CPU tensors in eager mode, an asynchronous assertion on a GPU or under ``torch.compile``
+    (as :func:`_check_labels`)."""
+    low, high = torch.aminmax(target)
+    ok = (low >= 0) & (high <= 1)   # false for NaN too
+    what = "a one-hot or region target (same shape as the prediction) may hold only values from 0 to 1"
+    if target.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not bool(ok):
+            raise ValueError(f"{what} (soft targets included); this one holds values from {low.item():g} to "
+                             f"{high.item():g}. Give a label map of class numbers, or a one-hot/region target of "
+                             f"0 and 1.")
+    else:
+        torch._assert_async(ok, f"{what}; this one holds a value outside [0, 1] (or NaN).")
+
+
 def _labels_allowed(num_classes: int, what: str) -> str:
     return (f"{what}with {num_classes} prediction channels a label map may hold only the whole numbers "
             f"0..{num_classes - 1} there (mask other voxels out with loss_mask, as nnU-Net does with its ignore "
@@ -404,11 +440,13 @@ def overlap_sums(
 
     Raises:
         ValueError: on shapes that do not fit together or an empty prediction (see :func:`check_shapes`),
-            and on a label map with a value that is no class number ``0..C-1`` (larger, negative,
-            fractional or NaN) where the loss is computed (everywhere, or where a one-channel
-            ``loss_mask`` is non-zero). That check reads the small per-class sums (no extra pass
-            over the full-size tensors); on a GPU or under ``torch.compile`` it is an asynchronous
-            assertion instead of a ValueError, without a host sync (see ``_check_labels``).
+            on a one-hot or region target (not bool) with a value outside [0, 1] or NaN (one ``aminmax``
+            over it; an asynchronous assertion on a GPU or under ``torch.compile``), and on a label map
+            with a value that is no class number ``0..C-1`` (larger, negative, fractional or NaN) where
+            the loss is computed (everywhere, or where a one-channel ``loss_mask`` is non-zero). That
+            check reads the small per-class sums (no extra pass over the full-size tensors); on a GPU or
+            under ``torch.compile`` it is an asynchronous assertion instead of a ValueError, without a host
+            sync (see ``_check_labels``).
     """
     is_label_map = check_shapes(probs, target, loss_mask, do_bg)
     acc = torch.float64 if probs.dtype == torch.float64 else torch.float32   # accumulator dtype
@@ -421,16 +459,17 @@ def overlap_sums(
         if is_label_map:
             if target.ndim != probs.ndim:
                 target = target.unsqueeze(1)
-            if target.dtype == torch.bool:
-                target = target.to(torch.uint8)
-            classes = torch.arange(probs.shape[1], device=target.device, dtype=target.dtype)
+            labels = _compare_dtype_labels(target)
+            classes = torch.arange(probs.shape[1], device=target.device, dtype=labels.dtype)
             classes = classes.view(1, -1, *([1] * (probs.ndim - 2)))
             # compare straight into the one-hot's dtype: one pass, no bool intermediate to convert
-            gt = torch.eq(target, classes, out=torch.empty(probs.shape, dtype=onehot_dtype, device=target.device))
+            gt = torch.eq(labels, classes, out=torch.empty(probs.shape, dtype=onehot_dtype, device=target.device))
         else:
             gt = target.detach()
             if gt.dtype == torch.bool:
                 gt = gt.to(onehot_dtype)
+            else:
+                _check_onehot(gt)
         onehot, mask = gt, None
         if loss_mask is not None:
             mask = loss_mask.detach()
