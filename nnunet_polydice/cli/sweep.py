@@ -26,14 +26,7 @@ def run(args) -> int:
     trainers = ablation.sweep_trainers(args.families, args.K or (), args.epsilon or (), baselines=baselines,
                                        extra=args.trainers, alpha=args.alpha, beta=args.beta, schedule=schedule,
                                        seeds=args.seeds or ())
-    folds = ablation.parse_folds(args.folds)
-    results = ablation.results_root()
-    dataset = ablation.resolve_dataset_name(args.dataset)
-    ablation.check_plans(dataset, args.plans, args.configuration)
-    ablation.check_folds(dataset, folds, allow_random_split=args.allow_random_split)
-    ablation.check_trainers_found(trainers)
-    jobs = ablation.plan_jobs(results, dataset, args.configuration, trainers, folds, plans=args.plans,
-                              device=args.device, npz=args.npz)
+    _, _, folds, jobs = ablation.checked_jobs(args, trainers, npz=args.npz)
     todo, finished, left = ablation.count_jobs(jobs)
 
     if args.print:

@@ -406,6 +406,26 @@ def train_command(dataset_name: str, configuration: str, fold, trainer: str, sta
     return tuple(cmd)
 
 
+def checked_jobs(args, trainers: Sequence[str], *, npz: bool = False) -> tuple[Path, str, list[str], list[Job]]:
+    """What ``sweep`` and ``noise`` check before anything trains, in order: the folds, the results folder, the
+    dataset, its plans and configuration, the folds against splits_final.json, and every trainer name with
+    nnU-Net's own lookup; then the jobs. ``args`` carries the training arguments both commands declare
+    (dataset, configuration, plans, folds, device, allow_random_split).
+
+    Returns:
+        ``(results root, dataset name, folds, jobs)``.
+    """
+    folds = parse_folds(args.folds)
+    results = results_root()
+    dataset = resolve_dataset_name(args.dataset)
+    check_plans(dataset, args.plans, args.configuration)
+    check_folds(dataset, folds, allow_random_split=args.allow_random_split)
+    check_trainers_found(trainers)
+    jobs = plan_jobs(results, dataset, args.configuration, trainers, folds, plans=args.plans, device=args.device,
+                     npz=npz)
+    return results, dataset, folds, jobs
+
+
 def setting_of(name: str) -> tuple[str, int | None]:
     """``(setting, seed)`` of a trainer name: every name that trains the same loss on the same schedule with the
     same seed has the same pair (``nnUNetTrainerPolyDice`` and ``nnUNetTrainerPolyDice_K2_eps1``, for example);
