@@ -274,3 +274,25 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tree, tmp_path, capsys
     assert main(["curves", DS, "2d", "--out", str(a_file / "sub")]) == 2
     assert f"--out {a_file / 'sub'} cannot be created: {a_file} is a file, not a folder" in capsys.readouterr().err
     assert a_file.read_text() == "x"
+
+
+def test_seeds_of_one_setting_are_one_band_and_names_of_one_setting_one_line(tmp_path, monkeypatch):
+    """The seeds 0 and 1 of S on fold 0 log B's two folds: one line, their mean (B's line), in the colour of S's
+    unseeded line; the family name and its explicit default name are one line, labelled by the setting."""
+    s = "nnUNetTrainerPolyDice_K1_eps0"
+    default = "nnUNetTrainerPolyDice_K2_eps1"  # the defaults of nnUNetTrainerPolyDice
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    write_logs(fold_dir(tmp_path, f"{s}_s0", 0), B_LOGS["0"])
+    write_logs(fold_dir(tmp_path, f"{s}_s1", 0), B_LOGS["1"])
+    write_logs(fold_dir(tmp_path, s, 0), B_LOGS["0"])
+    write_logs(fold_dir(tmp_path, "nnUNetTrainerPolyDice", 0), B_LOGS["0"])
+    write_logs(fold_dir(tmp_path, default, 1), B_LOGS["1"])
+    found = curves.collect(tmp_path, DS, "2d")
+    assert [g[0] for g in found.settings()] == ["nnUNetTrainerPolyDice_K2_eps1", s, f"{s} (seeds 0,1)"]
+    _, plotted = curves.write_outputs(found, tmp_path / "out")
+    hip = {line.trainer: line for line in plotted["curves_pseudo_dice_hippocampus.png"]}
+    assert list(hip) == [default, s, f"{s} (seeds 0,1)"]
+    assert hip[f"{s} (seeds 0,1)"].y == pytest.approx([0.25, 0.4, 0.35, 0.55])  # (0.4 + 0.1) / 2, ...
+    assert hip[s].y == pytest.approx([0.4, 0.6, 0.5, 0.8]) and hip[s].color == hip[f"{s} (seeds 0,1)"].color
+    assert hip[default].y == pytest.approx([0.25, 0.4, 0.35, 0.55]) and hip[default].color != hip[s].color
+    assert "(seeds ...)" in found.text() and "pooled" in found.text()

@@ -30,7 +30,8 @@ of the time in their names; a file that starts at epoch s replaces every epoch >
 (the later file wins), so that the merged history is the one nnU-Net's logger holds.
 
 Output (:func:`write_outputs`): one PNG per class (the pseudo Dice of each trainer per epoch: the mean
-over its folds, a band from the lowest to the highest fold), one of the EMA of the foreground-mean
+over its folds, a band from the lowest to the highest fold; the seeded runs of one setting, ``_s<N>`` names,
+are one line and band over all their (fold, seed) runs, :meth:`Curves.settings`), one of the EMA of the foreground-mean
 pseudo Dice with the threshold, ``curves.md`` and ``curves.csv`` (per trainer and fold: epochs, last and
 best EMA, the epochs until the EMA first reaches the threshold) and ``curves_epochs.csv`` (every epoch).
 Files are written under :class:`nnunet_polydice.experiments.outputs.OwnedFolder` (``.polydice_curves.json``).
@@ -49,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_polydice.experiments import outputs
-from nnunet_polydice.experiments.results import find_folds, find_trainers, label_names
+from nnunet_polydice.experiments.results import find_folds, find_trainers, label_names, setting_and_seed
 from nnunet_polydice.experiments.runs import fold_status
 
 __all__ = [
@@ -154,6 +155,24 @@ class Curves:
     def runs_of(self, trainer: str) -> list:
         return [r for r in self.runs if r.trainer == trainer]
 
+    def settings(self) -> list[tuple[str, str, bool, list]]:
+        """What the plots draw, one line and band each: ``[(label, setting, seeded, trainers)]``. The seeded
+        runs (``_s<N>`` names) of one setting are one entry labelled ``<setting> (seeds 0,1,2)``; its unseeded
+        runs another, never pooled with them; names of one setting (a family name and its explicit default
+        name) are one entry, labelled by the name when only one was trained, else by the setting."""
+        groups: dict = {}
+        for t in self.trainers:
+            setting, seed = setting_and_seed(t)
+            groups.setdefault((setting, seed is not None), []).append((seed, t))
+        out = []
+        for (setting, seeded), members in groups.items():
+            if seeded:
+                label = f"{setting} (seeds {','.join(str(s) for s in sorted({s for s, _ in members}))})"
+            else:
+                label = members[0][1] if len(members) == 1 else setting
+            out.append((label, setting, seeded, [t for _, t in members]))
+        return out
+
     # ------------------------------------------------------------------------------ the table
     def fold_summary(self, run: FoldCurve) -> tuple:
         """``(last EMA, best EMA, its epoch index, epochs until EMA >= threshold)`` of one fold (None: none)."""
@@ -215,7 +234,11 @@ class Curves:
                 f"{self.threshold:g} (epoch index + 1); never: not within the logged epochs. mean: over the folds "
                 f"that reach it (how many in brackets); epochs and last EMA: over all folds.",
                 "best EMA (epoch): the highest EMA and its epoch index, the epoch of nnU-Net's checkpoint_best.",
-                "Plots: line = mean over the folds that logged the epoch; band = lowest to highest fold value."]
+                "Plots: line = mean over the folds that logged the epoch; band = lowest to highest fold value. "
+                "The seeded runs of one setting (<setting>_s<N>) are one line and band, '(seeds ...)': mean and "
+                "lowest..highest over all its (fold, seed) runs, pooled; its unseeded runs are a line of their own "
+                "in the same colour (solid; seeded dashed). Names of one setting are one line (a fold trained under "
+                "both names adds both runs)."]
 
     def title(self) -> str:
         return (f"{self.dataset}, {self.configuration}, plans {self.plans}: learning curves, folds "
@@ -503,7 +526,8 @@ def _colors(n: int) -> list:
 
 
 def _plot(path: Path, curves: Curves, values, title: str, ylabel: str, threshold: float | None = None) -> list:
-    """One figure: a line (mean over folds) and a band (lowest..highest fold) per trainer. Returns the lines."""
+    """One figure: a line (mean over folds) and a band (lowest..highest fold) per entry of
+    :meth:`Curves.settings` (the seeds of a setting pooled into one). Returns the lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -513,17 +537,21 @@ def _plot(path: Path, curves: Curves, values, title: str, ylabel: str, threshold
     fig, ax = plt.subplots(figsize=FIGSIZE)
     lines = []
     styles = ["-", "--", ":", "-."]
-    for i, (trainer, color) in enumerate(zip(curves.trainers, _colors(len(curves.trainers)))):
-        xs, mean, low, high = _band(curves.runs_of(trainer), values)
+    groups = curves.settings()
+    settings = list(dict.fromkeys(setting for _, setting, _, _ in groups))
+    colors = dict(zip(settings, _colors(len(settings))))  # one colour per setting, seeded or not
+    for label, setting, seeded, members in groups:
+        i, color = settings.index(setting), colors[setting]
+        xs, mean, low, high = _band([r for t in members for r in curves.runs_of(t)], values)
         if not xs:
             continue
         if len(xs) == 1 and low[0] != high[0]:  # one epoch: the band as a bar (fill_between needs two)
             ax.vlines(xs, low, high, color=color, alpha=0.3, linewidth=8, zorder=1)
         elif any(lo != hi for lo, hi in zip(low, high)):
             ax.fill_between(xs, low, high, color=color, alpha=0.2, linewidth=0, zorder=1)
-        (line,) = ax.plot(xs, mean, color=color, linestyle=styles[i // 20 % len(styles)], linewidth=2,
-                          marker="o" if len(xs) <= 30 else None, markersize=4, label=trainer, zorder=3)
-        lines.append(PlottedLine(trainer, color, tuple(line.get_xdata()), tuple(line.get_ydata())))
+        (line,) = ax.plot(xs, mean, color=color, linestyle=styles[(i // 20 + seeded) % len(styles)], linewidth=2,
+                          marker="o" if len(xs) <= 30 else None, markersize=4, label=label, zorder=3)
+        lines.append(PlottedLine(label, color, tuple(line.get_xdata()), tuple(line.get_ydata())))
     if threshold is not None:
         ax.axhline(threshold, color="black", linestyle=":", linewidth=1, label=f"threshold {threshold:g}")
     last = max((line.x[-1] for line in lines), default=0)

@@ -29,6 +29,13 @@ fold), the number of folds, and
   mean, a percentile bootstrap 95 % confidence interval (:func:`bootstrap_ci`) and the two-sided
   Wilcoxon signed-rank p (:func:`wilcoxon_p`).
 
+Rows are settings (:func:`setting_and_seed`): the names of one setting (a family name and its explicit
+default name) are one row. Seeded runs (``<setting>_s<N>``, one results folder per seed) of a setting are
+one row whose instances are (fold, seed) pairs, apart from its unseeded runs; they are compared with the
+reference's seeded runs of the same (fold, seed), case by case (:class:`Seeded`, with
+:func:`nnunet_polydice.experiments.statistics.compare_instances`: seed sd, hierarchical bootstrap CI,
+Wilcoxon over runs, Holm across the rows of one reference, verdict, the 'seeds disagree' flag).
+
 Class names come from the ``labels`` of the ``dataset.json`` that nnU-Net copies into each trainer
 folder (falling back to the summary's key).
 
@@ -114,6 +121,7 @@ __all__ = [
     "absent_from_reference",
     "label_names",
     "reference_for",
+    "setting_and_seed",
     "paired_differences",
     "bootstrap_ci",
     "wilcoxon_p",
@@ -827,7 +835,7 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
     found = find_trainers(dataset_dir, plans, configuration)
     trainers = list(dict.fromkeys(trainers)) if trainers else found
     if seeds is not None:
-        trainers = [t for t in trainers if _setting_and_seed(t)[1] in (None, *seeds)]
+        trainers = [t for t in trainers if setting_and_seed(t)[1] in (None, *seeds)]
     if not trainers:
         raise ValueError(f"no trainer folders *__{plans}__{configuration} in {dataset_dir}; check the "
                          f"configuration and -p/--plans.")
@@ -929,7 +937,7 @@ def _pair(row: Row, ref: Row, keys: Sequence[str], overlap: bool, resamples: int
         row.paired[key] = paired_stats(found.diffs, common, len(found.left_out), resamples, seed)
 
 
-def _setting_and_seed(name: str) -> tuple[str, int | None]:
+def setting_and_seed(name: str) -> tuple[str, int | None]:
     """``(setting, seed)`` of a trainer name (:attr:`TrainerSpec.setting`); ``(name, None)`` for a name that is
     not ours or cannot be parsed."""
     try:
@@ -951,7 +959,7 @@ def _merge_rows(runs: Sequence[Row], folds: Sequence[str], notes: list) -> list[
     """
     groups: dict = {}
     for run in runs:
-        setting, s = _setting_and_seed(run.trainer)
+        setting, s = setting_and_seed(run.trainer)
         groups.setdefault((setting, s is not None), []).append((s, run))
     rows = []
     for (setting, seeded), members in groups.items():
@@ -1009,8 +1017,8 @@ def _link_references(rows: Sequence[Row], reference: str, keys: Sequence[str], o
         if row.n_instances == 0:
             continue
         kind = row.seeds is not None
-        candidates = [_setting_and_seed(base + schedule_suffix(*split_schedule(row.setting)[1:]))[0],
-                      _setting_and_seed(_unseeded(reference))[0]]
+        candidates = [setting_and_seed(base + schedule_suffix(*split_schedule(row.setting)[1:]))[0],
+                      setting_and_seed(_unseeded(reference))[0]]
         ref = next((by_kind[(c, kind)] for c in candidates if (c, kind) in by_kind), None)
         if ref is None:
             other = next((by_kind[(c, not kind)] for c in candidates if (c, not kind) in by_kind), None)
