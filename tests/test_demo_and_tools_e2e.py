@@ -160,7 +160,7 @@ def _table_row(output: str, trainer: str) -> list[str]:
     return [c.strip() for c in rows[-1].strip("|").split("|")]
 
 
-DEMO_TRAINERS = ["nnUNetTrainerPolyDice_1ep2it", "nnUNetTrainer_1ep2it"]
+DEMO_TRAINERS = ["nnUNetTrainerPolyDice_1ep2it_s0", "nnUNetTrainer_1ep2it_s0"]  # seeded: the same every run
 
 
 def _demo_command():
@@ -227,6 +227,11 @@ def test_demo_end_to_end_and_resume(demo_run):
     assert out.index("=== Step 2/6") < out.index("Epoch 0") < out.index("=== Step 3/6")  # nnU-Net's log streams
     assert "hippocampus pooled" in out and "amygdala pooled" in out
     assert re.search(r"Demo finished in [\d.]+ min", out)
+    # the way on: the demo's three folders and the commands with its exact names, configuration and fold
+    for folder in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        assert f"  export {folder}={work / folder}\n" in out
+    assert f"-d {COLIN} -c 2d_cpu -f 3 -tr {DEMO_TRAINERS[0]} -device cpu" in out
+    assert f"nnunet-polydice compare {COLIN} 2d_cpu --trainers {' '.join(DEMO_TRAINERS)}" in out
 
     cases = datasets.splits_for(COLIN, "tiny")[3]["val"]  # fold 3: the block with both structures
     assert sorted(p.name for p in (work / "heldout_fold3" / "imagesTs").iterdir()) == [
@@ -286,9 +291,10 @@ def test_sweep_and_compare_after_the_demo(demo_run):
     env = nnunet_env(work)
     sweep = [tool(), "sweep", "731", "2d_cpu", "--folds", "3", "4", "--K", "inf", "--epsilon", "0",
              "--families", "nnUNetTrainerPolyDice", "--baselines", "nnUNetTrainer", "nnUNetTrainerPolyDice",
-             "--schedule", "1x2", "--device", "cpu"]
+             "--schedule", "1x2", "--seeds", "0", "--device", "cpu"]
     # the grid's Kinf_eps0 and the family default (K=2, eps=1: the demo's trainer) make a 2-cell heat map
-    trainers = ["nnUNetTrainerPolyDice_Kinf_eps0_1ep2it", "nnUNetTrainer_1ep2it", "nnUNetTrainerPolyDice_1ep2it"]
+    trainers = ["nnUNetTrainerPolyDice_Kinf_eps0_1ep2it_s0", "nnUNetTrainer_1ep2it_s0",
+                "nnUNetTrainerPolyDice_1ep2it_s0"]
     out = run(sweep, env, timeout=TIMEOUT).stdout
     assert "Sweep done: 4 of 4 runs succeeded, 2 were already finished." in out
     for trainer in DEMO_TRAINERS:

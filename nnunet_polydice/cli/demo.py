@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from nnunet_polydice.experiments import ablation, demo
+from nnunet_polydice.experiments import ablation, checks, demo
 
 _CPU_MIN = demo.estimate_cpu_seconds(*demo.CPU_SCHEDULE) / 60
 
@@ -39,7 +39,8 @@ def run(args) -> int:
          f"{device}, work folder {args.work}; {expected}")
     try:
         result = demo.run_demo(args.work, data=args.data, fold=args.fold, schedule=schedule, trainers=args.trainers,
-                               device=device, variant=args.variant, echo=_say)
+                               device=device, variant=args.variant, echo=_say,
+                               seed=None if args.seed == "none" else checks.check_seed(args.seed))
     except demo.DemoStepError as err:
         print(f"\nnnunet-polydice demo: error: {err}", file=sys.stderr, flush=True)
         _say(f"Elapsed {time.monotonic() - start:.0f} s. Once the cause is fixed, the same command goes on from where "
@@ -57,6 +58,10 @@ def run(args) -> int:
         _say(f"Training skipped (finished before): {', '.join(result.skipped_training)}")
     elapsed = time.monotonic() - start
     _say(f"Demo finished in {elapsed / 60:.1f} min ({elapsed:.0f} s).")
+    _say("\nTo go on with the demo's nnU-Net folders (compare and curves of its runs, a prediction with its "
+         "Poly Dice model, the same trainers over all folds and three seeds):")
+    for line in demo.next_steps(result):
+        _say("  " + line)
     return 0
 
 
@@ -74,7 +79,7 @@ def register(sub) -> None:
             "  1. write the data, plan and preprocess it (2d), add the smaller '2d_cpu' configuration and the\n"
             "     contiguous-block splits;\n"
             "  2. train nnUNetTrainerPolyDice and nnU-Net's nnUNetTrainer on the other folds with nnUNetv2_train\n"
-            "     (names with the schedule suffix _<E>ep<I>it);\n"
+            "     (names with the schedule suffix _<E>ep<I>it and the seed suffix _s0: seeded, repeatable runs);\n"
             "  3. copy the held-out fold's images to <work>/heldout_fold<f>/imagesTs (labels to labelsTs);\n"
             "  4. predict them with nnUNetv2_predict into <work>/predictions/<trainer>;\n"
             "  5. print the Dice of each class (pooled over the held-out slices, and the mean per slice) and\n"
@@ -108,6 +113,9 @@ def register(sub) -> None:
                         + " ".join(demo.DEMO_TRAINERS) + ")")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto (default): cuda when torch sees a GPU, else cpu")
+    p.add_argument("--seed", default=str(demo.DEMO_SEED), metavar="N",
+                   help=f"train the seeded names <trainer>_<E>ep<I>it_s<N> (default {demo.DEMO_SEED}: on a CPU the "
+                        "demo's numbers and picture are the same every run); 'none' trains unseeded, as nnU-Net does")
     p.add_argument("--variant", choices=("full", "tiny"), default="full",
                    help="full (default) or tiny (a few small slices, for tests: use with --schedule 1x2)")
     p.set_defaults(func=run)

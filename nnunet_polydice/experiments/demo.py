@@ -38,6 +38,7 @@ import numpy as np
 
 from nnunet_polydice.experiments import ablation, curves, datasets
 from nnunet_polydice.experiments.workspace import prepare_embedded, run_logged, workspace_env
+from nnunet_polydice.integration.naming import split_schedule, split_seed
 from nnunet_polydice.integration.plans import CPU_CONFIGURATION
 
 __all__ = [
@@ -77,6 +78,10 @@ DEMO_DATA = {
 
 #: The two trainers of the demo: Poly Dice with the package's default K and epsilon, and nnU-Net's CE+Dice.
 DEMO_TRAINERS = ("nnUNetTrainerPolyDice", "nnUNetTrainer")
+
+#: The demo trains seeded names (``<trainer>_<E>ep<I>it_s0``): on a CPU its trainings, and so its table and picture,
+#: are the same every time it runs; both trainers see the same batches (common random numbers).
+DEMO_SEED = 0
 
 #: Default schedules (epochs, iterations per epoch). CPU: sized by :func:`estimate_cpu_seconds` to stay
 #: well under 15 minutes on 2 CPU cores; GPU: four times as many epochs.
@@ -130,6 +135,10 @@ class DemoResult:
     skipped_prediction: list = field(default_factory=list)
     picture: Path | None = None  # the held-out slices with reference and predictions (PICTURE)
     curves: list = field(default_factory=list)  # files written by the learning-curve step (CURVES_FOLDER)
+    environ: dict = field(default_factory=dict)  # the three nnUNet_* folders of the work folder
+    heldout: Path | None = None  # the held-out images (imagesTs)
+    schedule: tuple = (0, 0)
+    device: str = "cpu"
 
 
 def default_schedule(device: str) -> tuple[int, int]:
@@ -369,7 +378,8 @@ def _predictions_current(out_dir: Path, cases: Sequence[str], inputs: Sequence[P
 
 def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tuple[int, int] | None = None,
              trainers: Sequence[str] = DEMO_TRAINERS, device: str = "cpu", variant: str = "full",
-             echo: Callable[[str], None] = print, environ: dict | None = None) -> DemoResult:
+             echo: Callable[[str], None] = print, environ: dict | None = None,
+             seed: int | None = DEMO_SEED) -> DemoResult:
     """Run the demo's five steps (module docstring) in ``work`` and return the scores.
 
     Raises:
@@ -387,7 +397,8 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
     if not 0 <= fold < len(splits):
         raise ValueError(f"{info.dataset} has folds 0..{len(splits) - 1} (got --fold {fold}).")
     epochs, iterations = schedule if schedule is not None else default_schedule(device)
-    names = ablation.sweep_trainers((), (), (), baselines=list(trainers), schedule=(epochs, iterations))
+    names = ablation.sweep_trainers((), (), (), baselines=list(trainers), schedule=(epochs, iterations),
+                                    seeds=() if seed is None else [seed])
     work = Path(work).resolve()
     _check_marker(work, info, variant)
     env = workspace_env(work, environ, cpu=(device != "cuda"))
@@ -470,7 +481,30 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
     curve_files = step(6, "learning curves", lambda: _write_curves(results, dataset, names, fold, curves_dir))
     table_file.write_text(report + _pictures_section(work, picture, curve_files), encoding="utf-8")
     return DemoResult(dataset, fold, names, scores, table, table_file, skipped, skipped_prediction, picture,
-                      curve_files)
+                      curve_files, environ={k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},
+                      heldout=images, schedule=(epochs, iterations), device=device)
+
+
+def next_steps(result: DemoResult) -> list[str]:
+    """What to type after the demo: the three ``export nnUNet_...`` lines of its folders, then ``compare``,
+    ``curves`` and ``nnUNetv2_predict`` with the exact trainer names, configuration and fold it used."""
+    import shlex
+
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in result.environ.items()]
+    epochs, iterations = result.schedule
+    trainers = " ".join(result.trainers)
+    lines += [f"nnunet-polydice compare {result.dataset} {CPU_CONFIGURATION} --trainers {trainers}",
+              f"nnunet-polydice curves {result.dataset} {CPU_CONFIGURATION} --trainers {trainers}"]
+    if result.heldout is not None:
+        out = result.heldout.parent / "my_predictions"
+        lines.append(f"nnUNetv2_predict -i {shlex.quote(str(result.heldout))} -o {shlex.quote(str(out))} "
+                     f"-d {result.dataset} -c {CPU_CONFIGURATION} -f {result.fold} -tr {result.trainers[0]} "
+                     f"-device {result.device}")
+    lines.append(f"nnunet-polydice sweep {result.dataset} {CPU_CONFIGURATION} --folds 0 1 2 3 4 --trainers "
+                 f"{' '.join(split_schedule(split_seed(t)[0])[0] for t in result.trainers)} "
+                 f"--schedule {epochs}x{iterations} "
+                 f"--seeds 0 1 2 --device {result.device}")
+    return lines
 
 
 def _write_curves(results: Path, dataset: str, trainers: Sequence[str], fold: int, out_dir: Path) -> list:
