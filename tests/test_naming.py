@@ -101,6 +101,30 @@ def test_bad_names_of_our_families_say_what_is_allowed(name, message):
         parse_trainer_name(name)
 
 
+@pytest.mark.parametrize("name", ["nnUNetTrainer_99999999ep1it", "nnUNetTrainerPolyDice_1ep99999999it_s0",
+                                  "nnUNetTrainerDiceLoss_10001ep1it", "nnUNetTrainerPolyDice_K2_eps1_1ep10001it",
+                                  "nnUNetTrainer_1ep" + "9" * 40 + "it_s3"])
+def test_schedule_suffixes_past_the_bounds_are_refused_with_the_bounds(name):
+    from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS
+
+    bounds = rf"epochs from 1 to {MAX_EPOCHS} and iterations from 1 to {MAX_ITERATIONS}"
+    with pytest.raises(InvalidTrainerName, match=bounds):
+        parse_trainer_name(name)
+
+
+def test_schedule_suffixes_at_the_bounds_pass():
+    assert parse_trainer_name("nnUNetTrainer_10000ep10000it_s0").epochs == 10000
+    assert parse_trainer_name("nnUNetTrainerPolyDice_10000ep1it").iterations == 1
+
+
+def test_the_schedule_bounds_live_in_naming_and_checks_uses_them():
+    from nnunet_polydice.experiments import checks
+    from nnunet_polydice.integration import naming
+
+    assert (checks.MAX_EPOCHS, checks.MAX_ITERATIONS) == (naming.MAX_EPOCHS, naming.MAX_ITERATIONS) == (10000, 10000)
+    assert checks.MAX_EPOCHS is naming.MAX_EPOCHS
+
+
 def test_invalid_trainer_name_is_a_value_error_not_attribute_error():
     # nnU-Net's lookup uses hasattr(): an AttributeError would turn into its generic "could not find".
     assert issubclass(InvalidTrainerName, ValueError)

@@ -19,15 +19,14 @@ from pathlib import Path
 
 from nnunet_polydice.experiments.paths import ensure_writable_dir
 from nnunet_polydice.integration import pruning
-from nnunet_polydice.integration.naming import MAX_SEED
+from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS, MAX_SEED
 
 __all__ = ["MAX_SEED", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_RANGE_VALUES", "MAX_RESAMPLES", "MAX_COUNT", "MAX_WORKERS",
            "check_int", "check_count", "check_seed", "check_seeds", "check_range", "check_schedule", "check_folds",
            "check_output_folder", "check_files_free", "check_storage", "check_study_name"]
 
-#: Bounds of the sizes a user types; each is in the sentence that refuses a larger value.
-MAX_EPOCHS = 10_000          # ten times nnU-Net's 1000
-MAX_ITERATIONS = 10_000      # forty times nnU-Net's 250
+#: Bounds of the sizes a user types; each is in the sentence that refuses a larger value. MAX_EPOCHS and
+#: MAX_ITERATIONS bound the schedule suffix of trainer names too, so they live in naming.
 MAX_RANGE_VALUES = 1000      # values one START:STOP:STEP range may expand to
 MAX_RESAMPLES = 1_000_000    # bootstrap resamples: about 8 MB a row of 1000 cases at this bound
 MAX_COUNT = 10_000           # trials and other counts of things a command starts

@@ -22,9 +22,9 @@ Another spelling of the same number (``eps1p0``, ``K03``) is refused with the ca
 nnU-Net keys its results folders by trainer name and two names for one setting would split them.
 
 The schedule suffix ``_<E>ep<I>it`` (E epochs of I training iterations, I/5 validation iterations,
-at least 1) turns any of these, and any trainer nnU-Net itself ships (``nnUNetTrainer_20ep50it``),
-into a short-schedule variant for CPU budgets, demos and tests. It is built by :func:`schedule_suffix`
-and read by :func:`split_schedule`, nowhere else.
+at least 1; E at most MAX_EPOCHS and I at most MAX_ITERATIONS) turns any of these, and any trainer
+nnU-Net itself ships (``nnUNetTrainer_20ep50it``), into a short-schedule variant for CPU budgets, demos
+and tests. It is built by :func:`schedule_suffix` and read by :func:`split_schedule`, nowhere else.
 
 Only the canonical ASCII spelling resolves: digits are ``0-9`` (not other Unicode digits, which
 Python's ``int`` would accept) and nothing may follow the name (not even a newline), since every
@@ -50,9 +50,9 @@ from decimal import Decimal
 
 from nnunet_polydice.loss.families import FAMILIES, PARAMETERS, Family, format_k
 
-__all__ = ["FAMILIES", "MAX_SEED", "Family", "InvalidTrainerName", "TrainerSpec", "catalogue_names", "format_k",
-           "format_number", "is_class_name", "parse_number", "parse_trainer_name", "ready_grid", "schedule_suffix",
-           "seed_suffix", "split_schedule", "split_seed", "trainer_name"]
+__all__ = ["FAMILIES", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_SEED", "Family", "InvalidTrainerName", "TrainerSpec",
+           "catalogue_names", "format_k", "format_number", "is_class_name", "parse_number", "parse_trainer_name",
+           "ready_grid", "schedule_suffix", "seed_suffix", "split_schedule", "split_seed", "trainer_name"]
 
 _SCHEDULE = re.compile(r"_([0-9]+)ep([0-9]+)it\Z", re.ASCII)
 _SEED = re.compile(r"_s([0-9]+)\Z", re.ASCII)
@@ -65,6 +65,10 @@ READY_EPSILON = (-0.5, 0.0, 0.5, 1.0, 2.0)
 
 # Seeds of ``_s<N>`` names: what numpy's legacy seeding (and so batchgenerators' workers) accepts.
 MAX_SEED = 2**32 - 1
+#: Bounds of the schedule suffix ``_<E>ep<I>it`` (and of every schedule a user types): ten times nnU-Net's 1000
+#: epochs, forty times its 250 iterations per epoch.
+MAX_EPOCHS = 10_000
+MAX_ITERATIONS = 10_000
 
 
 class InvalidTrainerName(ValueError):
@@ -82,7 +86,8 @@ def split_schedule(name: str) -> tuple[str, int | None, int | None]:
     """``(core, epochs, iterations)`` of a name; ``(name, None, None)`` without a schedule suffix.
 
     Raises:
-        InvalidTrainerName: for a suffix with zero or a leading zero (``_0ep5it``, ``_05ep5it``).
+        InvalidTrainerName: for a suffix with zero or a leading zero (``_0ep5it``, ``_05ep5it``), or more than
+            :data:`MAX_EPOCHS` epochs or :data:`MAX_ITERATIONS` iterations (``_99999999ep1it``).
     """
     m = _SCHEDULE.search(name)
     if m is None:
@@ -91,7 +96,12 @@ def split_schedule(name: str) -> tuple[str, int | None, int | None]:
         raise InvalidTrainerName(
             f"Trainer name {name!r}: the schedule suffix _<epochs>ep<iterations>it needs positive integers "
             f"without leading zeros (got {m.group(0)!r}), e.g. _20ep50it.")
-    return name[: m.start()], int(m.group(1)), int(m.group(2))
+    epochs, iterations = int(m.group(1)), int(m.group(2))
+    if epochs > MAX_EPOCHS or iterations > MAX_ITERATIONS:
+        raise InvalidTrainerName(
+            f"Trainer name {name!r}: the schedule suffix _<epochs>ep<iterations>it takes epochs from 1 to "
+            f"{MAX_EPOCHS} and iterations from 1 to {MAX_ITERATIONS} (got {m.group(0)!r}), e.g. _20ep50it.")
+    return name[: m.start()], epochs, iterations
 
 
 def seed_suffix(seed: int | None) -> str:
