@@ -5,7 +5,9 @@ to the environment variable ``nnUNet_extTrainer`` (nnU-Net >= 2.8 searches the f
 keeping any value the user already set, and imports nothing but ``os``.
 
 Opt out: set ``NNUNET_POLYDICE_NO_HOOK`` to 1, true or yes (any case; 0, false, no or an empty value keep
-the hook), then add the folder by hand: ``nnunet-polydice doctor`` prints it.
+the hook, and so does any other value, which ``nnunet-polydice doctor`` reports as not understood), then add
+the folder by hand: ``nnunet-polydice doctor`` prints it. Nothing in the environment makes the hook stop the
+interpreter: whatever goes wrong, it leaves the environment as it was.
 """
 
 import os
@@ -26,4 +28,7 @@ def _register():
         os.environ["nnUNet_extTrainer"] = os.pathsep.join([*parts, folder])
 
 
-_register()
+try:
+    _register()
+except Exception:  # a start-up hook runs before every Python program: it must never stop one
+    pass

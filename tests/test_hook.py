@@ -69,3 +69,25 @@ def test_doctor_says_what_the_hook_does(value, capsys, monkeypatch):
     main(["doctor", "nnUNetTrainer"])
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("start-up hook"))
     assert line.endswith(f"(switched off by {locate.HOOK_OPT_OUT})") is (value == "yes")
+
+
+@pytest.mark.parametrize("value", ["on", "off", "2", "y", "truthy", "disable"])
+def test_doctor_says_a_value_that_is_neither_on_nor_off_is_not_understood(value, capsys, monkeypatch):
+    monkeypatch.setenv(locate.HOOK_OPT_OUT, value)
+    assert main(["doctor", "nnUNetTrainer"]) == 1
+    out = capsys.readouterr().out
+    assert (f"{locate.HOOK_OPT_OUT}={value!r} is not understood, so the start-up hook stays on: set it to 1, true, "
+            f"yes to switch the hook off, or to 0, false, no or nothing to keep it") in out
+
+
+@pytest.mark.parametrize("value", [None, *OFF, "", " ", "0", "false", "No"])
+def test_documented_values_are_understood(value):
+    assert locate.hook_value_problem({} if value is None else {locate.HOOK_OPT_OUT: value}) is None
+
+
+@pytest.mark.parametrize("value", [b"on", b"\xff\xfe", b"1\xff", "\u00e9t\u00e9".encode()])
+def test_no_value_makes_the_hook_stop_python(site, value):
+    env = {b"PATH": b"/usr/bin:/bin", locate.HOOK_OPT_OUT.encode(): value, b"nnUNet_extTrainer": b"\xff:/x"}
+    code = f"import sys; sys.path.insert(0, {str(site)!r}); import _nnunet_polydice_hook; print('alive')"
+    proc = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"alive\n", b"")

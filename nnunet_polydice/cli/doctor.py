@@ -8,7 +8,7 @@ import os
 import sys
 
 from nnunet_polydice.integration import lookup
-from nnunet_polydice.integration.locate import HOOK_OPT_OUT, hook_opted_out, trainers_folder
+from nnunet_polydice.integration.locate import HOOK_OPT_OUT, hook_opted_out, hook_value_problem, trainers_folder
 from nnunet_polydice.integration.naming import FAMILIES
 
 MIN_NNUNET = (2, 8)
@@ -65,6 +65,7 @@ def run(args) -> int:
     if problem:
         print(f"\nPROBLEM: {problem}")
         return 1
+    problems.extend(filter(None, [hook_value_problem()]))  # NNUNET_POLYDICE_NO_HOOK=on: neither on nor off
     folder = str(trainers_folder())
     print(f"trainers      {folder}")
     hook = importlib.util.find_spec("_nnunet_polydice_hook")

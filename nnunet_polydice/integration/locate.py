@@ -10,6 +10,9 @@ HOOK_OPT_OUT = "NNUNET_POLYDICE_NO_HOOK"
 #: it on. startup/_nnunet_polydice_hook.py, which may import nothing but os, holds the same tuple (a test
 #: checks that they agree).
 HOOK_OPT_OUT_VALUES = ("1", "true", "yes")
+#: The values of HOOK_OPT_OUT that keep the hook on, as documented (stripped, any case); any other value keeps it on
+#: too, but is not understood: :func:`hook_value_problem` says so (``doctor`` prints it).
+HOOK_KEEP_VALUES = ("", "0", "false", "no")
 
 
 def hook_opted_out(environ: dict | None = None) -> bool:
@@ -17,6 +20,20 @@ def hook_opted_out(environ: dict | None = None) -> bool:
     yes (stripped, any case). 0, false, no, an empty value or any other value keep the hook on."""
     env = os.environ if environ is None else environ
     return env.get(HOOK_OPT_OUT, "").strip().lower() in HOOK_OPT_OUT_VALUES
+
+
+def hook_value_problem(environ: dict | None = None) -> str | None:
+    """None when HOOK_OPT_OUT is unset or one of the documented values, else a sentence: the value, that the hook
+    stays on, and the values allowed (``NNUNET_POLYDICE_NO_HOOK=on`` reads as "on" to a person and keeps the hook
+    on, whatever was meant)."""
+    env = os.environ if environ is None else environ
+    value = env.get(HOOK_OPT_OUT)
+    if value is None or value.strip().lower() in HOOK_OPT_OUT_VALUES + HOOK_KEEP_VALUES:
+        return None
+    keep = ", ".join(v for v in HOOK_KEEP_VALUES if v)
+    return (f"{HOOK_OPT_OUT}={value!r} is not understood, so the start-up hook stays on: set it to "
+            f"{', '.join(HOOK_OPT_OUT_VALUES)} to switch the hook off, or to {keep} or nothing to keep it (any case), "
+            f"or unset it.")
 
 
 def trainers_folder() -> Path:
