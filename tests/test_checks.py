@@ -176,3 +176,33 @@ def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
     monkeypatch.setattr(catalogue, "run", interrupted)
     assert main(["list"]) == 130
     assert capsys.readouterr().err == "\nnnunet-polydice list: interrupted.\n"
+
+
+@pytest.fixture()
+def planned(tmp_path, monkeypatch):
+    """nnU-Net's three folders with one planned dataset (configuration '2d', 2 splits), nothing trained."""
+    raw, pre, res = (tmp_path / n for n in ("raw", "pre", "res"))
+    ds = pre / "Dataset991_Checks"
+    for folder in (raw / ds.name, ds, res / ds.name):
+        folder.mkdir(parents=True)
+    (ds / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}}}))
+    (ds / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "a": 1}}))
+    (ds / "splits_final.json").write_text(json.dumps([{"train": [], "val": []}] * 2))
+    for key, value in (("nnUNet_raw", raw), ("nnUNet_preprocessed", pre), ("nnUNet_results", res)):
+        monkeypatch.setenv(key, str(value))
+    return tmp_path
+
+
+@pytest.mark.parametrize("text", ["garbage\n", "\x00\x01binary", '{"a": 1}\n'])
+@pytest.mark.parametrize("given", [False, True])
+def test_tune_status_says_a_file_that_is_no_journal_is_none(planned, capsys, text, given):
+    journal = planned / "res" / "Dataset991_Checks" / "polydice_tune.journal"
+    journal.write_text(text)
+    option = ["--storage", f"journal://{journal}"] if given else []
+    for extra in (["--status"], ["--schedule", "1x1", "--K", "2", "--epsilon", "1", "--trials", "1"]):
+        assert main(["tune", "991", "2d", *option, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "exists and it is not an Optuna journal" in err and "has no study" not in err
+        assert ("--storage 'journal:" if given else "the default storage 'journal:") in err
+        assert journal.read_text() == text
+    assert sorted(p.name for p in journal.parent.iterdir()) == ["polydice_tune.journal"]

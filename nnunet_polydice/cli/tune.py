@@ -88,6 +88,8 @@ def _run_local_workers(setup, shares, sampler, seed) -> None:
 
 def run(args) -> int:
     setup = _setup(args)
+    # the study's journal, given or default, must be one: else --status reads "no study" and a run appends to it
+    checks.check_storage(setup.storage, "--storage" if args.storage else "the default storage")
     if args.status:
         return _status(setup)
     if args.worker_index is None:
