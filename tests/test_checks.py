@@ -2,6 +2,7 @@
 names the option, the value and what is allowed (MONAI's test_ill_opts, one case per spelling)."""
 
 import json
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -206,3 +207,19 @@ def test_tune_status_says_a_file_that_is_no_journal_is_none(planned, capsys, tex
         assert ("--storage 'journal:" if given else "the default storage 'journal:") in err
         assert journal.read_text() == text
     assert sorted(p.name for p in journal.parent.iterdir()) == ["polydice_tune.journal"]
+
+
+@pytest.mark.parametrize("argv, env, option", [
+    (["--raw", "{tmp}/missing/deep/x"], {}, "--raw"),
+    (["--raw", "{tmp}/missing/x"], {}, "--raw"),
+    ([], {"nnUNet_raw": "{tmp}/missing/raw"}, r"nnUNet_raw \(or --raw\)"),
+    (["--splits", "--raw", "{tmp}/raw", "--preprocessed", "{tmp}/missing/pre"], {}, "--preprocessed"),
+])
+def test_datasets_write_makes_no_chain_of_folders(tmp_path, monkeypatch, capsys, argv, env, option):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.format(tmp=tmp_path))
+    (tmp_path / "raw").mkdir()
+    assert main(["datasets", "write", "731", "--variant", "tiny", *(a.format(tmp=tmp_path) for a in argv)]) == 2
+    assert re.search(rf"^nnunet-polydice datasets: error: {option} \S+: its parent folder {tmp_path}/missing\S* does "
+                     r"not exist; give an existing folder", capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"] and not any((tmp_path / "raw").iterdir())

@@ -6,17 +6,18 @@ import argparse
 import os
 from pathlib import Path
 
-from nnunet_polydice.experiments import datasets, paths
+from nnunet_polydice.experiments import checks, datasets
 
 
 def _folder(value: str | None, variable: str, option: str) -> Path:
-    """The folder given with ``option``, else ``$variable``; checked to be writable before any work."""
+    """The folder given with ``option``, else ``$variable``; checked before any work: writable, and it or its
+    parent exists (one folder is made, never a chain of them from the root: :func:`checks.check_output_folder`)."""
     if value:
-        return paths.ensure_writable_dir(value, option)
+        return checks.check_output_folder(value, option)
     value = os.environ.get(variable)
     if not value:
         raise ValueError(f"{variable} is not set; give the folder with {option} DIR or export {variable}.")
-    return paths.ensure_writable_dir(value, f"{variable} (or {option})")
+    return checks.check_output_folder(value, f"{variable} (or {option})")
 
 
 def run(args) -> int:
