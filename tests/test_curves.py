@@ -232,6 +232,21 @@ def test_cli_writes_and_never_overwrites_user_files(tree, tmp_path, capsys):
     assert (mine / "curves.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == ["curves.md"]
 
 
+@pytest.mark.parametrize("folds, message", [
+    (["9"], "--folds 9: none of these trainers has a fold folder of them; folds there: 0, 1"),
+    (["7", "all"], "--folds 7 all: none of these trainers has a fold folder"),
+])
+def test_curves_of_folds_no_run_has_keep_the_last_outputs(tree, tmp_path, capsys, folds, message):
+    out = tmp_path / "ours"
+    assert main(["curves", DS, "2d", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["curves", DS, "2d", "--out", str(out), "--folds", *folds]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "training_log" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_gaps_in_the_logs_are_reported(tree):
     d = fold_dir(tree, B, 2)
     write_logs(d, "".join(epoch_lines(n, 0.01, 0.1, 0.1, [0.5, 0.5], 9.0) for n in (0, 1, 3)))

@@ -736,3 +736,12 @@ def test_cli_bad_seeds_are_refused_before_anything_is_written(seeds_tree, capsys
     assert main(["compare", DS, "2d", "--seeds", *seeds, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_compare_help_says_how_seeded_runs_are_grouped_and_filtered(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("Seeded runs (trainer names ending in _s<N>) are grouped per setting: one row of all its (fold, seed) "
+            "runs, compared with the reference's runs of the same fold and seed, and --seeds keeps only the runs of "
+            "the seeds given.") in text

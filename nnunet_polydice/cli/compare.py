@@ -33,10 +33,13 @@ def register(sub) -> None:
             "least two (K, epsilon) settings, one heat map per class. The difference to the reference is over the "
             "folds both trainers have; per validation case (matched by reference file, pooled over those folds) "
             "come the mean difference, a percentile bootstrap 95%% CI and the two-sided Wilcoxon signed-rank p "
-            "(zero differences dropped). Missing trainers, unfinished, pruned or unreadable folds and NaN values are "
-            "listed, never dropped; a fold (or case) whose validation reference lacks a class is left out of that "
-            "class's Dice/IoU (nnU-Net scores false positives there as 0) and listed. In the output folder only "
-            "files this command wrote before (listed in .polydice_compare.json) are overwritten."))
+            "(zero differences dropped). Seeded runs (trainer names ending in _s<N>) are grouped per setting: one "
+            "row of all its (fold, seed) runs, compared with the reference's runs of the same fold and seed, and "
+            "--seeds keeps only the runs of the seeds given. Missing trainers, unfinished, pruned or unreadable "
+            "folds and NaN values are listed, never dropped; a fold (or case) whose validation reference lacks a "
+            "class is left out of that class's Dice/IoU (nnU-Net scores false positives there as 0) and listed. In "
+            "the output folder only files this command wrote before (listed in .polydice_compare.json) are "
+            "overwritten."))
     add_results_arguments(p, "compare", "compare")
     p.add_argument("--reference", default="nnUNetTrainer",
                    help="differences are taken to this trainer, or to its variant with the row's schedule suffix "

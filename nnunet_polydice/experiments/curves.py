@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_polydice.experiments import outputs
-from nnunet_polydice.experiments.results import find_folds, find_trainers, label_names, setting_and_seed
+from nnunet_polydice.experiments.results import find_trainers, label_names, select_folds, setting_and_seed
 from nnunet_polydice.experiments.runs import fold_status
 
 __all__ = [
@@ -438,8 +438,8 @@ def collect(results, dataset_name: str, configuration: str, *, plans: str = "nnU
 
     Raises:
         ValueError: (one sentence, before any log is read) when the dataset has no results folder, no
-            trainer folder of this configuration and plans, a requested trainer has none, or no
-            training_log_*.txt is found at all.
+            trainer folder of this configuration and plans, a requested trainer has none, no requested fold
+            has a fold folder (:func:`results.select_folds`), or no training_log_*.txt is found at all.
     """
     dataset_dir = Path(results) / dataset_name
     if not dataset_dir.is_dir():
@@ -456,7 +456,7 @@ def collect(results, dataset_name: str, configuration: str, *, plans: str = "nnU
         raise ValueError(f"--trainers {unknown[0]} has no results folder {unknown[0]}__{plans}__{configuration}; "
                          f"trainers with results: {', '.join(found)}.")
     tdir = {t: dataset_dir / f"{t}__{plans}__{configuration}" for t in trainers}
-    folds = [str(f) for f in folds] if folds else find_folds(list(tdir.values()))
+    folds = select_folds(list(tdir.values()), folds)
     files = {(t, f): log_files(tdir[t] / f"fold_{f}") for t in trainers for f in folds}
     if not any(files.values()):
         raise ValueError(f"no training_log_*.txt in the fold folders of {', '.join(trainers)} "

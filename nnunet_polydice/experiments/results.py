@@ -115,6 +115,7 @@ __all__ = [
     "Comparison",
     "find_trainers",
     "find_folds",
+    "select_folds",
     "read_summary",
     "summary_values",
     "per_case_values",
@@ -587,6 +588,23 @@ def find_folds(trainer_dirs: Sequence[Path]) -> list[str]:
     return sorted(folds, key=_fold_sort_key)
 
 
+def select_folds(trainer_dirs: Sequence[Path], folds: Sequence | None) -> list[str]:
+    """The folds asked for (as strings), or :func:`find_folds` of the trainer folders when none are.
+
+    Raises:
+        ValueError: when folds are asked for and none of the trainer folders has a ``fold_<f>`` folder of any of
+            them (``--folds 9``): the command refuses before it replaces its last outputs with empty ones; the
+            sentence lists the folds there are.
+    """
+    if not folds:
+        return find_folds(trainer_dirs)
+    folds = [str(f) for f in folds]
+    if not any((Path(d) / f"fold_{f}").is_dir() for d in trainer_dirs for f in folds):
+        raise ValueError(f"--folds {' '.join(folds)}: none of these trainers has a fold folder of them; folds there: "
+                         f"{', '.join(find_folds(trainer_dirs)) or 'none'}.")
+    return folds
+
+
 def summary_values(data: Mapping, metric: str = "Dice") -> tuple[dict, float]:
     """``({class key: value}, foreground mean)`` of ``metric`` from nnU-Net's summary (as
     :func:`nnunet_polydice.experiments.runs.read_summary_json` returns it).
@@ -843,11 +861,7 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
     if not any(d.is_dir() for d in tdir.values()):  # an empty table would replace the last one: refuse instead
         raise ValueError(f"--trainers {' '.join(trainers)}: none has a results folder <trainer>__{plans}__"
                          f"{configuration}; trainers with results: {', '.join(found) or 'none'}.")
-    given = bool(folds)
-    folds = [str(f) for f in folds] if folds else find_folds(list(tdir.values()))
-    if given and not any((d / f"fold_{f}").is_dir() for d in tdir.values() for f in folds):
-        raise ValueError(f"--folds {' '.join(folds)}: none of these trainers has a fold folder of them; folds there: "
-                         f"{', '.join(find_folds(list(tdir.values()))) or 'none'}.")
+    folds = select_folds(list(tdir.values()), folds)
     overlap = metric in OVERLAP_METRICS
 
     missing: list[Missing] = []
