@@ -1,5 +1,6 @@
 """``nnunet-polydice plot-shape`` (nnunet_polydice.experiments.shape): L(D) and dL/dD from the package's own math."""
 
+import json
 import math
 
 import pytest
@@ -139,8 +140,39 @@ def test_cli_folder_gets_the_default_file_and_prints_its_path(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[-1] == f"Wrote {written}" and written.read_bytes()[:8] == PNG_MAGIC
     assert "K=2, eps=1" in out
-    assert main(["plot-shape", "--out", str(tmp_path)]) == 2   # the default file is there now: not replaced
-    assert f"--out {written} exists" in capsys.readouterr().err
+    assert main(["plot-shape", "--out", str(tmp_path)]) == 0   # its own earlier file: replaced
+    assert capsys.readouterr().out.splitlines()[-1] == f"Wrote {written}"
+    assert "K=2, eps=1" not in (tmp_path / shape.MANIFEST).read_text()
+
+
+@pytest.mark.parametrize("twice", [[], ["--settings", "K=3,eps=0"]])
+def test_cli_run_twice_without_out_replaces_its_own_default_file(tmp_path, monkeypatch, capsys, twice):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot-shape", "--settings", "K=2"]) == 0
+    first = (tmp_path / shape.DEFAULT_FILE).read_bytes()
+    assert main(["plot-shape", *twice]) == 0
+    assert (tmp_path / shape.DEFAULT_FILE).read_bytes() != first or not twice
+    assert sorted(p.name for p in tmp_path.iterdir()) == [shape.MANIFEST, shape.DEFAULT_FILE]
+    # a second picture of another name is recorded beside the first; neither is removed
+    assert main(["plot-shape", "--out", "other.svg"]) == 0 and main(["plot-shape"]) == 0
+    assert main(["plot-shape", "--out", "other.svg"]) == 0
+    assert json.loads((tmp_path / shape.MANIFEST).read_text())["files"] == [shape.DEFAULT_FILE, "other.svg"]
+
+
+@pytest.mark.parametrize("name", [shape.DEFAULT_FILE, "mine.pdf"])
+def test_cli_a_users_file_of_a_name_it_wrote_elsewhere_is_still_refused(tmp_path, monkeypatch, capsys, name):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert main(["plot-shape", "--out", str(tmp_path / "a" / name)]) == 0   # recorded in a/, not in b/
+    (tmp_path / "b" / name).write_bytes(b"mine")
+    assert main(["plot-shape", "--out", str(tmp_path / "b" / name)]) == 2
+    assert "exists; nnunet-polydice never overwrites" in capsys.readouterr().err
+    assert (tmp_path / "b" / name).read_bytes() == b"mine"
+    (tmp_path / "a" / name).unlink()   # its own file, gone and replaced by the user's: refused after the next run
+    assert main(["plot-shape", "--out", str(tmp_path / "a" / "x.png")]) == 0
+    (tmp_path / "a" / name).write_bytes(b"mine")
+    assert main(["plot-shape", "--out", str(tmp_path / "a" / name)]) == 2
+    assert (tmp_path / "a" / name).read_bytes() == b"mine"
 
 
 def test_cli_extension_picks_the_format_and_an_unknown_one_is_refused(tmp_path, capsys):

@@ -29,8 +29,9 @@ def register(sub) -> None:
     p.add_argument("--settings", nargs="+", default=list(shape.DEFAULT_SETTINGS), metavar="SETTING",
                    help="K=<K>,eps=<epsilon> or trainer names")
     p.add_argument("--out", default=shape.DEFAULT_FILE, metavar="FILE",
-                   help="image file to write, a new one (never overwritten); its extension sets the format (.png, "
-                        f".pdf, .svg, ...); a folder gets {shape.DEFAULT_FILE} inside it (default: "
+                   help="image file to write: a new one, or one plot-shape wrote before (listed in "
+                        f"{shape.MANIFEST} beside it); any other file is never overwritten. Its extension sets the "
+                        f"format (.png, .pdf, .svg, ...); a folder gets {shape.DEFAULT_FILE} inside it (default: "
                         f"{shape.DEFAULT_FILE} in the current folder)")
     p.add_argument("--at", nargs="+", type=float, default=list(shape.DEFAULT_POINTS), metavar="D",
                    help="Dice values of the printed table (default: 0.1 0.5 0.9)")

@@ -1,6 +1,6 @@
 """Output folders the tools share with their user: a tool overwrites only files it wrote there itself.
 
-Each tool (``compare``, ``curves``) keeps, in its output folder, a manifest ``.polydice_<tool>.json``
+Each tool (``compare``, ``curves``, ``plot-shape``) keeps, in its output folder, a manifest ``.polydice_<tool>.json``
 listing the files it wrote. A later run of that tool overwrites the files listed there, removes those of
 them it does not produce any more, and refuses to overwrite any other file (the user's, or another
 tool's): :class:`OwnedFolder`. :func:`check_out_dir` says, before any work, when a folder cannot be used.
@@ -83,5 +83,14 @@ class OwnedFolder:
             path = self.out_dir / stale
             if os.path.basename(stale) == stale and path.is_file():
                 path.unlink()
+        self._write(names)
+
+    def add(self, names: Sequence[str]) -> None:
+        """List ``names`` in the manifest beside the tool's earlier files that are still there (for a tool whose
+        runs each write one file of a name the user picks, such as ``plot-shape``: nothing is removed)."""
+        kept = sorted(n for n in self.owned() - set(names) if (self.out_dir / n).is_file())
+        self._write([*kept, *names])
+
+    def _write(self, names: Sequence[str]) -> None:
         self.manifest.write_text(json.dumps({"tool": f"nnunet-polydice {self.tool}", "files": list(names)}, indent=1),
                                  encoding="utf-8")

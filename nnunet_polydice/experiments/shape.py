@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_polydice.experiments.paths import ensure_new_file
+from nnunet_polydice.experiments import outputs
+from nnunet_polydice.experiments.paths import ensure_new_file, ensure_writable_dir
 from nnunet_polydice.integration.naming import format_k, parse_trainer_name
 from nnunet_polydice.loss.settings import DEFAULT_EPSILON, validate_poly
 
@@ -53,6 +54,9 @@ DEFAULT_POINTS = (0.1, 0.5, 0.9)
 D_MIN = 0.005
 #: The file written when the output is a folder (or not given).
 DEFAULT_FILE = "polydice_shape.png"
+#: The tool's name in the manifest of its files (``.polydice_plot_shape.json`` beside the pictures it wrote).
+TOOL = "plot_shape"
+MANIFEST = outputs.manifest_name(TOOL)
 
 
 @dataclass(frozen=True)
@@ -162,10 +166,13 @@ def image_formats() -> dict:
 def image_path(path=DEFAULT_FILE, option: str = "--out") -> Path:
     """The file the plot goes to, checked before any work: a folder gets :data:`DEFAULT_FILE` inside it.
 
+    A file this command wrote before (listed in the folder's :data:`MANIFEST`, as ``compare`` and ``curves`` list
+    theirs) may be replaced, so that running it twice works; any other existing file is refused.
+
     Raises:
         ValueError: when the name has no extension or one matplotlib cannot write (the sentence lists the
             ones it can), or when its folder does not exist or cannot be written.
-        FileExistsError: when the file exists (it is never overwritten).
+        FileExistsError: when the file exists and was not written by plot-shape (it is never overwritten).
     """
     path = Path(path)
     if path.is_dir():
@@ -176,6 +183,9 @@ def image_path(path=DEFAULT_FILE, option: str = "--out") -> Path:
         got = f"the extension .{extension}" if extension else "no extension"
         raise ValueError(f"{option} {path} has {got}; matplotlib writes {', '.join('.' + e for e in sorted(formats))}"
                          f" (or give a folder, which gets {DEFAULT_FILE}).")
+    if path.is_file() and not path.is_symlink() and path.name in outputs.OwnedFolder(path.parent, TOOL).owned():
+        ensure_writable_dir(path.parent, option)
+        return path
     return ensure_new_file(path, option)
 
 
@@ -184,7 +194,8 @@ def plot_shape(settings: Sequence = DEFAULT_SETTINGS, path=DEFAULT_FILE, *, samp
 
     The vertical ranges are fitted to the curves on ``[0.1, 1]``; steeper parts near 0 (log-Dice) run
     off the panel. ``path`` is checked by :func:`image_path` (a folder gets :data:`DEFAULT_FILE`; the
-    format follows the extension) and an existing file is never replaced. Returns the file written.
+    format follows the extension) and an existing file is never replaced unless plot-shape wrote it (it is then
+    listed in the folder's :data:`MANIFEST`, which lists the file written too). Returns the file written.
     """
     path = image_path(path)
     import matplotlib
@@ -220,10 +231,12 @@ def plot_shape(settings: Sequence = DEFAULT_SETTINGS, path=DEFAULT_FILE, *, samp
     ax_l.legend(fontsize=8)
     fig.suptitle("Poly Dice: L = sum_{j<=K} (1-D)^j / j + eps (1-D)   (K = inf: -log D + eps (1-D))", fontsize=10)
     fig.tight_layout()
+    replace = path.is_file()  # image_path let it through: plot-shape wrote it before
     try:
-        with open(path, "xb") as fh:   # "x": a file that appeared meanwhile is not overwritten either
+        with open(path, "wb" if replace else "xb") as fh:   # "x": a file that appeared meanwhile is not overwritten
             fig.savefig(fh, format=path.suffix[1:].lower(), dpi=100)
     finally:
         plt.close(fig)
+    outputs.OwnedFolder(path.parent, TOOL).add([path.name])
     return path
 
