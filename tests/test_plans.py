@@ -52,6 +52,83 @@ def test_patch_cap_rounds_down_to_the_pooling_and_keeps_smaller_patches():
     assert "patch_size" not in smaller_configuration(_plans(), n_stages=5, max_patch=512)
 
 
+@pytest.mark.parametrize("edge, stages, smallest", [(7, 5, 16), (15, 5, 16), (1, 2, 2), (3, 3, 4)])
+def test_a_patch_edge_below_the_pooling_is_refused_not_enlarged(edge, stages, smallest):
+    with pytest.raises(ValueError, match=rf"a patch edge of at most {edge} cannot be met: a U-Net of {stages} stages "
+                                         rf"pools axis 0 by {smallest} .*give an edge of {smallest} or more, or "
+                                         r"fewer stages\."):
+        smaller_configuration(_plans(), n_stages=stages, max_patch=edge)
+    assert smaller_configuration(_plans(), n_stages=stages, max_patch=smallest)["patch_size"] == [smallest] * 2
+
+
+@pytest.mark.parametrize("name", ["2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres", "3D_FULLRES"])
+def test_nnunets_own_configuration_names_are_refused(name, tmp_path):
+    from nnunet_polydice.integration.plans import check_configuration_name
+
+    with pytest.raises(ValueError, match=rf"--name '{name}' is one of nnU-Net's own configuration names"):
+        check_configuration_name(name)
+    path = tmp_path / "nnUNetPlans.json"
+    path.write_text(json.dumps(_plans(), indent=4))
+    before = path.read_text()
+    with pytest.raises(ValueError, match="one of nnU-Net's own configuration names"):
+        add_smaller_configuration(path, name=name)
+    assert path.read_text() == before
+    assert check_configuration_name("3d_fullres_cpu") == "3d_fullres_cpu"
+
+
+@pytest.fixture
+def fake_plans(tmp_path, monkeypatch):
+    """A user's nnU-Net folders with the plans of :func:`_plans` (patch 192 x 160, pooling up to 32)."""
+    raw, pre = tmp_path / "raw" / "Dataset993_Plans", tmp_path / "pre" / "Dataset993_Plans"
+    raw.mkdir(parents=True)
+    pre.mkdir(parents=True)
+    (pre / "nnUNetPlans.json").write_text(json.dumps(_plans(), indent=4))
+    for key, value in (("nnUNet_raw", raw.parent), ("nnUNet_preprocessed", pre.parent),
+                       ("nnUNet_results", tmp_path / "res")):
+        monkeypatch.setenv(key, str(value))
+    return pre / "nnUNetPlans.json"
+
+
+def test_add_config_says_it_rounded_and_prints_cpu_sized_next_commands(fake_plans, capsys):
+    from nnunet_polydice.cli import main
+    from nnunet_polydice.experiments.demo import CPU_SCHEDULE
+
+    assert main(["add-config", "993", "--patch-size", "100"]) == 0
+    out = capsys.readouterr().out
+    e, i = CPU_SCHEDULE
+    assert "patch size [96, 96] (base [192, 160])" in out
+    assert "--patch-size 100 was rounded down to a multiple of the pooling of each axis" in out
+    assert f"--schedule {e}x{i} --device cpu" in out
+    assert f"nnUNetv2_train Dataset993_Plans 2d_cpu 0 -tr nnUNetTrainerPolyDice_{e}ep{i}it -device cpu" in out
+    assert main(["add-config", "993", "--name", "2d_b", "--patch-size", "64"]) == 0
+    assert "rounded down" not in capsys.readouterr().out   # 64 is a multiple of the pooling 16: met exactly
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--patch-size", "7"], "a patch edge of at most 7 cannot be met: a U-Net of 5 stages pools axis 0 by 16"),
+    (["--patch-size", "15", "--stages", "5"], "a patch edge of at most 15 cannot be met"),
+    (["--name", "3d_fullres"], "--name '3d_fullres' is one of nnU-Net's own configuration names"),
+    (["--name", "3d_cascade_fullres"], "is one of nnU-Net's own configuration names"),
+    (["--features", "99999999999"], "--features must be an integer from 1 to 4096 (got 99999999999)"),
+    (["--batch-size", "1025"], "--batch-size must be keep or an integer from 1 to 1024 (got 1025)"),
+    (["--patch-size", "-3"], "--patch-size must be keep or an integer from 1 to 4096"),
+    (["--stages", "17"], "--stages must be an integer from 1 to 16"),
+])
+def test_add_config_refusals_before_the_plans_change(fake_plans, capsys, args, message):
+    from nnunet_polydice.cli import main
+
+    before = fake_plans.read_text()
+    try:
+        code = main(["add-config", "993", *args])
+    except SystemExit as exit_:   # argparse's refusal of a value its type does not take
+        code = exit_.code
+    assert code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+    assert fake_plans.read_text() == before and sorted(p.name for p in fake_plans.parent.iterdir()) == \
+        ["nnUNetPlans.json"]
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"base": "3d_fullres"}, "base configuration '3d_fullres' is not in the plans"),
     ({"base": "3d_lowres", "n_stages": 7}, "n_stages must be between 2 and the base's 6"),  # inherited from 2d
@@ -191,13 +268,12 @@ def test_add_config_sizes_and_a_chain(user):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("args, message", [
-    (["--name", "2d"], "already has a configuration '2d', which add-config never replaces; choose another name "
-                       "with --name"),
+    (["--name", "2d"], "--name '2d' is one of nnU-Net's own configuration names"),
     (["--base", "3d_fullres"], "--base '3d_fullres' is not a configuration of nnUNetPlans.json; the available "
                                "ones are: 2d."),
     (["--stages", "6"], "--stages 6 is out of range: the base configuration '2d' has 5 stages; choose 2 to 5."),
-    (["--stages", "0"], "argument --stages: --stages takes a positive integer (got '0')."),
-    (["--batch-size", "none"], "--batch-size takes a positive integer or keep (got 'none')."),
+    (["--stages", "0"], "argument --stages: --stages must be an integer from 1 to 16 (got 0)."),
+    (["--batch-size", "none"], "--batch-size must be keep or an integer from 1 to 1024 (got 'none')."),
     (["--features", "16", "--max-features", "8"], "--max-features 8 is below --features 16"),
     (["--name", "2d__x"], "--name '2d__x' cannot name an nnU-Net configuration"),
     (["-p", "nnUNetResEncUNetMPlans"], "no plans file"),

@@ -7,20 +7,30 @@ import os
 import sys
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation
+from nnunet_polydice.experiments import ablation, checks
+from nnunet_polydice.experiments.demo import CPU_SCHEDULE
 from nnunet_polydice.experiments.workspace import CPU_ARCHITECTURE
 from nnunet_polydice.integration import plans as plans_lib
+from nnunet_polydice.integration.naming import schedule_suffix
+
+#: Bounds of the sizes add-config takes: well above nnU-Net's own plans (at most 320-512 features, batch sizes of
+#: 2-50, patch edges of a few hundred), far below what would make a plans file no GPU could train.
+MAX_STAGES = 16
+MAX_FEATURES = 4096
+MAX_BATCH = 1024
+MAX_EDGE = 4096
 
 
-def _count(option: str, keep: bool = False):
-    """argparse type: a positive integer (or, with ``keep``, the word 'keep' -> None)."""
+def _count(option: str, maximum: int, keep: bool = False):
+    """argparse type: an integer from 1 to ``maximum`` (or, with ``keep``, the word 'keep' -> None)."""
     def parse(text: str):
         if keep and text == "keep":
             return None
-        if text.isdigit() and int(text) >= 1:
-            return int(text)
-        raise argparse.ArgumentTypeError(f"{option} takes a positive integer{' or keep' if keep else ''} "
-                                         f"(got {text!r}).")
+        try:
+            return checks.check_int(text, option, 1, maximum)
+        except ValueError as err:
+            text = str(err).replace("must be an integer", "must be keep or an integer") if keep else str(err)
+            raise argparse.ArgumentTypeError(text) from None
     return parse
 
 
@@ -56,6 +66,10 @@ def run(args) -> int:
           f"{' '.join(map(str, kw['features_per_stage']))}")
     print(f"  batch size {new['batch_size']} (base {base['batch_size']}), patch size {new['patch_size']} "
           f"(base {base['patch_size']})")
+    if args.patch_size is not None and args.patch_size not in new["patch_size"] and \
+            any(p > args.patch_size for p in base["patch_size"]):
+        print(f"  --patch-size {args.patch_size} was rounded down to a multiple of the pooling of each axis: the "
+              f"U-Net halves a patch {kw['n_stages'] - 1} times, so each patch axis is a multiple of its pooling.")
     if added.changed and not added.layout_kept:
         print("  The file was not in nnU-Net's own layout (indent 4); it was written in that layout, with the same "
               "content apart from the new configuration.")
@@ -66,11 +80,14 @@ def run(args) -> int:
     if not data.is_dir():
         print(f"  {data} does not exist yet: preprocess the base first, e.g. nnUNetv2_preprocess -d {dataset} "
               f"-c {added.base}" + ("" if args.plans == "nnUNetPlans" else f" -plans_name {args.plans}"))
-    print("Train with it:")
-    print(f"  nnunet-polydice sweep {dataset} {added.name} --K 2 3 --epsilon 0 1 --device cpu{plans_opt}")
-    print("    (a Poly Dice grid and the baselines over folds 0-4; add --schedule ExI for a short budget, e.g. "
-          "--schedule 30x20)")
-    print(f"  nnUNetv2_train {dataset} {added.name} 0 -tr nnUNetTrainerPolyDice -device cpu{plans_opt}")
+    epochs, iterations = CPU_SCHEDULE
+    print(f"Train with it (a CPU-sized schedule of {epochs} epochs x {iterations} iterations, the suffix "
+          f"{schedule_suffix(epochs, iterations)} of the trainer names; nnU-Net's own 1000 x 250 takes days on a CPU):")
+    print(f"  nnunet-polydice sweep {dataset} {added.name} --K 2 3 --epsilon 0 1 --schedule {epochs}x{iterations} "
+          f"--device cpu{plans_opt}")
+    print("    (a Poly Dice grid and the baselines over folds 0-4)")
+    print(f"  nnUNetv2_train {dataset} {added.name} 0 -tr nnUNetTrainerPolyDice{schedule_suffix(epochs, iterations)} "
+          f"-device cpu{plans_opt}")
     return 0
 
 
@@ -84,7 +101,8 @@ def register(sub) -> None:
             "Add a configuration to $nnUNet_preprocessed/<Dataset>/<plans>.json that inherits --base (nnU-Net's "
             "'inherits_from') with a smaller U-Net: --stages stages whose features double from --features up to "
             "--max-features, --batch-size, and each axis of the base's patch capped at --patch-size (rounded "
-            "down to a multiple of the pooling). It shares the base's preprocessed data (same data_identifier), "
+            "down to a multiple of the pooling). nnU-Net's own names (2d, 3d_lowres, 3d_fullres, 3d_cascade_fullres) "
+            "are refused for --name. It shares the base's preprocessed data (same data_identifier), "
             "so nnU-Net trains it without preprocessing again. The defaults are the demo's "
             f"{plans_lib.CPU_CONFIGURATION}. Existing configurations are never replaced (an identical one is left "
             "as it is); the file is written atomically, in nnU-Net's layout, otherwise unchanged."))
@@ -92,16 +110,18 @@ def register(sub) -> None:
     p.add_argument("--base", default="2d", help="configuration to inherit from (default: 2d)")
     p.add_argument("--name", default=plans_lib.CPU_CONFIGURATION,
                    help=f"name of the new configuration (default: {plans_lib.CPU_CONFIGURATION})")
-    p.add_argument("--stages", type=_count("--stages"), default=cpu["n_stages"],
+    p.add_argument("--stages", type=_count("--stages", MAX_STAGES), default=cpu["n_stages"],
                    help=f"U-Net stages, 2 up to the base's (default: {cpu['n_stages']})")
-    p.add_argument("--features", type=_count("--features"), default=cpu["base_features"],
+    p.add_argument("--features", type=_count("--features", MAX_FEATURES), default=cpu["base_features"],
                    help=f"features of the first stage, doubled at each stage (default: {cpu['base_features']})")
-    p.add_argument("--max-features", type=_count("--max-features"), default=cpu["max_features"],
+    p.add_argument("--max-features", type=_count("--max-features", MAX_FEATURES), default=cpu["max_features"],
                    help=f"most features of a stage (default: {cpu['max_features']})")
-    p.add_argument("--batch-size", type=_count("--batch-size", keep=True), default=cpu["batch_size"],
+    p.add_argument("--batch-size", type=_count("--batch-size", MAX_BATCH, keep=True), default=cpu["batch_size"],
                    help=f"batch size, or keep (the base's) (default: {cpu['batch_size']})")
-    p.add_argument("--patch-size", type=_count("--patch-size", keep=True), default=cpu["max_patch"], metavar="EDGE",
+    p.add_argument("--patch-size", type=_count("--patch-size", MAX_EDGE, keep=True), default=cpu["max_patch"],
+                   metavar="EDGE",
                    help="largest patch edge: each axis of the base's patch size is capped at EDGE, rounded down to a "
-                        f"multiple of the pooling; or keep (the base's) (default: {cpu['max_patch']})")
+                        "multiple of the pooling (said when it is); an EDGE below the pooling of an axis it would "
+                        f"shrink is refused; or keep (the base's) (default: {cpu['max_patch']})")
     p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
     p.set_defaults(func=run)

@@ -31,6 +31,10 @@ PLANS_INDENT = 4
 # A configuration name becomes part of nnU-Net's result folder <trainer>__<plans>__<configuration>.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
+#: The configurations nnU-Net's own planners write and its commands know by name (the cascade trains
+#: 3d_cascade_fullres on 3d_lowres predictions): a configuration added by hand never takes one of these names.
+RESERVED_CONFIGURATIONS = ("2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres")
+
 
 def resolve_configuration(plans: dict, name: str) -> dict:
     """The configuration ``name`` with its ``inherits_from`` chain merged the way nnU-Net's
@@ -62,8 +66,10 @@ def smaller_configuration(plans: dict, base: str = "2d", n_stages: int = 5, base
     """The configuration entry that inherits ``base`` with a U-Net of ``n_stages`` stages whose
     features double from ``base_features`` up to ``max_features``; ``batch_size`` None keeps the base's;
     ``max_patch`` caps each axis of the patch size (rounded down to a multiple of the pooling; None keeps
-    the base's). ``base`` may itself inherit from another configuration (its merged values are used).
-    The entry has no ``data_identifier``: it shares the base's preprocessed data.
+    the base's; a cap below the pooling of an axis it would shrink is refused, since the smallest patch the
+    network takes there, the pooling itself, would be larger than asked). ``base`` may itself inherit from another
+    configuration (its merged values are used). The entry has no ``data_identifier``: it shares the base's
+    preprocessed data.
 
     Raises:
         ValueError: for a base that is not in the plans or has no ``architecture`` entry, or a size out of range.
@@ -101,7 +107,14 @@ def smaller_configuration(plans: dict, base: str = "2d", n_stages: int = 5, base
                          f"{n_stages} stages.")
     config = {"inherits_from": base, "architecture": arch}
     if max_patch is not None:
-        capped = [min(p, max(d, max_patch // d * d)) for p, d in zip(patch, divisor)]
+        short = [i for i, (p, d) in enumerate(zip(patch, divisor)) if max_patch < min(p, d)]
+        if short:
+            i = short[0]
+            raise ValueError(f"a patch edge of at most {max_patch} cannot be met: a U-Net of {n_stages} stages pools "
+                             f"axis {i} by {divisor[i]} (pooling {divisor}), so a patch axis is a multiple of that, "
+                             f"at least {divisor[i]}; give an edge of {max(divisor[j] for j in short)} or more, or "
+                             f"fewer stages.")
+        capped = [min(p, max_patch // d * d) for p, d in zip(patch, divisor)]
         if capped != list(patch):
             config["patch_size"] = capped
     if batch_size is not None:
@@ -110,8 +123,9 @@ def smaller_configuration(plans: dict, base: str = "2d", n_stages: int = 5, base
 
 
 def check_configuration_name(name: str) -> str:
-    """``name`` if it can name an nnU-Net configuration: letters, digits, ``_``, ``-`` and ``.``, starting with
-    a letter or digit, without ``__`` (nnU-Net's separator in result folder names).
+    """``name`` if it can name an added nnU-Net configuration: letters, digits, ``_``, ``-`` and ``.``, starting
+    with a letter or digit, without ``__`` (nnU-Net's separator in result folder names), and none of nnU-Net's own
+    names (:data:`RESERVED_CONFIGURATIONS`).
 
     Raises:
         ValueError: otherwise, with the rule.
@@ -119,6 +133,10 @@ def check_configuration_name(name: str) -> str:
     if not _NAME.fullmatch(name) or "__" in name:
         raise ValueError(f"--name {name!r} cannot name an nnU-Net configuration: use letters, digits, '_', '-' and "
                          f"'.', starting with a letter or digit, without '__' (e.g. 2d_cpu).")
+    if name.lower() in RESERVED_CONFIGURATIONS:
+        raise ValueError(f"--name {name!r} is one of nnU-Net's own configuration names "
+                         f"({', '.join(RESERVED_CONFIGURATIONS)}), which its planners write and its commands expect "
+                         f"to be theirs; give the smaller configuration a name of its own, e.g. {name.lower()}_cpu.")
     return name
 
 
