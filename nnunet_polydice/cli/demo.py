@@ -88,7 +88,9 @@ def register(sub) -> None:
             "     most reference pixels of it, then those with the most reference foreground), each with the\n"
             "     image, the reference outline and each trainer's prediction outlined, and the learning curves\n"
             f"     of the trained runs (nnU-Net's training_log_*.txt) into <work>/{demo.CURVES_FOLDER}/.\n"
-            "Run it again to resume: finished trainings are skipped, interrupted ones continued (--c).\n\n"
+            "Run it again to resume: finished trainings are skipped, interrupted ones continued (--c).\n"
+            "Checked before anything runs: the trainer names (with nnU-Net's own lookup), the work folder, and\n"
+            "nnU-Net's commands (on PATH, or beside this Python when the tool is run by its full path).\n\n"
             f"Default schedule: {cpu[0]}x{cpu[1]} on the CPU ({cpu[0] * cpu[1]} iterations per trainer; "
             f"expected about {_CPU_MIN:.0f} min\n"
             f"for the whole demo on 2 idle CPU cores with the full colin27 data: planning ~{demo.PLAN_SECONDS} s, per "
@@ -99,7 +101,9 @@ def register(sub) -> None:
             "loss finds small structures,\nnot final accuracy (use 'nnunet-polydice sweep' over several folds for "
             "that)."))
     p.add_argument("--work", default="polydice_demo",
-                   help="work folder of the demo (created; reused by a rerun). Default: ./polydice_demo")
+                   help="work folder of the demo: a new or empty folder inside an existing one (created), or the "
+                        f"folder of an earlier demo ({demo.MARKER} in it: a rerun resumes there); a folder of other "
+                        "files is refused. Default: ./polydice_demo")
     p.add_argument("--data", choices=sorted(demo.DEMO_DATA), default="colin27",
                    help="embedded data set: colin27 (Colin27/AAL coronal slices, hippocampus and amygdala; "
                         "default) or dsb2018 (nuclei, the balanced control)")

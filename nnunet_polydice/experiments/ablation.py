@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from pathlib import Path
 from nnunet_polydice.experiments import checks
 from nnunet_polydice.experiments.runs import STATES, fold_state, fold_status
 from nnunet_polydice.integration import lookup
-from nnunet_polydice.integration.locate import with_trainers_folder
+from nnunet_polydice.integration.locate import nnunet_command, with_trainers_folder
 from nnunet_polydice.integration.naming import (
     FAMILIES,
     is_class_name,
@@ -553,14 +551,8 @@ def write_slurm_script(path, jobs: Sequence[Job], environ: dict | None = None) -
 # ------------------------------------------------------------------------------------------- running
 
 def _executable(environ: dict) -> str:
-    found = shutil.which(TRAIN_EXECUTABLE, path=environ.get("PATH"))
-    if found:
-        return found
-    beside = Path(sys.executable).parent / TRAIN_EXECUTABLE
-    if beside.is_file():
-        return str(beside)
-    raise FileNotFoundError(f"{TRAIN_EXECUTABLE} is not on PATH nor next to {sys.executable}; "
-                            f"install nnunetv2 (pip install 'nnunetv2>=2.8') in this environment.")
+    """nnUNetv2_train on the PATH of ``environ`` or beside this interpreter (:func:`locate.nnunet_command`)."""
+    return nnunet_command(TRAIN_EXECUTABLE, environ)
 
 
 def run_jobs(jobs: Sequence[Job], *, environ: dict | None = None, echo: Callable[[str], None] = lambda s: None,

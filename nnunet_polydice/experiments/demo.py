@@ -36,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_polydice.experiments import ablation, curves, datasets
+from nnunet_polydice.experiments import ablation, checks, curves, datasets
 from nnunet_polydice.experiments.workspace import prepare_embedded, run_logged, workspace_env
+from nnunet_polydice.integration.locate import nnunet_command
 from nnunet_polydice.integration.naming import split_schedule, split_seed
 from nnunet_polydice.integration.plans import CPU_CONFIGURATION
 
@@ -48,6 +49,8 @@ __all__ = [
     "CPU_SCHEDULE",
     "GPU_SCHEDULE",
     "MARKER",
+    "NNUNET_COMMANDS",
+    "check_work_folder",
     "DemoStepError",
     "DemoResult",
     "default_schedule",
@@ -98,6 +101,9 @@ PREDICT_SECONDS = 30  # one nnUNetv2_predict of the held-out slices, start-up in
 
 #: File in the work folder that records which data set and variant the folder was made for.
 MARKER = "polydice_demo.json"
+
+#: nnU-Net's commands the demo runs: planning, training, prediction.
+NNUNET_COMMANDS = ("nnUNetv2_plan_and_preprocess", "nnUNetv2_train", "nnUNetv2_predict")
 
 #: The picture of held-out slices and the folder of learning curves, in the work folder.
 PICTURE = "demo_predictions.png"
@@ -321,21 +327,41 @@ def _read_array(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def _check_marker(work: Path, data: DemoData, variant: str) -> None:
+def check_work_folder(work, data: DemoData, variant: str) -> Path:
+    """The demo's work folder, checked before any work, as an absolute path: a folder the demo can write, that
+    exists or whose parent does (:func:`checks.check_output_folder`), and that is either new, empty, or a work
+    folder of an earlier demo of the same data and variant (its :data:`MARKER`: a rerun resumes there). A folder
+    of anything else is refused: the demo works in a folder of its own.
+
+    Raises:
+        ValueError: naming --work and what is wrong; nothing is created.
+    """
+    work = checks.check_output_folder(work, "--work").resolve()
     marker = work / MARKER
-    wanted = {"data": data.key, "dataset": data.dataset, "variant": variant}
     if marker.is_file():
         try:
             have = json.loads(marker.read_text())
         except ValueError:
             have = None
+        wanted = {"data": data.key, "dataset": data.dataset, "variant": variant}
         if have != wanted:
             raise ValueError(f"{work} holds a demo of {have.get('data') if isinstance(have, dict) else '?'} "
                              f"({have.get('variant') if isinstance(have, dict) else '?'} variant); this run asks "
                              f"for {data.key} ({variant} variant). Give another --work folder, or delete {work}.")
+    elif work.is_dir() and any(work.iterdir()):
+        raise ValueError(f"--work {work} is a folder with other files in it and no {MARKER}: the demo works in a "
+                         f"folder of its own (new, empty, or one an earlier demo made). Give a new folder, e.g. "
+                         f"--work {work / 'polydice_demo'}.")
+    return work
+
+
+def _write_marker(work: Path, data: DemoData, variant: str) -> None:
+    """Make the work folder (checked by :func:`check_work_folder`; its parent exists) and its :data:`MARKER`."""
+    marker = work / MARKER
+    if marker.is_file():
         return
-    work.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(wanted, indent=2) + "\n")
+    work.mkdir(exist_ok=True)
+    marker.write_text(json.dumps({"data": data.key, "dataset": data.dataset, "variant": variant}, indent=2) + "\n")
 
 
 def _copy_if_changed(src: Path, dst: Path) -> None:
@@ -384,7 +410,9 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
 
     Raises:
         ValueError: for an unknown data set, a fold the data set does not have, a bad trainer name or
-            schedule, or a work folder made for another data set or variant (before anything runs).
+            schedule, a trainer nnU-Net does not find, or a work folder that is a file, has no parent, holds other
+            files or was made for another data set or variant (:func:`check_work_folder`; before anything runs).
+        FileNotFoundError: when nnU-Net's commands are neither on PATH nor beside this interpreter.
         DemoStepError: when a step fails; the message names the step and the failing command.
     """
     if data not in DEMO_DATA:
@@ -399,9 +427,12 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
     epochs, iterations = schedule if schedule is not None else default_schedule(device)
     names = ablation.sweep_trainers((), (), (), baselines=list(trainers), schedule=(epochs, iterations),
                                     seeds=() if seed is None else [seed])
-    work = Path(work).resolve()
-    _check_marker(work, info, variant)
+    work = check_work_folder(work, info, variant)
     env = workspace_env(work, environ, cpu=(device != "cuda"))
+    for command in NNUNET_COMMANDS:
+        nnunet_command(command, env)  # beside this interpreter when not on PATH; a sentence when in neither
+    ablation.check_trainers_found(names, env)  # nnU-Net's own lookup: a typo gets "Did you mean", before planning
+    _write_marker(work, info, variant)
     cases = splits[fold]["val"]
     n_steps = 6
 
@@ -493,18 +524,33 @@ def next_steps(result: DemoResult) -> list[str]:
     lines = [f"export {k}={shlex.quote(v)}" for k, v in result.environ.items()]
     epochs, iterations = result.schedule
     trainers = " ".join(result.trainers)
-    lines += [f"nnunet-polydice compare {result.dataset} {CPU_CONFIGURATION} --trainers {trainers}",
-              f"nnunet-polydice curves {result.dataset} {CPU_CONFIGURATION} --trainers {trainers}"]
+    tool = _typed("nnunet-polydice")
+    lines += [f"{tool} compare {result.dataset} {CPU_CONFIGURATION} --trainers {trainers}",
+              f"{tool} curves {result.dataset} {CPU_CONFIGURATION} --trainers {trainers}"]
     if result.heldout is not None:
         out = result.heldout.parent / "my_predictions"
-        lines.append(f"nnUNetv2_predict -i {shlex.quote(str(result.heldout))} -o {shlex.quote(str(out))} "
+        lines.append(f"{_typed('nnUNetv2_predict')} -i {shlex.quote(str(result.heldout))} -o {shlex.quote(str(out))} "
                      f"-d {result.dataset} -c {CPU_CONFIGURATION} -f {result.fold} -tr {result.trainers[0]} "
                      f"-device {result.device}")
-    lines.append(f"nnunet-polydice sweep {result.dataset} {CPU_CONFIGURATION} --folds 0 1 2 3 4 --trainers "
+    lines.append(f"{tool} sweep {result.dataset} {CPU_CONFIGURATION} --folds 0 1 2 3 4 --trainers "
                  f"{' '.join(split_schedule(split_seed(t)[0])[0] for t in result.trainers)} "
                  f"--schedule {epochs}x{iterations} "
                  f"--seeds 0 1 2 --device {result.device}")
     return lines
+
+
+def _typed(command: str) -> str:
+    """``command`` as the user types it: its name when it is on PATH, else its path beside this interpreter (the
+    demo run as ``/path/to/venv/bin/nnunet-polydice demo`` prints commands that work the same way)."""
+    import shlex
+    import shutil
+
+    if shutil.which(command):
+        return command
+    try:
+        return shlex.quote(nnunet_command(command))
+    except FileNotFoundError:
+        return command
 
 
 def _write_curves(results: Path, dataset: str, trainers: Sequence[str], fold: int, out_dir: Path) -> list:

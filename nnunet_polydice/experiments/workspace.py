@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from nnunet_polydice.experiments import datasets
-from nnunet_polydice.integration.locate import with_trainers_folder
+from nnunet_polydice.integration.locate import nnunet_command, with_trainers_folder
 from nnunet_polydice.integration.plans import CPU_CONFIGURATION, add_configuration, smaller_configuration
 
 # The CPU configuration used by the demo and the measured ablation (see README, "Numbers").
@@ -40,10 +40,17 @@ def workspace_env(work_dir, environ: dict | None = None, cpu: bool = True) -> di
 
 
 def run_logged(cmd: list[str], env: dict, echo=print) -> None:
-    """Run an nnU-Net command, its output streamed to our stdout; a failure raises with the command."""
+    """Run an nnU-Net command, its output streamed to our stdout; a failure raises with the command. The command
+    is found on the PATH of ``env`` or beside this interpreter (:func:`locate.nnunet_command`).
+
+    Raises:
+        FileNotFoundError: when the command is in neither place (before anything runs).
+        RuntimeError: when it exits with a non-zero status.
+    """
+    exe = nnunet_command(cmd[0], env)
     echo("$ " + " ".join(cmd))
     sys.stdout.flush()
-    code = subprocess.call(cmd, env=env)
+    code = subprocess.call([exe, *cmd[1:]], env=env)
     if code != 0:
         raise RuntimeError(f"command failed with exit code {code}: {' '.join(cmd)}")
 

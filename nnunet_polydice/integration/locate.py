@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 HOOK_OPT_OUT = "NNUNET_POLYDICE_NO_HOOK"
@@ -55,3 +57,22 @@ def with_trainers_folder(environ: dict | None = None) -> dict:
     if folder not in parts:
         env["nnUNet_extTrainer"] = os.pathsep.join([*parts, folder])
     return env
+
+
+def nnunet_command(name: str, environ: dict | None = None) -> str:
+    """The path of nnU-Net's command ``name`` (``nnUNetv2_train``, ``nnUNetv2_predict``, ...): the one on the PATH of
+    ``environ`` (default os.environ), else the one beside this interpreter (``sys.executable``'s folder: a tool run
+    as ``/path/to/venv/bin/nnunet-polydice`` without the venv on PATH finds the nnU-Net of its own venv).
+
+    Raises:
+        FileNotFoundError: when neither exists, with the fix.
+    """
+    env = os.environ if environ is None else environ
+    found = shutil.which(name, path=env.get("PATH"))
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    raise FileNotFoundError(f"{name} is not on PATH nor next to {sys.executable}; install nnunetv2 (pip install "
+                            f"'nnunetv2>=2.8') in this environment, or put its folder on PATH.")
