@@ -14,7 +14,12 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_polydice.integration.naming import parse_trainer_name, ready_grid
 from nnunet_polydice.integration.pruning import TrialPruningMixin
 from nnunet_polydice.integration.seeding import SeededRunMixin
-from nnunet_polydice.integration.trainer import PolyLossMixin, ShortScheduleMixin
+from nnunet_polydice.integration.trainer import (
+    NnunetReleaseMixin,
+    PolyLossMixin,
+    ShortScheduleMixin,
+    nnunet_trainer_class,
+)
 
 
 class nnUNetTrainerPolyDice(TrialPruningMixin, PolyLossMixin, nnUNetTrainer):
@@ -64,13 +69,7 @@ _FAMILY_CLASSES = {cls.__name__: cls for cls in (
 
 def _nnunet_trainer_class(name):
     """A trainer nnU-Net ships (searched in nnU-Net's own folder only, never in nnUNet_extTrainer)."""
-    from os.path import join
-
-    import nnunetv2
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
-
-    return recursive_find_python_class(join(nnunetv2.__path__[0], "training", "nnUNetTrainer"), name,
-                                       "nnunetv2.training.nnUNetTrainer", nnunetv2.__path__[0])
+    return nnunet_trainer_class(name)
 
 
 def _make_trainer_class(name):
@@ -88,6 +87,8 @@ def _make_trainer_class(name):
         bases = (SeededRunMixin, *bases)
     if not issubclass(base, TrialPruningMixin):  # nnU-Net's own trainers with a schedule suffix
         bases = (TrialPruningMixin, *bases)
+    if not any(issubclass(b, NnunetReleaseMixin) for b in bases):  # nnU-Net's own trainers with only _s<N>
+        bases = (NnunetReleaseMixin, *bases)
     cls = type(name, bases, {"polyloss_spec": spec, "__module__": __name__, "__qualname__": name,
                              "__doc__": f"{spec.formula()} (nnunet-polydice, made from the name)."})
     globals()[name] = cls

@@ -90,6 +90,31 @@ def _not_found(name: str, ext: str | None, why: str) -> TrainerNotFound:
         f"this package's trainers.")
 
 
+def _nnunet_lookup():
+    """nnU-Net's own by-name lookup, as its ``nnUNetv2_train`` calls it. nnunetv2 2.8.0 added
+    ``utilities.find_objects.recursive_find_trainer_class_by_name`` (its own folder, then nnUNet_extTrainer);
+    2.5.x-2.7.x search their own trainer folder only (``run_training.get_trainer_from_args``), which finds this
+    package's trainers through ``nnunet-polydice link``. Both raise RuntimeError for an unknown name and
+    AssertionError for a class that is not an nnUNetTrainer."""
+    try:
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+        return recursive_find_trainer_class_by_name
+    except ImportError:
+        pass
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunet_polydice.integration.trainer import nnunet_trainer_class
+
+    def before_2_8(name: str):
+        cls = nnunet_trainer_class(name)
+        if cls is None:
+            raise RuntimeError(f"Could not find requested nnunet trainer {name}")
+        assert issubclass(cls, nnUNetTrainer), "The requested nnunet trainer class must inherit from nnUNetTrainer"
+        return cls
+
+    return before_2_8
+
+
 def find_trainer_class(name: str, environ: Mapping[str, str] | None = None):
     """The class ``nnUNetv2_train -tr name`` would train, found by nnU-Net's own lookup.
 
@@ -101,8 +126,7 @@ def find_trainer_class(name: str, environ: Mapping[str, str] | None = None):
             ``nnUNetTrainer``; the sentence suggests the closest known name.
         InvalidTrainerName: for a malformed name of this package's families (raised by the trainers module).
     """
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
+    recursive_find_trainer_class_by_name = _nnunet_lookup()
     ext = (os.environ if environ is None else environ).get(_EXT)
     with _ext_trainer(ext), contextlib.redirect_stdout(io.StringIO()):
         try:

@@ -227,6 +227,15 @@ def signal_index(label_key: str, foreground) -> int:
     return keys.index(label_key)
 
 
+def logger_reader(logger):
+    """nnU-Net's trainer logger as ``get_value(key, step)``: nnunetv2 2.7.0 added ``get_value`` (MetaLogger);
+    2.5.x-2.6.x keep the same keys in the dict ``my_fantastic_logging`` (step None: the whole list)."""
+    if hasattr(logger, "get_value"):
+        return logger.get_value
+    logs = logger.my_fantastic_logging
+    return lambda key, step: logs[key] if step is None else logs[key][step]
+
+
 def epoch_signal(get_value, index: int | None) -> float | None:
     """This epoch's validation signal from nnU-Net's logger (``get_value(key, step)``): ``ema_fg_dice``
     when ``index`` is None, else :func:`ema` of entry ``index`` of ``dice_per_class_or_region``."""
@@ -324,7 +333,7 @@ class TrialPruningMixin:
         if link.label_key is not None:
             lm = self.label_manager
             index = signal_index(link.label_key, lm.foreground_regions if lm.has_regions else lm.foreground_labels)
-        value = epoch_signal(self.logger.get_value, index)
+        value = epoch_signal(logger_reader(self.logger), index)
         if not reporter.running():
             self._polydice_stop(epoch, value, pruned=False)
         prune = reporter.report(value, epoch)

@@ -11,18 +11,76 @@ Reading the base loss back relies on attributes nnU-Net has had since v2.0: ``De
 ``DC_and_CE_loss.dc/.weight_ce`` (``DC_and_BCE_loss`` alike) and the Dice module's ``apply_nonlin,
 batch_dice, do_bg, smooth, ddp``. ``replace_dice_term`` checks them and fails with a sentence if a future
 nnU-Net changes them.
+
+Supported: nnunetv2 2.5.x-2.8.x. What differs between those releases is handled here, each where it is used
+(:data:`NNUNET_RELEASE`): the base trainer's ``load_checkpoint`` (:class:`NnunetReleaseMixin`) and the signature
+of nnU-Net's class finder (:func:`nnunet_trainer_class`). ``nnUNetTrainer.__init__`` (its ``unpack_dataset``
+argument went in 2.6; 2.7 added the ``continue_training`` key it pops from the plans) is never overridden here.
 """
 
 from __future__ import annotations
+
+import contextlib
+import importlib.metadata as md
+import os
+import warnings
+from os.path import join
 
 import torch
 from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
+from nnunet_polydice.integration.link import version_tuple
 from nnunet_polydice.integration.naming import TrainerSpec
 from nnunet_polydice.loss import modules
 
 _DICE_KEYWORDS = ("batch_dice", "do_bg", "smooth", "ddp")
+
+#: The installed nnunetv2 release, e.g. (2, 7, 0).
+NNUNET_RELEASE = version_tuple(md.version("nnunetv2"))
+
+
+def nnunet_trainer_class(name: str):
+    """A trainer class nnU-Net ships, found by name in nnU-Net's own trainer folder only; None if there is none."""
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    folder = join(nnunetv2.__path__[0], "training", "nnUNetTrainer")
+    # nnunetv2 2.8.0 added base_folder (put on sys.path while importing); 2.5.x-2.7.x take (folder, name, module).
+    if NNUNET_RELEASE >= (2, 8):
+        return recursive_find_python_class(folder, name, "nnunetv2.training.nnUNetTrainer", nnunetv2.__path__[0])
+    return recursive_find_python_class(folder, name, "nnunetv2.training.nnUNetTrainer")
+
+
+@contextlib.contextmanager
+def _torch_load_unrestricted():
+    """torch.load calls that do not pass ``weights_only`` load full pickles inside the block (torch >= 2.6
+    defaults to ``weights_only=True``; ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is read at each call)."""
+    before = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = before
+
+
+class NnunetReleaseMixin:
+    """Differences between nnunetv2 releases in the base trainer's methods (in every class of this package)."""
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        # nnunetv2 2.5.x calls torch.load(path) without weights_only, and cannot take a loaded dict; with torch
+        # >= 2.6 (weights_only=True by default) that refuses nnU-Net's own checkpoint (numpy values in its
+        # logging), so `nnUNetv2_train --c` fails. 2.6.0+ pass weights_only=False themselves; the predictor
+        # does in every supported release. The checkpoint is the run's own, written by nnU-Net.
+        if NNUNET_RELEASE < (2, 6) and isinstance(filename_or_checkpoint, str):
+            with _torch_load_unrestricted():
+                return super().load_checkpoint(filename_or_checkpoint)
+        return super().load_checkpoint(filename_or_checkpoint)
 
 
 class DiceOnly_BCE_loss(DC_and_BCE_loss):
@@ -78,16 +136,18 @@ def replace_dice_term(loss, spec: TrainerSpec, compile_dice: bool):
     return loss
 
 
-class PolyLossMixin:
+class PolyLossMixin(NnunetReleaseMixin):
     """Mixed in before an nnU-Net trainer class; ``polyloss_spec`` (a class attribute) says which loss."""
 
     polyloss_spec: TrainerSpec
 
     def _build_loss(self):
+        # _do_i_compile (nnU-Net's compile switch: nnUNet_compile, device, version checks) exists, with this name
+        # and no arguments, in nnunetv2 2.5.x-2.8.x.
         return replace_dice_term(super()._build_loss(), self.polyloss_spec, self._do_i_compile())
 
 
-class ShortScheduleMixin:
+class ShortScheduleMixin(NnunetReleaseMixin):
     """E epochs of I iterations (``_<E>ep<I>it`` names): for CPU budgets, demos and tests.
 
     Set in ``initialize`` (before the learning-rate schedule is built from ``num_epochs``), not in
