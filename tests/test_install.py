@@ -147,8 +147,8 @@ def test_cli_doctor_and_list_in_the_venv(venv):
 def test_old_nnunet_gets_a_clear_message():
     from nnunet_polydice.cli.doctor import nnunet_version_problem
 
-    assert "needs nnunetv2 >= 2.8" in nnunet_version_problem("2.6.2")
-    assert nnunet_version_problem("2.8.1") is None and nnunet_version_problem("2.10.0") is None
+    assert "needs nnunetv2 >= 2.5" in nnunet_version_problem("2.4.2")
+    assert all(nnunet_version_problem(v) is None for v in ("2.5.0", "2.6.4", "2.7.0", "2.8.1", "2.10.0"))
     assert "not installed" in nnunet_version_problem(None)
 
 

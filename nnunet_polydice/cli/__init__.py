@@ -11,8 +11,8 @@ import sys
 from .. import __version__
 
 # sub-command module names, in the order ``--help`` lists them
-COMMANDS = ("catalogue", "doctor", "demo", "datasets", "add_config", "sweep", "noise", "tune", "compare", "curves",
-            "plot_shape")
+COMMANDS = ("catalogue", "doctor", "link", "demo", "datasets", "add_config", "sweep", "noise", "tune", "compare",
+            "curves", "plot_shape")
 
 
 def build_parser() -> argparse.ArgumentParser:
