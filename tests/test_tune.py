@@ -128,8 +128,13 @@ def test_trials_suggest_exactly_the_grid_through_the_queue():
 
 
 def test_sampler_choice_and_worker_shares():
-    assert tune.choose_sampler("auto", 5, 5) == "grid" and tune.choose_sampler("auto", 4, 5) == "tpe"
+    # grid when the trials cover the untried settings, or are at most TPE's 10 random start-up trials
+    assert tune.choose_sampler("auto", 5, 5) == "grid" and tune.choose_sampler("auto", 4, 8) == "grid"
+    assert tune.choose_sampler("auto", 10, 40) == "grid" and tune.choose_sampler("auto", 11, 40) == "tpe"
     assert tune.choose_sampler("random", 9, 5) == "random"
+    assert "no more than TPE's 10 random start-up trials" in tune.sampler_reason("auto", "grid", 4, 8)
+    assert "brute force" in tune.sampler_reason("auto", "grid", 8, 8)
+    assert tune.sampler_reason("auto", "tpe", 20, 40).startswith("tpe: 20 trials over 40 untried settings")
     with pytest.raises(ValueError, match="--sampler 'bayes'"):
         tune.choose_sampler("bayes", 1, 1)
     assert tune.worker_shares(10, 4) == [3, 3, 2, 2] and tune.worker_shares(1, 3) == [1, 0, 0]
@@ -147,9 +152,9 @@ def test_pruner_specs():
     assert isinstance(threshold, optuna.pruners.ThresholdPruner)
     hb = pruning.make_pruner("hyperband:min_resource=1,reduction_factor=3", max_resource=20)
     assert hb._max_resource == 20  # set from folds x epochs, so that every process makes the same brackets
-    assert tune.default_pruner(30) == "median:n_startup_trials=3,n_warmup_steps=15"
-    assert tune.default_pruner(3) == "median:n_startup_trials=3,n_warmup_steps=1"
-    assert tune.default_pruner(1) == "median:n_startup_trials=3,n_warmup_steps=1"
+    assert tune.default_pruner(30) == "median:n_startup_trials=3,n_warmup_steps=15,n_min_trials=3"
+    assert tune.default_pruner(3) == "median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3"
+    assert tune.default_pruner(1) == "median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3"
     with pytest.raises(ValueError, match="unknown pruner 'asha'; allowed: median, percentile, sha"):
         pruning.make_pruner("asha")
     with pytest.raises(ValueError, match="MedianPruner takes no warmup; its keywords: n_startup_trials"):
@@ -376,7 +381,9 @@ def test_prepare_defaults(fake_results):
     assert setup.study == "2d_30ep40it_folds0_amygdala"
     assert setup.storage == f"journal://{res.resolve() / 'Dataset991_Tune' / 'polydice_tune.journal'}"
     assert setup.out_dir == res.resolve() / "Dataset991_Tune" / "polydice_tune" / setup.study
-    assert setup.pruner == "median:n_startup_trials=3,n_warmup_steps=15"
+    assert setup.pruner == "median:n_startup_trials=3,n_warmup_steps=15,n_min_trials=3"
+    # 3 settings x 1 fold x 1 run x 30 x 40 = 3600 iterations; without seeds the default budget is all of it
+    assert (setup.grid_iterations, setup.budget, setup.seeds, setup.race) == (3600, 3600, (None,), False)
     assert (setup.epochs, setup.iterations, setup.max_resource) == (30, 40, 30)
     assert [s.trainer for s in setup.space.settings] == [
         "nnUNetTrainerPolyDice_K2_eps0_30ep40it", "nnUNetTrainerPolyDice_K2_eps0p5_30ep40it",
@@ -443,7 +450,7 @@ def test_summary_arithmetic(fake_results):
     20 epochs, a pruned one that trained 3, a reused one (0 epochs). Spent: 23 x 5 = 115 iterations; the full
     grid: 2 settings x 2 folds x 10 epochs x 5 iterations = 200."""
     setup = tune.prepare("991", "2d", families=["nnUNetTrainerPolyDice"], K_values=["1", "2"], epsilons=["0"],
-                         schedule="10x5", folds=["0", "1"], lookup=False)
+                         schedule="10x5", folds=["0", "1"], lookup=False, budget="100%")
     study = optuna.create_study(direction="maximize")
     dist = {k: optuna.distributions.CategoricalDistribution(v) for k, v in setup.space.grid().items()}
     k1, k2 = (s.params for s in setup.space.settings)
@@ -457,10 +464,12 @@ def test_summary_arithmetic(fake_results):
     summary = tune.summarize(study, setup)
     assert (summary.iterations_spent, summary.full_grid_iterations) == (115, 200)
     assert summary.best.number == 2 and summary.best.trainer == "nnUNetTrainerPolyDice_K2_eps0_10ep5it"
-    assert summary.cost_lines()[0].startswith("training iterations spent: 115 ")
+    assert summary.cost_lines()[0].startswith("training iterations spent: 115 of a budget of 200 (100% of the grid)")
     assert "57.5% of the full grid's 200" in summary.cost_lines()[0]
     assert summary.cost_lines()[1] == ("reused finished runs (0 iterations): trial 2 "
                                        "nnUNetTrainerPolyDice_K2_eps0_10ep5it fold 0 1")
+    assert summary.verdict_lines()[0] == "Best: nnUNetTrainerPolyDice_K2_eps0_10ep5it  validation Dice 0.7000 (trial 2)"
+    assert summary.verdict_lines()[1].startswith("Noise: none known. Every setting has one run per fold")
     rows = list(csv.DictReader(summary.csv_text().splitlines()))
     assert [(r["trial"], r["state"], r["value"], r["last_step"], r["epochs_trained"]) for r in rows] == [
         ("0", "COMPLETE", "0.6", "19", "20"), ("1", "PRUNED", "", "2", "3"), ("2", "COMPLETE", "0.7", "", "0")]
@@ -469,7 +478,7 @@ def test_summary_arithmetic(fake_results):
         "nnUNetv2_predict -i INPUT_FOLDER -o OUTPUT_FOLDER -d Dataset991_Tune -c 2d -tr "
         "nnUNetTrainerPolyDice_K2_eps0_10ep5it -p nnUNetPlans -f 0 1 2 3 4"]
     written = tune.write_outputs(summary)
-    assert [p.name for p in written] == ["tune.md", "tune.csv", "tune_curves.png"]
+    assert [p.name for p in written] == ["tune.md", "tune.csv", "tune_curves.png", "tune_settings.csv"]
     assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (setup.out_dir / "tune.csv").unlink()
     (setup.out_dir / "tune.csv").write_text("the user's own file")
@@ -502,7 +511,7 @@ def test_slurm_script_text_and_refusals(fake_results, tmp_path):
     assert lines[-1] == (
         "nnunet-polydice tune Dataset991_Tune 2d --families nnUNetTrainerPolyDice --K 2 inf --epsilon 0.0 0.5 "
         f"--folds 1 -p nnUNetPlans --storage journal://{tmp_path}/t.log --study s1 --pruner none --sampler grid "
-        "--schedule 30x40 --seed 7 --trials \"${TRIALS[$SLURM_ARRAY_TASK_ID]}\" --worker-index "
+        "--schedule 30x40 --budget 4800 --seed 7 --trials \"${TRIALS[$SLURM_ARRAY_TASK_ID]}\" --worker-index "
         "\"$SLURM_ARRAY_TASK_ID\"")
     assert any(line.startswith("export nnUNet_extTrainer=") for line in lines)
     path = tune.write_slurm_script(tmp_path / "tune.sbatch", text)
@@ -555,7 +564,7 @@ def test_tune_end_to_end(tmp_path):
     env = nnunet_env(work)
     prepare_embedded(COLIN, work, variant="tiny", echo=lambda s: None, environ=env)
     tool = _tool()
-    base = [tool, "tune", "731", "2d_cpu", *SPACE]
+    base = [tool, "tune", "731", "2d_cpu", *SPACE, "--budget", "100%"]
 
     # 1. one trial, trained to the end: its value is nnU-Net's validation Dice
     out = run([*base, "--trials", "1", "--pruner", "none"], env, timeout=TIMEOUT).stdout
@@ -565,7 +574,8 @@ def test_tune_end_to_end(tmp_path):
     assert first.value == _foreground_dice(_fold(work, trained))
     assert sorted(first.intermediate_values) == [0, 1]
     assert f"Best: {trained}  validation Dice {first.value:.4f} (trial 0)" in out
-    assert "Training iterations spent: 4 " in out and "of the full grid's 12 (3 settings x 1 folds x 2 epochs" in out
+    assert "Training iterations spent: 4 of a budget of 12" in out
+    assert "of the full grid's 12 (3 settings x 1 folds x 2 epochs" in out
     final_mtime = (_fold(work, trained) / "checkpoint_final.pth").stat().st_mtime_ns
 
     # 2. study B on two workers with a forced pruner: the grid is enqueued, two trials run at once
@@ -573,12 +583,12 @@ def test_tune_end_to_end(tmp_path):
     out = run(second, env, timeout=TIMEOUT).stdout
     assert "3 settings, 3 untried, 0 trials so far; running 2 trials on 2 worker(s), sampler grid" in out
     trials = _trials(work, "B")
-    assert [t.state.is_finished() for t in trials] == [True, True, False], out  # the third waits in the queue
+    assert [t.state.is_finished() for t in trials] == [True, True], out  # only the trials run are enqueued
     assert trials[0].user_attrs["pid"] != trials[1].user_attrs["pid"]  # two worker processes
 
     # 3. the same command again: the study goes on with the queued setting
     again = run(second, env, timeout=TIMEOUT).stdout
-    assert "3 settings, 1 untried, 3 trials so far; running 1 trials on 1 worker(s)" in again
+    assert "3 settings, 1 untried, 2 trials so far; running 1 trials on 1 worker(s)" in again
     trials = {t.user_attrs["trainer"]: t for t in _trials(work, "B")}
     assert len(trials) == 3 and all(t.state.is_finished() for t in trials.values())
     reused = trials.pop(trained)
@@ -623,10 +633,46 @@ def test_tune_end_to_end(tmp_path):
     assert f"Wrote {script}: 3 array tasks, 3 trials of study cluster (grid sampler)" in out
     text = script.read_text()
     assert "#SBATCH --array=0-2" in text and "TRIALS=(1 1 1)" in text
-    assert "--study cluster --pruner median:n_startup_trials=3,n_warmup_steps=1 --sampler grid" in text
+    assert "--study cluster --pruner median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3 --sampler grid" in text
     assert [t.state for t in _trials(work, "cluster")] == [TrialState.WAITING] * 3
     refused = run(slurm, env, timeout=TIMEOUT, check=False)
     assert refused.returncode == 2 and "exists; nnunet-polydice never overwrites a file" in refused.stderr
+
+
+@pytest.mark.e2e
+def test_tune_races_two_settings_on_two_seeds(tmp_path):
+    """Two settings x seeds 0, 1 x fold 0 x _1ep2it (grid: 8 training iterations, budget 100%): the search trains
+    seed 0 of each; one seed per fold shows no run-to-run noise, so racing trains seed 1 of both, after which
+    the order is used up (or the leader is told apart). Nothing is trained twice, the budget holds, and the
+    report names a winner or the set it could not separate."""
+    from nnunet_polydice.experiments.workspace import prepare_embedded
+
+    work = tmp_path / "work"
+    env = nnunet_env(work)
+    prepare_embedded(COLIN, work, variant="tiny", echo=lambda s: None, environ=env)
+    argv = [_tool(), "tune", "731", "2d_cpu", "--families", "nnUNetTrainerPolyDice", "--K", "1", "2", "--epsilon",
+            "0", "--schedule", "1x2", "--device", "cpu", "--seeds", "0", "1", "--budget", "100%", "--study", "R"]
+    out = run(argv, env, timeout=2 * TIMEOUT).stdout  # four nnUNetv2_train processes
+    assert "Sampler grid: 2 trials cover the 2 untried settings" in out and "racing on:" in out
+    trials = _trials(work, "R")
+    assert all(t.state == TrialState.COMPLETE for t in trials), out
+    pairs = [(t.user_attrs["trainer"], key) for t in trials for key in t.user_attrs["instance_values"]]
+    assert len(pairs) == len(set(pairs)) == 4  # every (setting, fold, seed) once
+    assert sorted(key for _, key in pairs) == ["0:s0", "0:s0", "0:s1", "0:s1"]
+    assert [bool(t.user_attrs.get("race_instances")) for t in trials] == [False, False, True, True]
+    spent = sum(t.user_attrs["epochs_trained"] for t in trials) * 2
+    assert spent == 8 and "Training iterations spent: 8 of a budget of 8 (100% of the grid)" in out
+    for name in ("nnUNetTrainerPolyDice_K1_eps0_1ep2it", "nnUNetTrainerPolyDice_K2_eps0_1ep2it"):
+        for seed in (0, 1):
+            assert (_fold(work, f"{name}_s{seed}") / "checkpoint_final.pth").is_file()
+    assert ("Winner: " in out) != ("No single winner: " in out)
+    assert "Noise: run-to-run sd of one setting's validation Dice" in out
+    out_dir = work / "nnUNet_results" / COLIN / "polydice_tune" / "R"
+    rows = list(csv.DictReader((out_dir / "tune_settings.csv").open()))
+    assert [r["runs"] for r in rows] == ["2", "2"]
+    # again: nothing left to search or race, nothing trained
+    again = run(argv, env, timeout=TIMEOUT).stdout
+    assert len(_trials(work, "R")) == 4 and "Training iterations spent: 8 " in again
 
 
 # ------------------------------------------------------------------- the CLI refuses before any work
@@ -654,6 +700,19 @@ TUNE = ["tune", "991", "2d", "--families", "nnUNetTrainerPolyDice", "--K", "2", 
     (["--pruner", "median:n_startup_trials=abc"], "MedianPruner takes numbers (or true/false/none), not text: "
                                                   "n_startup_trials='abc'"),
     (["--out", "/nonexistent_polydice/deep/x"], "its parent folder /nonexistent_polydice/deep does not exist"),
+    # the grid of TUNE: 1 setting x 1 fold x 2 epochs x 2 iterations = 4 training iterations
+    (["--budget", "0"], "--budget '0': the budget must be above 0"),
+    (["--budget", "-3"], "--budget '-3': the budget must be above 0"),
+    (["--budget", "5"], "--budget '5' is more than the full grid (4 training iterations)"),
+    (["--budget", "200%"], "--budget '200%' is more than the full grid (100 %, 4 iterations)"),
+    (["--budget", "lots"], "--budget 'lots' is neither a number of training iterations nor a share of the grid"),
+    (["--budget", "1"], "is 1 training iterations, less than one run (4)"),
+    (["--seeds", "0", "0"], "--seeds gives the seed 0 more than once"),
+    (["--seeds", "-1"], "--seeds must be an integer from 0 to 4294967295 (got -1)."),
+    (["--seeds", "0", "1", "--race"], "--race needs at least two settings to race; the space has one (K=2 eps=0)"),
+    (["--K", "2", "3", "--race"], "--race needs at least two seeds (--seeds 0 1 2)"),
+    (["--pruner", "wilcoxon-cases:p=0.1"], "'p=0.1' is not one of WilcoxonPruner's keywords"),
+    (["--pruner", "wilcoxon-instances:p_threshold=2"], "WilcoxonPruner refuses these values"),
 ])
 def test_tune_refuses_before_any_study_folder_or_file(fake_results, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(fake_results)
@@ -685,6 +744,119 @@ def test_tune_refuses_a_users_report_file_before_opening_the_study(fake_results,
     assert cli_main([*TUNE, "--out", str(out)]) == 2
     assert f"{name} there was not written by nnunet-polydice" in capsys.readouterr().err
     assert _snapshot(fake_results) == before   # no journal, no study
+
+
+def test_tune_refuses_empty_seeds(fake_results, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli_main([*TUNE, "--seeds"])
+    assert exit_.value.code == 2 and "--seeds: expected at least one argument" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--seeds needs at least one seed"):
+        tune.prepare("991", "2d", seeds=[], lookup=False)
+
+
+def _dist(space):
+    return {k: optuna.distributions.CategoricalDistribution(v) for k, v in space.grid().items()}
+
+
+def test_no_setting_twice_while_untried_ones_remain():
+    """The case of the issue: --trials 4 over 8 settings. Plain TPE's first 10 trials are independent random
+    draws (repeats possible: 5 distinct in 8 with seed 0); inside NoRepeatSampler every trial is a new setting."""
+    space = tune.build_space(["nnUNetTrainerPolyDice"], ["1", "2", "3", "inf"], [0.0, 1.0], (2, 2))
+    for kind in ("tpe", "random"):
+        study = optuna.create_study(direction="maximize", sampler=tune.make_sampler(kind, 0, 0, 0, space))
+        names = []
+        study.optimize(lambda t, names=names: names.append(space.suggest(t)) or 0.1 * len(names), n_trials=8)
+        assert len(set(names)) == 8
+    plain = optuna.create_study(direction="maximize", sampler=tune.make_sampler("tpe", 0, 0, 0))
+    seen = []
+    plain.optimize(lambda t: seen.append(space.suggest(t)) or 0.0, n_trials=8)
+    assert len(set(seen)) < 8  # what the wrapper prevents
+
+
+def test_the_median_needs_three_curves_at_the_step():
+    """n_min_trials=3: two curves and a reused run (complete, no curve) at step 5 are not enough to prune a trial
+    whose value there is below both; a third curve is."""
+    space = tune.build_space(["nnUNetTrainerPolyDice"], ["1", "2", "3", "inf"], [0.0], (10, 2))
+    study = optuna.create_study(direction="maximize", pruner=tune.make_study_pruner(tune.default_pruner(10)))
+    dist, params = _dist(space), [s.params for s in space.settings]
+    for p, curve in ((params[0], {5: 0.50}), (params[1], {5: 0.52}), (params[2], {})):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params=p, distributions=dist,
+                                     intermediate_values=curve))
+    trial = study.ask()
+    trial.report(0.40, 5)
+    assert not trial.should_prune()  # 3 complete trials, but only 2 curves at step 5
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params=params[3], distributions=dist,
+                                 intermediate_values={5: 0.51}))
+    assert trial.should_prune()  # median of 0.50, 0.51, 0.52 is 0.51 > 0.40
+
+
+@pytest.mark.parametrize("n, pruned", [(3, False), (4, True)])
+def test_wilcoxon_over_instances_needs_four_worse_runs(n, pruned):
+    """Optuna's WilcoxonPruner (one-sided, p_threshold 0.1): a trial worse than the best on all of n paired
+    (fold, seed) runs has p = 1/2^n: 0.125 for 3 (never pruned), 0.0625 for 4 (pruned)."""
+    study = optuna.create_study(direction="maximize", pruner=tune.make_study_pruner("wilcoxon-instances"))
+    best = {i: 0.8 + 0.01 * i for i in range(6)}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.8, intermediate_values=best))
+    trial = study.ask()
+    for i in range(n):
+        trial.report(best[i] - 0.05 - 0.01 * i, i)  # distinct differences, all negative
+    assert trial.should_prune() is pruned
+    assert tune.wilcoxon_unit("wilcoxon-cases:p_threshold=0.05") == "cases" and tune.wilcoxon_unit("median") is None
+
+
+def test_case_values_of_a_summary():
+    summary = {"metric_per_case": [
+        {"reference_file": "/r/a.nii.gz", "metrics": {"1": {"Dice": 0.5}, "2": {"Dice": float("nan")}}},
+        {"reference_file": "C:\\r\\b.nii.gz", "metrics": {"1": {"Dice": 0.4}, "2": {"Dice": 0.8}}},
+        {"reference_file": "/r/c.nii.gz", "metrics": {"1": {"Dice": float("nan")}, "2": {"Dice": float("nan")}}}]}
+    # a: only label 1 defined (0.5); b: mean of 0.4 and 0.8; c: nothing defined, left out
+    assert tune.case_values(summary) == pytest.approx({"a.nii.gz": 0.5, "b.nii.gz": 0.6})
+    assert tune.case_values(summary, "2") == {"b.nii.gz": 0.8}
+    assert tune.case_values({}) == {} and tune.case_values(None) == {}
+
+
+def _finished(folder: Path, dice: float, cases: dict):
+    (folder / "validation").mkdir(parents=True)
+    (folder / "checkpoint_final.pth").write_bytes(b"")
+    (folder / "validation" / "summary.json").write_text(json.dumps({
+        "foreground_mean": {"Dice": dice}, "mean": {"1": {"Dice": dice}},
+        "metric_per_case": [{"reference_file": c, "metrics": {"1": {"Dice": v}}} for c, v in cases.items()]}))
+
+
+def test_seeded_summary_names_the_set_it_cannot_separate(fake_results):
+    """Two settings on seeds 0 and 1 of fold 0 (finished runs on disk, search trials in the study). K1: 0.70,
+    0.60; K2: 0.66, 0.66. Means 0.65 and 0.66: K2 leads; per-case differences (K2 - K1) of 0.06 and -0.04 on
+    seed 0 and 0.16, 0.06 on seed 1 give an interval that spans 0: no single winner, both named, and the
+    pooled run-to-run sd is sqrt(0.005 / 2) = 0.05 (K1's squares 0.005, K2's 0, one degree of freedom each);
+    K2 (K=2, eps=1) is the family's default setting, and the report says so."""
+    setup = tune.prepare("991", "2d", families=["nnUNetTrainerPolyDice"], K_values=["1", "2"], epsilons=["1"],
+                         schedule="2x2", seeds=["0", "1"], lookup=False)
+    assert setup.race and setup.instances == [("0", 0), ("0", 1)] and setup.grid_iterations == 16
+    assert setup.budget == 8  # half the grid: the search (2 runs of 4) and nothing more
+    k1, k2 = setup.space.settings
+    runs = {(k1, 0): (0.70, {"a": 0.70, "b": 0.70}), (k1, 1): (0.60, {"a": 0.50, "b": 0.70}),
+            (k2, 0): (0.66, {"a": 0.76, "b": 0.66}), (k2, 1): (0.66, {"a": 0.66, "b": 0.76})}
+    for (s, seed), (dice, cases) in runs.items():
+        _finished(setup.fold_folder(setup.run_name(s, ("0", seed)), "0"), dice, cases)
+    study = optuna.create_study(direction="maximize")
+    for s in (k1, k2):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=runs[(s, 0)][0], params=s.params,
+                                     distributions=_dist(setup.space), user_attrs={"epochs_trained": 2}))
+    summary = tune.summarize(study, setup)
+    assert summary.iterations_spent == 8 and summary.look.leader == k2.trainer
+    assert summary.look.remaining == [k2.trainer, k1.trainer] and summary.look.rivals[0].unit == "cases"
+    lines = summary.verdict_lines()
+    assert lines[0].startswith(f"No single winner: the leader {k2.trainer} (mean validation Dice 0.6600 over 2 "
+                               f"(fold, seed) runs) could not be told apart from K=1 eps=1: any of these; the default "
+                               f"setting K=2 eps=1 is among them.")
+    assert lines[-1].startswith("Noise: run-to-run sd of one setting's validation Dice 0.0500 (pooled within "
+                                "setting and fold over seeds, 2 degrees of freedom); the gap from the leader to the "
+                                "runner-up is 0.0100.")
+    assert [(r.setting.trainer, len(r.values), r.status.split(":")[0]) for r in summary.settings] == [
+        (k1.trainer, 2, "not told apart"), (k2.trainer, 2, "leader")]
+    assert "| nnUNetTrainerPolyDice_K2_eps1_2ep2it | 2 | 0.6600 | 0.0000 | leader |" in summary.settings_table()
+    assert "training iterations spent: 8 of a budget of 8 (50% of the grid)" in summary.cost_lines()[0]
+    assert "x 1 folds x 2 seeds x 2 epochs" in summary.cost_lines()[0]
 
 
 def test_pruning_is_reported_in_nnunets_epoch_numbers():

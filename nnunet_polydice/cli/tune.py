@@ -7,7 +7,7 @@ import signal
 import time
 
 from nnunet_polydice.cli._training import add_training_arguments
-from nnunet_polydice.experiments import ablation, checks, tune
+from nnunet_polydice.experiments import ablation, checks, racing, tune
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.integration.pruning import PRUNERS
 
@@ -29,21 +29,22 @@ def _setup(args) -> tune.TuneSetup:
                         epsilons=args.epsilon, folds=args.folds, schedule=args.schedule, plans=args.plans,
                         label=args.label, storage=args.storage, study=args.study, out_dir=args.out,
                         pruner=args.pruner, device=args.device, allow_random_split=args.allow_random_split,
-                        lookup=not args.status and args.worker_index is None)
+                        lookup=not args.status and args.worker_index is None, seeds=args.seeds, budget=args.budget,
+                        race=args.race)
 
 
-def _final(setup: tune.TuneSetup, write: bool = True) -> tune.Summary:
+def _final(setup: tune.TuneSetup, write: bool = True, sampler_note: str = "") -> tune.Summary:
     study = tune.load_study(setup.storage, setup.study)
-    summary = tune.summarize(study, setup)
-    if summary.best is None:
-        _say("No completed trial yet.")
-    else:
-        _say(f"Best: {summary.best.trainer}  validation Dice {summary.best.value:.4f} (trial {summary.best.number})")
+    summary = tune.summarize(study, setup, sampler_note)
+    if summary.settings:
+        _say(summary.settings_table())
+    for line in summary.verdict_lines():
+        _say(line)
     for line in summary.cost_lines():
         _say(line[0].upper() + line[1:])
-    if summary.best is not None:
+    if summary.winner is not None:
         _say("Next:")
-        for command in tune.next_commands(setup, summary.best.trainer):
+        for command in tune.next_commands(setup, summary.winner):
             _say("  " + command)
     if write:
         tune.write_outputs(summary)
@@ -63,6 +64,29 @@ def _status(setup: tune.TuneSetup) -> int:
     _say(summary.table())
     _final(setup, write=False)
     return 0
+
+
+def _run_trials(setup, n_trials: int, workers: int, sampler: str, seed) -> None:
+    """``n_trials`` trials of the study on this machine: in this process, or on up to ``workers`` processes."""
+    shares = [n for n in tune.worker_shares(n_trials, workers) if n]
+    if len(shares) == 1:
+        tune.run_worker(setup, n_trials, sampler=sampler, seed=seed, worker_index=0, echo=_say)
+    elif shares:
+        _run_local_workers(setup, shares, sampler, seed)
+
+
+def _race_line(setup: tune.TuneSetup) -> str:
+    if setup.race:
+        return (f"racing on: after the search, the leader and every setting not yet told apart from it get more "
+                f"(fold, seed) runs, seed-major, until a {racing.LEVEL:.0%} CI of leader - rival excludes 0 or the "
+                f"budget is spent")
+    if not setup.seeded:
+        return "racing off: one run per setting and fold (give --seeds 0 1 2 to race)"
+    if len(setup.seeds) < 2:
+        return "racing off: one seed (give two or more to race)"
+    if setup.space.size < 2:
+        return "racing off: one setting, nothing to race"
+    return "racing off (--no-race)"
 
 
 def _run_local_workers(setup, shares, sampler, seed) -> None:
@@ -88,14 +112,18 @@ def _run_local_workers(setup, shares, sampler, seed) -> None:
 
 def run(args) -> int:
     setup = _setup(args)
-    # the study's journal, given or default, must be one: else --status reads "no study" and a run appends to it
-    checks.check_storage(setup.storage, "--storage" if args.storage else "the default storage")
+    storage_option = "--storage" if args.storage else "the default storage"
     if args.status:
+        # the study's journal, given or default, must be one: else --status reads "no study"
+        checks.check_storage(setup.storage, storage_option)
         return _status(setup)
     if args.worker_index is None:
         tune.check_storage_for_workers(setup.storage, args.workers, bool(args.slurm))
     if not args.no_outputs:
         tune.check_outputs_free(setup)
+    if not args.storage:  # the dataset's results folder holds the default journal; a first run makes it
+        (setup.results / setup.dataset).mkdir(parents=True, exist_ok=True)
+    checks.check_storage(setup.storage, storage_option)  # never append to a file that is not a journal
     study, _ = tune.open_study(setup)
     if args.worker_index is not None:  # one worker of a larger command (local or a Slurm task)
         tune.run_worker(setup, args.trials, sampler=args.sampler, seed=args.seed, worker_index=args.worker_index,
@@ -107,41 +135,53 @@ def run(args) -> int:
     before = len(study.get_trials(deepcopy=False))
     untried = tune.untried_settings(study, setup.space)
     n_trials = min(args.trials, len(untried))
-    if not untried:
+    spent = tune.spent_iterations(study, setup)
+    budget = (f"budget {setup.budget} training iterations ({setup.budget / setup.grid_iterations:.0%} of the grid's "
+              f"{setup.grid_iterations}), {spent} spent")
+    if not untried and not setup.race:
         _say(f"Every one of the {setup.space.size} settings of study {setup.study} has a finished or running trial; "
              f"nothing to start.")
         _final(setup, write=not args.slurm)
         return 0
     sampler = tune.choose_sampler(args.sampler, n_trials, len(untried))
+    note = tune.sampler_reason(args.sampler, sampler, n_trials, len(untried))
     shares = [n for n in tune.worker_shares(n_trials, args.workers) if n]  # no more workers than trials
     if args.slurm:
+        if not shares:
+            raise ValueError(f"every setting of study {setup.study} has a trial: the Slurm script would have nothing "
+                             f"to do; run the command without --slurm to race the best ones.")
         text = tune.slurm_script(setup, shares, sampler=sampler, seed=args.seed)
         tune.write_slurm_script(args.slurm, text)
         if sampler == "grid":
-            tune.enqueue_grid(study, setup.space, args.seed)
+            tune.enqueue_grid(study, setup.space, args.seed, limit=n_trials)
         _say(f"Wrote {args.slurm}: {len(shares)} array tasks, {n_trials} trials of study {setup.study} "
-             f"({sampler} sampler). Submit with: sbatch {args.slurm}")
+             f"({sampler} sampler; {budget}). Submit with: sbatch {args.slurm}")
+        if setup.race:
+            _say("The script runs the search; once it has finished, run this command without --slurm to race the "
+                 "best settings (finished runs are reused).")
         return 0
 
-    if sampler == "grid":
-        tune.enqueue_grid(study, setup.space, args.seed)
+    if sampler == "grid" and n_trials:
+        tune.enqueue_grid(study, setup.space, args.seed, limit=n_trials)
     _say(f"Study {setup.study} in {setup.storage}: {setup.space.size} settings, {len(untried)} untried, {before} "
-         f"trials so far; running {n_trials} trials on {len(shares)} worker(s), sampler {sampler}, pruner "
-         f"{setup.pruner}.")
+         f"trials so far; running {n_trials} trials on {len(shares)} worker(s), pruner {setup.pruner}; {budget}.")
+    _say(f"Sampler {note}.")
+    _say(_race_line(setup) + ".")
     start = time.monotonic()
     interrupted = False
     try:
-        if len(shares) == 1:
-            tune.run_worker(setup, n_trials, sampler=sampler, seed=args.seed, worker_index=0, echo=_say)
-        else:
-            _run_local_workers(setup, shares, sampler, args.seed)
+        _run_trials(setup, n_trials, args.workers, sampler, args.seed)
+        if setup.race:
+            study = tune.load_study(setup.storage, setup.study)
+            tune.race(setup, study, lambda n: _run_trials(setup, n, args.workers, sampler, args.seed), echo=_say)
     except KeyboardInterrupt:
         interrupted = True
         _say("Interrupted: running trials were stopped (checkpoints kept) and enqueued again; run the same command "
              "to continue.")
     _say(f"Tuning took {(time.monotonic() - start) / 60:.1f} min.")
-    summary = _final(setup)
-    failed = [r for r in summary.rows[before:] if r.state == "FAIL" and not r.reason.startswith(("busy", "interr"))]
+    summary = _final(setup, sampler_note=note)
+    failed = [r for r in summary.rows[before:] if r.state == "FAIL"
+              and not r.reason.startswith(("busy", "interr", "not started"))]
     if failed:
         _say(f"{len(failed)} trial(s) failed: " + "; ".join(f"trial {r.number}: {r.reason}" for r in failed))
     return 130 if interrupted else (1 if failed else 0)
@@ -179,6 +219,19 @@ def register(sub) -> None:
                    help="workers on this machine, each training one run at a time (default 1); with --slurm: "
                         "array tasks")
     p.add_argument("--seed", type=int, default=0, help="seed of the grid order and of the samplers (default 0)")
+    p.add_argument("--seeds", nargs="+", metavar="N",
+                   help="training seeds: every setting's runs are (fold, seed) pairs, each a seeded nnU-Net training "
+                        "(<name>_s<N>); a search trial trains every fold with the first seed, racing adds the others "
+                        "(default: none, one unseeded run per fold)")
+    p.add_argument("--budget", metavar="B",
+                   help="most training iterations the study may spend, as N (iterations), X%% or a fraction such as "
+                        "0.25 of the full grid (settings x folds x seeds x epochs x iterations); a trial or racing "
+                        "round that could exceed it is not started (default: half the grid, at least one search "
+                        "trial of "
+                        "every setting; without --seeds that is the whole grid)")
+    p.add_argument("--race", action=argparse.BooleanOptionalAction, default=None,
+                   help="after the search, give the leader and the settings not yet told apart from it more (fold, "
+                        "seed) runs (default: on with two or more --seeds and settings)")
     p.add_argument("--storage", metavar="URL",
                    help="Optuna storage: journal:///path/file (Optuna's journal file, no server), "
                         "postgresql://..., mysql+pymysql://..., or sqlite:///file (one worker only); default: "
@@ -186,11 +239,15 @@ def register(sub) -> None:
     p.add_argument("--study", metavar="NAME",
                    help="study name (default: <configuration>[_<plans>]_<E>ep<I>it_folds<F>[_<label>])")
     p.add_argument("--pruner", metavar="SPEC",
-                   help="NAME[:keyword=value,...] with NAME in " + ", ".join(PRUNERS)
-                        + " and Optuna's keywords (default: median:n_startup_trials=3,n_warmup_steps=<epochs/2>)")
+                   help="NAME[:keyword=value,...] with NAME in " + ", ".join((*PRUNERS, *tune.WILCOXON_PRUNERS))
+                        + " and Optuna's keywords (default: median:n_startup_trials=3,n_warmup_steps=<epochs/2>,"
+                          "n_min_trials=3); wilcoxon-instances / wilcoxon-cases: Optuna's WilcoxonPruner over the "
+                          "trial's finished (fold, seed) runs or their validation cases (see docs/tune.md)")
     p.add_argument("--sampler", default="auto", choices=tune.SAMPLERS,
-                   help="grid: enqueue every untried setting (seeded order); tpe: TPESampler (multivariate, "
-                        "constant liar); auto (default): grid when --trials covers the untried settings, else tpe")
+                   help="grid: the untried settings in a seeded random order, none twice; tpe: TPESampler "
+                        "(multivariate, constant liar; a proposal already tried is replaced by an untried setting); "
+                        "auto (default): grid when --trials covers the untried settings or is at most TPE's 10 "
+                        "random start-up trials, else tpe")
     p.add_argument("--out", metavar="DIR",
                    help="folder of tune.md, tune.csv, tune_curves.png and the training logs (default: "
                         "<nnUNet_results>/<dataset>/polydice_tune/<study>)")
