@@ -223,3 +223,19 @@ def test_datasets_write_makes_no_chain_of_folders(tmp_path, monkeypatch, capsys,
     assert re.search(rf"^nnunet-polydice datasets: error: {option} \S+: its parent folder {tmp_path}/missing\S* does "
                      r"not exist; give an existing folder", capsys.readouterr().err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"] and not any((tmp_path / "raw").iterdir())
+
+
+@pytest.mark.parametrize("name", ["nnUNetPlans", "nnUNetResEncUNetMPlans", "my-plans.v2", "x" * 128])
+def test_plain_plans_identifiers(name):
+    assert checks.check_plans_name(name) == name
+
+
+@pytest.mark.parametrize("command", [["sweep", "991", "2d", "--K", "2", "--epsilon", "1", "--dry-run"],
+                                     ["compare", "991", "2d"], ["curves", "991", "2d"], ["add-config", "991"],
+                                     ["tune", "991", "2d", "--status"]])
+@pytest.mark.parametrize("plans", ["../../etc", "a__b", "/abs/plans", ""])
+def test_a_plans_identifier_that_is_a_path_is_refused_by_every_command(planned, capsys, command, plans):
+    before = sorted(p.relative_to(planned) for p in planned.rglob("*"))
+    assert main([*command, "-p", plans]) == 2
+    assert f"-p/--plans {plans!r} is not a plans identifier" in capsys.readouterr().err
+    assert sorted(p.relative_to(planned) for p in planned.rglob("*")) == before

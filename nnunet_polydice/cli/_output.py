@@ -56,6 +56,7 @@ def check_results_arguments(args, default_out_dir) -> tuple:
         ValueError: on a bad fold or trainer name, an unset nnUNet_results, an unknown dataset or an output
             folder that cannot be used; one sentence each.
     """
+    checks.check_plans_name(args.plans)
     folds = ablation.parse_folds(args.folds) if args.folds else None
     for name in args.trainers or ():
         ablation.validate_trainer_name(name)

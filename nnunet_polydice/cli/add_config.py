@@ -35,6 +35,7 @@ def _count(option: str, maximum: int, keep: bool = False):
 
 
 def _plans_file(dataset: str, plans: str) -> Path:
+    checks.check_plans_name(plans)
     root = os.environ.get("nnUNet_preprocessed")
     if not root:
         raise ValueError("nnUNet_preprocessed is not set; export it to the folder where nnU-Net keeps its plans and "

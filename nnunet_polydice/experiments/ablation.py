@@ -300,9 +300,11 @@ def check_plans(dataset_name: str, plans: str, configuration: str, environ: dict
     configuration (otherwise every nnUNetv2_train of the sweep would fail the same way). Returns its path.
 
     Raises:
-        ValueError: when nnUNet_preprocessed is not set or the configuration is not in the plans.
+        ValueError: when the plans identifier is not a plain name (:func:`checks.check_plans_name`),
+            nnUNet_preprocessed is not set or the configuration is not in the plans.
         FileNotFoundError: when the plans file does not exist.
     """
+    checks.check_plans_name(plans)
     env = os.environ if environ is None else environ
     pre = env.get("nnUNet_preprocessed")
     if not pre:

@@ -23,7 +23,7 @@ from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS, MAX_S
 
 __all__ = ["MAX_SEED", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_RANGE_VALUES", "MAX_RESAMPLES", "MAX_COUNT", "MAX_WORKERS",
            "check_int", "check_count", "check_seed", "check_seeds", "check_range", "check_schedule", "check_folds",
-           "check_output_folder", "check_files_free", "check_storage", "check_study_name"]
+           "check_output_folder", "check_files_free", "check_storage", "check_study_name", "check_plans_name"]
 
 #: Bounds of the sizes a user types; each is in the sentence that refuses a larger value. MAX_EPOCHS and
 #: MAX_ITERATIONS bound the schedule suffix of trainer names too, so they live in naming.
@@ -236,4 +236,23 @@ def check_study_name(name: str, option: str = "--study") -> str:
         raise ValueError(f"{option} {text!r} is not a plain name: use 1 to 128 ASCII letters, digits, '.', '_', '+' "
                          f"or '-', starting with a letter or digit and without '..' (the name is also the folder "
                          f"of its reports).")
+    return text
+
+
+_PLANS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
+
+
+def check_plans_name(name: str, option: str = "-p/--plans") -> str:
+    """A plans identifier as nnU-Net uses it (``nnUNetPlans``, ``nnUNetResEncUNetMPlans``): it names the file
+    ``<plans>.json`` and is part of the results folders ``<trainer>__<plans>__<configuration>``, so it is a plain
+    name: 1 to 128 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit, without '__' or '..'.
+
+    Raises:
+        ValueError: otherwise (``../../etc`` would name a file outside the dataset's folder).
+    """
+    text = str(name)
+    if not _PLANS_NAME.fullmatch(text) or "__" in text or ".." in text:
+        raise ValueError(f"{option} {text!r} is not a plans identifier: use 1 to 128 ASCII letters, digits, '.', '_' "
+                         f"or '-', starting with a letter or digit, without '__' or '..' (e.g. nnUNetPlans); it "
+                         f"names <plans>.json in the dataset's folder of nnUNet_preprocessed.")
     return text
