@@ -103,7 +103,7 @@ def run(args) -> int:
     problems.extend(route_problems(nn_version, hook, hook_opted_out()))
     for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         print(f"{var:<20}{os.environ.get(var, '(not set: nnU-Net needs it to plan, train and predict)')}")
-    print("\nLookup through nnU-Net's recursive_find_trainer_class_by_name:")
+    print("\nLookup through nnU-Net's own by-name trainer lookup (what nnUNetv2_train calls):")
     for name in args.names or DEFAULT_CHECKS:
         ok, where = resolve(name)
         print(f"  {'ok  ' if ok else 'FAIL'} {name}: {where}")
