@@ -25,6 +25,7 @@ from conftest import nnunet_env, run
 from nnunet_polydice.cli import main as cli_main
 from nnunet_polydice.experiments import datasets
 from nnunet_polydice.experiments.demo import dice_scores, format_dice_table
+from nnunet_polydice.integration.naming import parse_trainer_name
 
 COLIN = "Dataset731_Colin27HippoAmyg"
 TIMEOUT = 900
@@ -301,16 +302,18 @@ def test_sweep_and_compare_after_the_demo(demo_run):
         assert f"{trainer} fold 3: skip" in out
 
     compare = run([tool(), "compare", "731", "2d_cpu"], env, timeout=TIMEOUT).stdout
-    for trainer in trainers:
-        assert re.search(rf"^{trainer}\s+2/2\s", compare, re.M), compare
+    # seeded runs: one row per setting (parameters spelled out), labelled with its seeds
+    settings = [parse_trainer_name(t).setting for t in trainers]
+    for setting in settings:
+        assert re.search(rf"^{setting} \[seeds 0\]\s+2/2, 2 runs\s", compare, re.M), compare
 
     results = work / "nnUNet_results" / COLIN
     out_dir = results / "polydice_compare_2d_cpu"
     rows = list(csv.DictReader((out_dir / "comparison.csv").open()))
     assert sorted((r["trainer"], r["class"]) for r in rows) == sorted(
-        (t, c) for t in trainers for c in ("hippocampus", "amygdala", "foreground mean"))
-    for png in ("heatmap_nnUNetTrainerPolyDice_1ep2it_Dice_hippocampus.png",
-                "heatmap_nnUNetTrainerPolyDice_1ep2it_Dice_amygdala.png"):
+        (t, c) for t in settings for c in ("hippocampus", "amygdala", "foreground mean"))
+    for png in ("heatmap_nnUNetTrainerPolyDice_1ep2it_seeded_Dice_hippocampus.png",
+                "heatmap_nnUNetTrainerPolyDice_1ep2it_seeded_Dice_amygdala.png"):
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # one fact against nnU-Net's own files: the mean over folds of summary.json's amygdala Dice
@@ -320,12 +323,12 @@ def test_sweep_and_compare_after_the_demo(demo_run):
             json.loads((results / f"{trainer}__nnUNetPlans__2d_cpu" / f"fold_{f}" / "validation" / "summary.json")
                        .read_text())["mean"]["2"]["Dice"] for f in (3, 4))
 
-    row = next(r for r in rows if r["trainer"] == trainers[0] and r["class"] == "amygdala")
-    assert row["n_folds"] == "2"
+    row = next(r for r in rows if r["trainer"] == settings[0] and r["class"] == "amygdala")
+    assert row["n_folds"] == "2" and row["runs"] == "seeds 0"
     assert float(row["mean"]) == pytest.approx(summary_mean(trainers[0]), abs=1e-12)
     assert row["reference"] == "nnUNetTrainer_1ep2it"
     assert float(row["diff_to_reference"]) == pytest.approx(
-        summary_mean(trainers[0]) - summary_mean("nnUNetTrainer_1ep2it"), abs=1e-12)
+        summary_mean(trainers[0]) - summary_mean("nnUNetTrainer_1ep2it_s0"), abs=1e-12)
 
     again = run(sweep, env, timeout=TIMEOUT).stdout
     assert again.count(": skip") == 6 and "nnUNetv2_train" not in again
@@ -428,9 +431,11 @@ def test_curves_from_the_demos_real_training_logs(demo_run, tmp_path):
     palette = [rgb for rgb in (tuple(int(255 * c + 0.5) for c in colour) for colour in
                                matplotlib.colormaps["tab10"].colors) if len(set(rgb)) > 1]
     assert len(found.trainers) <= 7  # the first 7 colours of tab10 are not grey
+    groups = found.settings()  # the seeded runs of one setting are one line: here one seed per setting
+    assert len(groups) == len(found.trainers) and all(seeded for _, _, seeded, _ in groups)
     for name in pngs:
         lines = plotted[name]
-        assert [line.trainer for line in lines] == found.trainers  # one line per trainer
+        assert [line.trainer for line in lines] == [label for label, *_ in groups]  # one line per setting
         pixels = (imread(out_dir / name)[..., :3] * 255 + 0.5).astype(int)
         assert pixels.shape == (500, 800, 3)  # 8 x 5 inches at 100 dpi
         assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50 and (pixels < 250).any(axis=-1).mean() > 0.02
@@ -439,7 +444,7 @@ def test_curves_from_the_demos_real_training_logs(demo_run, tmp_path):
         assert present == palette[: len(found.trainers)], name
         assert [tuple(int(255 * c + 0.5) for c in line.color) for line in lines] == present
     # the EMA line of a trainer: the mean over its folds of each fold's EMA
-    for line in plotted["curves_ema_pseudo_dice.png"]:
-        runs = found.runs_of(line.trainer)
+    for line, (_, _, _, members) in zip(plotted["curves_ema_pseudo_dice.png"], groups):
+        runs = [r for t in members for r in found.runs_of(t)]
         assert line.y == pytest.approx([statistics.fmean(r.ema[i] for r in runs if i < len(r.ema))
                                         for i in range(len(line.y))])
