@@ -581,7 +581,8 @@ def test_tune_end_to_end(tmp_path):
     # 2. study B on two workers with a forced pruner: the grid is enqueued, two trials run at once
     second = [*base, "--study", "B", "--trials", "2", "--workers", "2", "--sampler", "grid", "--pruner", FORCED]
     out = run(second, env, timeout=TIMEOUT).stdout
-    assert "3 settings, 3 untried, 0 trials so far; running 2 trials on 2 worker(s), sampler grid" in out
+    assert "3 settings, 3 untried, 0 trials so far; running 2 trials on 2 worker(s)" in out
+    assert "Sampler grid: asked for with --sampler." in out
     trials = _trials(work, "B")
     assert [t.state.is_finished() for t in trials] == [True, True], out  # only the trials run are enqueued
     assert trials[0].user_attrs["pid"] != trials[1].user_attrs["pid"]  # two worker processes
@@ -610,7 +611,7 @@ def test_tune_end_to_end(tmp_path):
     assert not list((work / "nnUNet_results").rglob(tune.LOCK_NAME))
     assert f"Best: {trained}  validation Dice {first.value:.4f} (trial {reused.number})" in again
     assert f"Reused finished runs (0 iterations): trial {reused.number} {trained} fold 0" in again
-    assert "Training iterations spent: 4 (" in again  # 0 + 1 + 1 epochs x 2 iterations
+    assert "Training iterations spent: 4 of a budget of 12" in again  # 0 + 1 + 1 epochs x 2 iterations
 
     out_dir = work / "nnUNet_results" / COLIN / "polydice_tune" / "B"
     rows = {r["trainer"]: r for r in csv.DictReader((out_dir / "tune.csv").open())}
@@ -630,7 +631,7 @@ def test_tune_end_to_end(tmp_path):
     script = tmp_path / "tune.sbatch"
     slurm = [*base, "--study", "cluster", "--workers", "3", "--trials", "7", "--slurm", str(script)]
     out = run(slurm, env, timeout=TIMEOUT).stdout
-    assert f"Wrote {script}: 3 array tasks, 3 trials of study cluster (grid sampler)" in out
+    assert f"Wrote {script}: 3 array tasks, 3 trials of study cluster (grid sampler; budget 12" in out
     text = script.read_text()
     assert "#SBATCH --array=0-2" in text and "TRIALS=(1 1 1)" in text
     assert "--study cluster --pruner median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3 --sampler grid" in text
