@@ -235,7 +235,7 @@ def test_class_falls_back_to_the_key_without_dataset_json(tmp_path):
 def test_other_metric_and_bad_metric(tree):
     c = results.compare(tree, DS, "2d", metric="IoU", trainers=["nnUNetTrainer"])
     assert c.row("nnUNetTrainer").cells["1"].values["0"] == pytest.approx(0.5 / 1.5)
-    with pytest.raises(ValueError, match="no metric 'HD95'"):
+    with pytest.raises(ValueError, match="per-class metrics .*got 'HD95'"):
         results.compare(tree, DS, "2d", metric="HD95")
 
 
@@ -745,3 +745,24 @@ def test_compare_help_says_how_seeded_runs_are_grouped_and_filtered(capsys):
     assert ("Seeded runs (trainer names ending in _s<N>) are grouped per setting: one row of all its (fold, seed) "
             "runs, compared with the reference's runs of the same fold and seed, and --seeds keeps only the runs of "
             "the seeds given.") in text
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--metric", "Bogus"], "--metric must be one of nnU-Net's per-class metrics"),
+    (["--metric", "dice"], "(got 'dice')"),
+    (["--reference", "nnUNetTrainerBogus"], "--reference nnUNetTrainerBogus: no results folder"),
+    (["--reference", "nnUNetTrainerPolyDice_K3_eps0"], "no results folder of it"),
+])
+def test_a_metric_or_reference_that_cannot_give_a_table_is_refused_before_writing(tree, capsys, extra, message):
+    out = tree / "out"
+    assert main(["compare", "42", "2d", "--out", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_reference_given_by_its_schedule_or_seed_variant_or_other_name_is_accepted(tree, capsys):
+    # nnUNetTrainer has results; its schedule variant names the same setting, and K1_eps0's family is spelled out
+    assert results.check_reference("nnUNetTrainer_3ep2it_s4", ["nnUNetTrainer"]) == "nnUNetTrainer_3ep2it_s4"
+    assert results.check_reference("nnUNetTrainerPolyDice", ["nnUNetTrainerPolyDice_K2_eps1_s0"])
+    with pytest.raises(ValueError, match="trainers with results: nnUNetTrainerPolyDice_K1_eps0"):
+        results.check_reference("nnUNetTrainerPolyDice", ["nnUNetTrainerPolyDice_K1_eps0"])

@@ -12,11 +12,13 @@ def run(args) -> int:
     checks.check_int(args.bootstrap, "--bootstrap", results.MIN_RESAMPLES, checks.MAX_RESAMPLES)
     checks.check_seed(args.seed)
     seeds = None if args.seeds is None else checks.check_seeds(args.seeds)
+    results.check_metric(args.metric)
     root, dataset, folds, out_dir = check_results_arguments(args, results.default_out_dir)
     _output.check_owned_files(out_dir, "compare", ["comparison.md", "comparison.csv"], args.out)
     comparison = results.compare(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
-                                 folds=folds, reference=args.reference, metric=args.metric,
-                                 bootstrap=args.bootstrap, seed=args.seed, seeds=seeds)
+                                 folds=folds, reference=args.reference or "nnUNetTrainer", metric=args.metric,
+                                 bootstrap=args.bootstrap, seed=args.seed, seeds=seeds,
+                                 reference_required=args.reference is not None)
     print(comparison.text(), end="", flush=True)
     print_written(out_dir, results.write_outputs(comparison, out_dir))
     return 0
@@ -41,9 +43,10 @@ def register(sub) -> None:
             "the output folder only files this command wrote before (listed in .polydice_compare.json) are "
             "overwritten."))
     add_results_arguments(p, "compare", "compare")
-    p.add_argument("--reference", default="nnUNetTrainer",
+    p.add_argument("--reference", default=None,
                    help="differences are taken to this trainer, or to its variant with the row's schedule suffix "
-                        "(_<E>ep<I>it) when that has results (default: nnUNetTrainer)")
+                        "(_<E>ep<I>it) when that has results (default: nnUNetTrainer, which may be absent; a "
+                        "trainer named here must have results)")
     p.add_argument("--metric", default="Dice", help="per-class metric of nnU-Net's summary: Dice (default), IoU, ...")
     p.add_argument("--bootstrap", type=int, default=results.DEFAULT_BOOTSTRAP, metavar="N",
                    help=f"bootstrap resamples of the paired 95%% CI, at least {results.MIN_RESAMPLES} "

@@ -7,11 +7,8 @@ import json
 
 from nnunet_polydice.cli._training import add_training_arguments
 from nnunet_polydice.experiments import ablation, checks, noise
-from nnunet_polydice.experiments.results import label_names
+from nnunet_polydice.experiments.results import check_metric, label_names
 from nnunet_polydice.integration.naming import split_seed
-
-# The per-class metrics nnU-Net's compute_metrics writes into validation/summary.json.
-NNUNET_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 
 
 def _say(text: str) -> None:
@@ -34,9 +31,7 @@ def run(args) -> int:
     plan_folds = None if args.plan_folds is None else checks.check_count(args.plan_folds, "--plan-folds", 100)
     plan_seeds = None if args.plan_seeds is None else checks.check_count(args.plan_seeds, "--plan-seeds", 1000)
     rho = _check_correlation(args.correlation)
-    if args.metric not in NNUNET_METRICS:
-        raise ValueError(f"--metric must be one of nnU-Net's per-class metrics {', '.join(NNUNET_METRICS)} "
-                         f"(got {args.metric!r}).")
+    check_metric(args.metric)
     schedule = ablation.parse_schedule(args.schedule) if args.schedule else None
     names = ablation.sweep_trainers(extra=[args.reference], baselines=(), schedule=schedule, seeds=seeds)
     results, dataset, folds, jobs = ablation.checked_jobs(args, names)

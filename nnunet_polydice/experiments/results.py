@@ -140,6 +140,42 @@ FOREGROUND = "foreground_mean"
 #: Metrics that score overlap with the reference: undefined for a class the fold's reference lacks.
 SEEDED_TITLE = "Seeded settings against the reference, over folds x seeds"
 OVERLAP_METRICS = frozenset({"Dice", "IoU"})
+#: The per-class metrics nnU-Net's compute_metrics writes into validation/summary.json.
+NNUNET_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
+
+
+def check_metric(metric: str, option: str = "--metric") -> str:
+    """``metric`` when it is one of :data:`NNUNET_METRICS` (checked before any summary is read).
+
+    Raises:
+        ValueError: otherwise, naming the option and the metrics allowed.
+    """
+    if metric not in NNUNET_METRICS:
+        raise ValueError(f"{option} must be one of nnU-Net's per-class metrics {', '.join(NNUNET_METRICS)} "
+                         f"(got {metric!r}).")
+    return metric
+
+
+def _setting_core(name: str) -> str:
+    """A name without its seed and schedule suffixes, parameters spelled out for our families."""
+    try:
+        core = split_schedule(split_seed(name)[0])[0]
+        spec = parse_trainer_name(core)
+    except ValueError:
+        return name
+    return core if spec is None else spec.setting
+
+
+def check_reference(reference: str, found: Sequence[str], option: str = "--reference") -> str:
+    """``reference`` when some trainer with results is it, or one of its schedule/seed variants or other names.
+
+    Raises:
+        ValueError: otherwise (a table whose difference column would be empty), listing the trainers with results.
+    """
+    if not any(_setting_core(t) == _setting_core(reference) for t in found):
+        raise ValueError(f"{option} {reference}: no results folder of it (or of a schedule or seed variant of it); "
+                         f"trainers with results: {', '.join(found) or 'none'}.")
+    return reference
 
 
 @dataclass
@@ -822,7 +858,8 @@ def check_resamples(value, option: str = "the number of bootstrap resamples") ->
 def compare(results: Path, dataset_name: str, configuration: str, *, plans: str = "nnUNetPlans",
             trainers: Sequence[str] | None = None, folds: Sequence | None = None,
             reference: str = "nnUNetTrainer", metric: str = "Dice", bootstrap: int = DEFAULT_BOOTSTRAP,
-            seed: int = DEFAULT_SEED, seeds: Sequence[int] | None = None) -> Comparison:
+            seed: int = DEFAULT_SEED, seeds: Sequence[int] | None = None,
+            reference_required: bool = False) -> Comparison:
     """Read every ``fold_<f>/validation/summary.json`` and build the :class:`Comparison`.
 
     Args:
@@ -861,6 +898,9 @@ def compare(results: Path, dataset_name: str, configuration: str, *, plans: str 
     if not any(d.is_dir() for d in tdir.values()):  # an empty table would replace the last one: refuse instead
         raise ValueError(f"--trainers {' '.join(trainers)}: none has a results folder <trainer>__{plans}__"
                          f"{configuration}; trainers with results: {', '.join(found) or 'none'}.")
+    check_metric(metric)
+    if reference_required:  # a reference the user named must exist; the default may be absent (no differences)
+        check_reference(reference, found)
     folds = select_folds(list(tdir.values()), folds)
     overlap = metric in OVERLAP_METRICS
 
