@@ -33,6 +33,7 @@ from nnunet_polydice.integration.naming import (
     parse_trainer_name,
     schedule_suffix,
     seed_suffix,
+    setting_and_seed,
     split_schedule,
     split_seed,
     trainer_name,
@@ -426,25 +427,14 @@ def checked_jobs(args, trainers: Sequence[str], *, npz: bool = False) -> tuple[P
     return results, dataset, folds, jobs
 
 
-def setting_of(name: str) -> tuple[str, int | None]:
-    """``(setting, seed)`` of a trainer name: every name that trains the same loss on the same schedule with the
-    same seed has the same pair (``nnUNetTrainerPolyDice`` and ``nnUNetTrainerPolyDice_K2_eps1``, for example);
-    a name that is not ours is its own setting."""
-    try:
-        spec = parse_trainer_name(name)
-    except ValueError:
-        spec = None
-    return (name, None) if spec is None else (spec.setting, spec.seed)
-
-
 def aliases(results: Path, dataset_name: str, trainer: str, plans: str, configuration: str) -> list[str]:
     """Other trainer names with results folders in ``results`` that are the same setting and seed as ``trainer``."""
     dataset_dir = Path(results) / dataset_name
     suffix = f"__{plans}__{configuration}"
     found = sorted(p.name[: -len(suffix)] for p in dataset_dir.glob(f"*{suffix}") if p.is_dir()) \
         if dataset_dir.is_dir() else []
-    key = setting_of(trainer)
-    return [name for name in found if name != trainer and setting_of(name) == key]
+    key = setting_and_seed(trainer)
+    return [name for name in found if name != trainer and setting_and_seed(name) == key]
 
 
 def plan_jobs(results: Path, dataset_name: str, configuration: str, trainers: Sequence[str], folds: Sequence,

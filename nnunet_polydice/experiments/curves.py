@@ -50,8 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_polydice.experiments import outputs
-from nnunet_polydice.experiments.results import find_trainers, label_names, select_folds, setting_and_seed
+from nnunet_polydice.experiments.results import find_trainers, label_names, select_folds
 from nnunet_polydice.experiments.runs import fold_status
+from nnunet_polydice.integration.naming import setting_and_seed
 
 __all__ = [
     "DEFAULT_THRESHOLD",

@@ -96,6 +96,7 @@ from nnunet_polydice.integration.naming import (
     format_number,
     parse_trainer_name,
     schedule_suffix,
+    setting_and_seed,
     split_schedule,
     split_seed,
 )
@@ -122,7 +123,6 @@ __all__ = [
     "absent_from_reference",
     "label_names",
     "reference_for",
-    "setting_and_seed",
     "paired_differences",
     "bootstrap_ci",
     "wilcoxon_p",
@@ -989,16 +989,6 @@ def _pair(row: Row, ref: Row, keys: Sequence[str], overlap: bool, resamples: int
                  for f in common for case, m in r.cases[f].items()} for r in (row, ref))
         found = paired_differences(a, b, skip_absent=overlap)
         row.paired[key] = paired_stats(found.diffs, common, len(found.left_out), resamples, seed)
-
-
-def setting_and_seed(name: str) -> tuple[str, int | None]:
-    """``(setting, seed)`` of a trainer name (:attr:`TrainerSpec.setting`); ``(name, None)`` for a name that is
-    not ours or cannot be parsed."""
-    try:
-        spec = parse_trainer_name(name)
-    except ValueError:
-        return name, None
-    return (name, None) if spec is None else (spec.setting, spec.seed)
 
 
 def _merge_rows(runs: Sequence[Row], folds: Sequence[str], notes: list) -> list[Row]:

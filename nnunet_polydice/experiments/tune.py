@@ -75,6 +75,7 @@ from nnunet_polydice.integration.naming import (
     parse_number,
     parse_trainer_name,
     schedule_suffix,
+    setting_and_seed,
 )
 
 __all__ = [
@@ -1393,7 +1394,7 @@ class Summary:
                 continue
             space = self.setup.space
             family_default = ablation.with_schedule(setting.family, space.epochs, space.iterations)
-            if ablation.setting_of(family_default)[0] == ablation.setting_of(name)[0]:
+            if setting_and_seed(family_default)[0] == setting_and_seed(name)[0]:
                 return name
         return None
 

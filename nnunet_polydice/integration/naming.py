@@ -52,7 +52,8 @@ from nnunet_polydice.loss.families import FAMILIES, PARAMETERS, Family, format_k
 
 __all__ = ["FAMILIES", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_SEED", "Family", "InvalidTrainerName", "TrainerSpec",
            "catalogue_names", "format_k", "format_number", "is_class_name", "parse_number", "parse_trainer_name",
-           "ready_grid", "schedule_suffix", "seed_suffix", "split_schedule", "split_seed", "trainer_name"]
+           "ready_grid", "schedule_suffix", "seed_suffix", "setting_and_seed", "split_schedule", "split_seed",
+           "trainer_name"]
 
 _SCHEDULE = re.compile(r"_([0-9]+)ep([0-9]+)it\Z", re.ASCII)
 _SEED = re.compile(r"_s([0-9]+)\Z", re.ASCII)
@@ -290,6 +291,17 @@ def parse_trainer_name(name: str) -> TrainerSpec | None:
                                  + _allowed_sentence(family)) from None
     return TrainerSpec(base=family.name, family=family, explicit=True, epochs=epochs, iterations=iterations,
                        seed=seed, **kwargs)
+
+
+def setting_and_seed(name: str) -> tuple[str, int | None]:
+    """``(setting, seed)`` of a trainer name (:attr:`TrainerSpec.setting`): every name that trains the same loss on
+    the same schedule with the same seed has the same pair (``nnUNetTrainerPolyDice_s0`` and
+    ``nnUNetTrainerPolyDice_K2_eps1_s0``); ``(name, None)`` for a name that is not ours or cannot be parsed."""
+    try:
+        spec = parse_trainer_name(name)
+    except ValueError:
+        return name, None
+    return (name, None) if spec is None else (spec.setting, spec.seed)
 
 
 def trainer_name(family: str, *, K=None, epsilon=None, alpha=None, beta=None, gamma=None,
