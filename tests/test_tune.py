@@ -24,7 +24,7 @@ from conftest import nnunet_env, run
 from optuna.trial import TrialState, create_trial
 
 from nnunet_polydice.cli import main as cli_main
-from nnunet_polydice.experiments import tune
+from nnunet_polydice.experiments import tune, workers
 from nnunet_polydice.experiments.runs import PRUNED_MARKER
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.naming import parse_trainer_name
@@ -239,13 +239,12 @@ def test_reporter_in_another_process_through_journal_storage(tmp_path):
         3: 0.25, 4: 0.95}
 
 
-def test_heartbeat_fails_a_silent_trial_and_enqueues_it_again(tmp_path, monkeypatch):
+def test_heartbeat_fails_a_silent_trial_and_enqueues_it_again(tmp_path):
     """The RDB storage tune's workers open: a running trial without a heartbeat for the grace period is failed
     by the next worker's fail_stale_trials and its parameters are enqueued once more (1 s / 2 s here instead of
     30 s / 180 s)."""
-    monkeypatch.setattr(pruning, "HEARTBEAT_INTERVAL_S", 1)
-    monkeypatch.setattr(pruning, "GRACE_PERIOD_S", 2)
-    storage = pruning.open_storage(f"sqlite:///{tmp_path / 'hb.sqlite3'}", heartbeat=True)
+    storage = pruning.open_storage(f"sqlite:///{tmp_path / 'hb.sqlite3'}", heartbeat=True, grace=2, interval=1,
+                                   on_stale=workers.stale_callback())
     study = optuna.create_study(storage=storage, study_name="hb", direction="maximize")
     trial = study.ask()
     trial.suggest_categorical("K", ["1", "inf"])
@@ -270,12 +269,12 @@ def test_journal_storage_fails_trials_of_dead_local_workers(tmp_path):
     for pid in (dead.pid, os.getpid()):
         trial = study.ask()
         space.suggest(trial)
-        trial.set_user_attr("host", tune.socket.gethostname())
+        trial.set_user_attr("host", workers.socket.gethostname())
         trial.set_user_attr("pid", pid)
-    assert tune._fail_dead_local_trials(study, space) == [0]
+    assert workers.fail_dead_local_trials(study) == [0]
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
-    assert trials[2].system_attrs["fixed_params"] == trials[0].params
+    assert trials[2].params == trials[0].params and trials[2].user_attrs["resumes"] == 0
 
 
 def test_trial_link_environment():
@@ -689,6 +688,8 @@ TUNE = ["tune", "991", "2d", "--families", "nnUNetTrainerPolyDice", "--K", "2", 
     (["--trials", "0"], "--trials must be an integer from 1 to 10000 (got 0)."),
     (["--trials", "-1"], "--trials must be an integer from 1 to 10000 (got -1)."),
     (["--workers", "0"], "--workers must be an integer from 1 to 1000 (got 0)."),
+    (["--grace", "5"], "--grace must be an integer from 6 to 86400 (got 5)."),
+    (["--grace", "1e9"], "--grace must be an integer from 6 to 86400"),
     (["--workers", "5000"], "--workers must be an integer from 1 to 1000 (got 5000)."),
     (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295 (got -1)."),
     (["--seed", "4294967296", "--slurm", "t.sbatch"], "--seed must be an integer from 0 to 4294967295"),

@@ -9,7 +9,7 @@ import time
 from nnunet_polydice.cli._training import add_training_arguments
 from nnunet_polydice.experiments import ablation, checks, racing, tune
 from nnunet_polydice.experiments.paths import ensure_new_file
-from nnunet_polydice.integration.pruning import PRUNERS
+from nnunet_polydice.integration.pruning import GRACE_PERIOD_S, PRUNERS
 
 
 def _say(text: str) -> None:
@@ -30,7 +30,7 @@ def _setup(args) -> tune.TuneSetup:
                         label=args.label, storage=args.storage, study=args.study, out_dir=args.out,
                         pruner=args.pruner, device=args.device, allow_random_split=args.allow_random_split,
                         lookup=not args.status and args.worker_index is None, seeds=args.seeds, budget=args.budget,
-                        race=args.race)
+                        race=args.race, grace=args.grace)
 
 
 def _final(setup: tune.TuneSetup, write: bool = True, sampler_note: str = "") -> tune.Summary:
@@ -181,7 +181,7 @@ def run(args) -> int:
     _say(f"Tuning took {(time.monotonic() - start) / 60:.1f} min.")
     summary = _final(setup, sampler_note=note)
     failed = [r for r in summary.rows[before:] if r.state == "FAIL"
-              and not r.reason.startswith(("busy", "interr", "not started"))]
+              and not r.reason.startswith(("busy", "interr", "not started")) and "; continued as trial" not in r.reason]
     if failed:
         _say(f"{len(failed)} trial(s) failed: " + "; ".join(f"trial {r.number}: {r.reason}" for r in failed))
     return 130 if interrupted else (1 if failed else 0)
@@ -232,6 +232,11 @@ def register(sub) -> None:
     p.add_argument("--race", action=argparse.BooleanOptionalAction, default=None,
                    help="after the search, give the leader and the settings not yet told apart from it more (fold, "
                         "seed) runs (default: on with two or more --seeds and settings)")
+    p.add_argument("--grace", default=None, metavar="SECONDS",
+                   help="a worker silent this long is taken for dead (killed, preempted, its node lost): its trial is "
+                        "failed, its setting enqueued again and continued from checkpoint_latest.pth by another "
+                        f"worker (default {GRACE_PERIOD_S}; workers beat every grace/6 s, at most 30 s; "
+                        "from 6 to 86400; give every worker of a study the same value)")
     p.add_argument("--storage", metavar="URL",
                    help="Optuna storage: journal:///path/file (Optuna's journal file, no server), "
                         "postgresql://..., mysql+pymysql://..., or sqlite:///file (one worker only); default: "

@@ -61,10 +61,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation, checks, racing, results
+from nnunet_polydice.experiments import ablation, checks, racing, results, workers
 from nnunet_polydice.experiments.outputs import OwnedFolder, check_out_dir
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.experiments.runs import PRUNED_MARKER, SummaryError, fold_status
+from nnunet_polydice.experiments.workers import LOCK_NAME, acquire_lock, lock_is_stale
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.locate import with_trainers_folder
 from nnunet_polydice.integration.naming import (
@@ -97,7 +98,6 @@ DEFAULT_EPSILON = tuple(repr(e) for e in READY_EPSILON)
 MIN_EPSILON_STEP = Decimal("0.25")
 #: nnU-Net's own schedule (names without ``_<E>ep<I>it``): 1000 epochs of 250 iterations.
 NNUNET_SCHEDULE = (1000, 250)
-LOCK_NAME = "polydice_tune.lock"
 #: The default storage, an Optuna journal file in the dataset's results folder. Not SQLite: Optuna pops a
 #: queued trial with a read, then a write, which SQLite does not lock in between, so two workers started
 #: together took the same queued trial (seen in this package's two-worker test); the journal's log order
@@ -376,6 +376,7 @@ class TuneSetup:
     seeds: tuple = (None,)
     budget: int | None = None  # training iterations the study may spend in all; None: no limit
     race: bool = False
+    grace: int = pruning.GRACE_PERIOD_S  # seconds without a heartbeat after which a worker is taken for dead
 
     @property
     def seeded(self) -> bool:
@@ -429,7 +430,7 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
             storage: str | None = None, study: str | None = None, out_dir=None, pruner: str | None = None,
             device: str | None = None, allow_random_split: bool = False, lookup: bool = True,
             environ: dict | None = None, seeds: Sequence | None = None, budget: str | None = None,
-            race: bool | None = None) -> TuneSetup:
+            race: bool | None = None, grace=None) -> TuneSetup:
     """Check every input and return the :class:`TuneSetup` (nothing is trained, the storage is not opened).
 
     The checks are ``sweep``'s where they are the same (:mod:`ablation`: dataset, plans and configuration,
@@ -440,9 +441,12 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
             empty or invalid space, folds not in the splits, a name nnU-Net would not find, an unknown label,
             a bad pruner or storage URL, or an output folder that cannot be written; ``seeds`` empty or repeated;
         ``budget`` unparsable, 0 or less, above the grid or below one run (:func:`racing.parse_budget`);
-        ``race`` asked for with one setting or one seed.
+        ``race`` asked for with one setting or one seed; ``grace`` not an integer from
+        :data:`~workers.MIN_GRACE_S` to :data:`~workers.MAX_GRACE_S` seconds.
     """
     env = os.environ if environ is None else environ
+    grace = pruning.GRACE_PERIOD_S if grace is None else \
+        checks.check_int(grace, "--grace", workers.MIN_GRACE_S, workers.MAX_GRACE_S)
     sched = ablation.parse_schedule(schedule) if schedule else None
     seed_list = tuple(checks.check_seeds(seeds)) if seeds is not None else (None,)
     space = build_space(families, K_values, parse_epsilons(epsilons), sched)
@@ -493,7 +497,8 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
     return TuneSetup(dataset=name, configuration=configuration, plans=plans, folds=tuple(split_folds), space=space,
                      storage=storage, study=study, out_dir=out, pruner=pruner, results=Path(results_dir).resolve(),
                      label=label, label_key=label_key, device=device, out_given=given,
-                     allow_random_split=allow_random_split, seeds=seed_list, budget=budget_its, race=race)
+                     allow_random_split=allow_random_split, seeds=seed_list, budget=budget_its, race=race,
+                     grace=grace)
 
 
 # ------------------------------------------------------------------------------------------- study
@@ -505,8 +510,13 @@ def _quiet_optuna():
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def open_study(setup: TuneSetup, *, sampler=None, heartbeat: bool = False, create: bool = True):
+def open_study(setup: TuneSetup, *, sampler=None, heartbeat: bool = False, create: bool = True,
+               echo: Callable[[str], None] = lambda s: None):
     """Create (or load) the study and check that it was made for the same definition.
+
+    ``heartbeat`` (a worker): its storage sends heartbeats for the worker's running trial and fails, with
+    :func:`workers.stale_callback` (which says so through ``echo``), trials whose worker fell silent for
+    ``setup.grace`` seconds.
 
     Returns ``(study, uid)``; ``uid`` tells this study from a namesake in another storage (pruned markers).
 
@@ -519,7 +529,9 @@ def open_study(setup: TuneSetup, *, sampler=None, heartbeat: bool = False, creat
     _quiet_optuna()
     if setup.storage == default_storage_url(setup.results, setup.dataset):
         Path(pruning.journal_path(setup.storage)).parent.mkdir(parents=True, exist_ok=True)
-    storage = pruning.open_storage(setup.storage, heartbeat=heartbeat)
+    storage = pruning.open_storage(setup.storage, heartbeat=heartbeat, grace=setup.grace,
+                                   interval=workers.heartbeat_interval(setup.grace),
+                                   on_stale=workers.stale_callback(echo))
     pruner = make_study_pruner(setup.pruner, setup.max_resource)
     if create:
         study = optuna.create_study(storage=storage, study_name=setup.study, direction="maximize",
@@ -740,52 +752,6 @@ def fold_value(summary: dict, label_key: str | None = None) -> float:
     return value
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, TypeError, OverflowError):
-        return True
-    return True
-
-
-def acquire_lock(folder: Path, owner: dict) -> dict | None:
-    """Create ``<folder>/polydice_tune.lock`` exclusively with ``owner`` (JSON) in it.
-
-    Returns None when acquired, else what the existing lock holds (``{}`` when unreadable).
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(owner, fh)
-    return None
-
-
-def lock_is_stale(holder: dict, study_uid: str, trial_running: Callable[[int], bool],
-                  host: str | None = None) -> str | None:
-    """Why a lock is stale, or None while its holder may be alive.
-
-    Stale: unreadable; its process is gone on this host; or it is this study's and its trial is no
-    longer running (``trial_running(trial_id)``).
-    """
-    host = host or socket.gethostname()
-    if not holder or "pid" not in holder:
-        return "the lock file is empty or unreadable"
-    if holder.get("host") == host and not _pid_alive(holder["pid"]):
-        return f"its worker (pid {holder['pid']}) is gone"
-    if study_uid and holder.get("study_uid") == study_uid and not trial_running(int(holder.get("trial_id", -1))):
-        return f"its trial {holder.get('trial')} is no longer running"
-    return None
-
-
 def _stop_process(proc: subprocess.Popen) -> None:
     """SIGTERM (never ignored, unlike SIGINT in background jobs), then kill after 60 s."""
     if proc.poll() is not None:
@@ -889,7 +855,8 @@ class Objective:
         self.epochs = 0
         self._reserve(trial, setting, todo)
         self.echo(live_line(trial.number, setting, "RUNNING", note="started" + (
-            f" (race: {', '.join(racing.instance_key(i) for _, i in todo)})" if racing_trial else "")))
+            f" (race: {', '.join(racing.instance_key(i) for _, i in todo)})" if racing_trial else "") + (
+            f", continuing trial {trial.user_attrs['resumes']}" if "resumes" in trial.user_attrs else "")))
         values, reused = [], []
         unit = wilcoxon_unit(self.setup.pruner)
         try:
@@ -903,10 +870,9 @@ class Objective:
                 if unit is not None and not racing_trial and pos < len(todo) - 1:
                     self._wilcoxon_report(trial, index, value, summary, unit)
         except KeyboardInterrupt:
-            self.study.enqueue_trial(setting.params, user_attrs={
-                "resumes": trial.number, **({"race_instances": trial.user_attrs["race_instances"]}
-                                            if racing_trial else {})})
             trial.set_user_attr("reason", "interrupted; the setting is enqueued again")
+            workers.requeue(self.study, self.study._storage.get_trial(trial._trial_id), "interrupted",
+                            count_retry=False)
             raise
         finally:
             trial.set_user_attr("epochs_trained", self.epochs)
@@ -943,7 +909,8 @@ class Objective:
                  "trial": trial.number, "trial_id": trial._trial_id}
         holder = acquire_lock(folder, owner)
         if holder is not None:
-            stale = lock_is_stale(holder, self.uid, self._trial_running, self.host)
+            stale = lock_is_stale(holder, self.uid, self._trial_running, self.host, age=workers.lock_age(folder),
+                                  grace=self.setup.grace)
             if stale is None:
                 raise self._fail(trial, SettingBusy, f"busy: {where} of {setting.trainer} is being trained by "
                                  f"trial {holder.get('trial')} of study {holder.get('study')} "
@@ -952,7 +919,8 @@ class Objective:
             if acquire_lock(folder, owner) is not None:
                 raise self._fail(trial, SettingBusy, f"busy: {where} of {setting.trainer} was taken meanwhile")
         try:
-            return self._instance_locked(trial, setting, index, inst, folder, optuna, racing_trial)
+            with workers.LockHeartbeat(folder / LOCK_NAME, workers.heartbeat_interval(self.setup.grace)):
+                return self._instance_locked(trial, setting, index, inst, folder, optuna, racing_trial)
         finally:
             (folder / LOCK_NAME).unlink(missing_ok=True)
 
@@ -1075,38 +1043,24 @@ def _sigterm_as_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _fail_dead_local_trials(study, space: SearchSpace) -> list[int]:
-    """Journal storage (no heartbeat): fail this host's RUNNING trials whose worker process is gone, and
-    enqueue their settings again. Returns their numbers."""
-    from optuna.trial import TrialState
-
-    host, failed = socket.gethostname(), []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == host and "pid" in t.user_attrs and not _pid_alive(t.user_attrs["pid"]):
-            study.tell(t.number, state=TrialState.FAIL)
-            setting = _setting_of(space, t)
-            if setting is not None:
-                study.enqueue_trial(setting.params, user_attrs={"resumes": t.number})
-            failed.append(t.number)
-    return failed
-
-
 def run_worker(setup: TuneSetup, n_trials: int, *, sampler: str = "tpe", seed: int | None = 0, worker_index: int = 0,
                environ: dict | None = None, echo: Callable[[str], None] = lambda s: None,
-               executable: str | None = None) -> None:
-    """One worker: ``n_trials`` trials of the study (fewer when the queue and space run out).
+               executable: str | None = None, settle: bool = True) -> None:
+    """One worker: ``n_trials`` trials of the study (fewer when the queue and space run out), then, with
+    ``settle``, the study's WAITING trials and a watch over its RUNNING ones until none is left
+    (:func:`workers.run_until_settled`: a worker that died is taken over). A worker that finds the budget spent
+    stops at once.
 
     Ctrl-C / SIGTERM end the current trial as described in the module docstring and propagate.
     """
     from optuna.trial import TrialState
 
-    study, uid = open_study(setup, heartbeat=True)
-    if pruning.storage_kind(setup.storage) == "journal":
-        for number in _fail_dead_local_trials(study, setup.space):
-            echo(f"trial {number:3d}  its worker is gone: failed, setting enqueued again")
+    study, uid = open_study(setup, heartbeat=True, echo=echo)
+    workers.fail_dead_local_trials(study, echo)
     study.sampler = make_sampler(sampler if sampler != "grid" else "tpe", seed, worker_index,
                                  len(study.get_trials(deepcopy=False)), setup.space)
     objective = Objective(setup, study, uid, environ=environ, echo=echo, executable=executable)
+    spent = []
 
     def after_trial(study, frozen) -> None:
         setting = _setting_of(setup.space, frozen)
@@ -1117,7 +1071,14 @@ def run_worker(setup: TuneSetup, n_trials: int, *, sampler: str = "tpe", seed: i
         if frozen.state == TrialState.COMPLETE:
             reused = frozen.user_attrs.get("reused_folds") or []
             note = "validation Dice" + (f"; reused fold {', '.join(reused)}" if reused else "")
+        if note.startswith("not started"):
+            spent.append(frozen.number)
         echo(live_line(frozen.number, setting, frozen.state.name, value, note))
+
+    def optimize(n: int) -> bool:
+        study.optimize(objective, n_trials=n, catch=(SettingBusy, TrainingFailed, BudgetSpent),
+                       callbacks=[after_trial], gc_after_trial=False)
+        return not spent
 
     previous = signal.getsignal(signal.SIGTERM)
     try:
@@ -1125,9 +1086,8 @@ def run_worker(setup: TuneSetup, n_trials: int, *, sampler: str = "tpe", seed: i
     except ValueError:  # not the main thread
         previous = None
     try:
-        study.optimize(objective, n_trials=n_trials, catch=(SettingBusy, TrainingFailed, BudgetSpent),
-                       callbacks=[after_trial],
-                       gc_after_trial=False)
+        if optimize(n_trials) and settle:
+            workers.run_until_settled(study, lambda: optimize(1), workers.heartbeat_interval(setup.grace), echo)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -1176,9 +1136,13 @@ def finished_values(setup: TuneSetup, settings: Sequence[Setting], instances: Se
 
 def _trial_cost(t, iterations: int) -> int:
     epochs = t.user_attrs.get("epochs_trained")
-    if epochs is None:  # still running: what it reserved, or the epochs it has reported so far
-        return max(int(t.user_attrs.get("reserved", 0)), len(t.intermediate_values) * iterations)
-    return int(epochs) * iterations
+    if epochs is not None:
+        return int(epochs) * iterations
+    # the epochs it reported itself (a trial that continues a dead worker's inherits that one's curve)
+    reported = max(0, len(t.intermediate_values) - int(t.user_attrs.get("inherited_epochs", 0)))
+    if t.state.name == "RUNNING":  # what it reserved, or what it has reported so far
+        return max(int(t.user_attrs.get("reserved", 0)), reported * iterations)
+    return reported * iterations  # ended without saying (its worker died), or waiting (0)
 
 
 def spent_iterations(study, setup: TuneSetup, exclude: int | None = None) -> int:
@@ -1278,14 +1242,21 @@ class TrialRow:
 def trial_rows(study, space: SearchSpace) -> list[TrialRow]:
     """Every trial of the study, by number (from the storage; fresh intermediate values)."""
     rows = []
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    continued = {t.user_attrs["resumes"]: t for t in trials if "resumes" in t.user_attrs}
+    for t in trials:
         epochs = t.user_attrs.get("epochs_trained")
+        reason = str(t.user_attrs.get("reason", ""))
+        if t.state.name == "FAIL" and not reason:  # its worker died without a word: say what became of it
+            later = continued.get(t.number)
+            reason = f"{later.user_attrs.get('requeue_reason', 'its worker was lost')}; continued as trial " \
+                     f"{later.number}" if later is not None else "its worker was lost; not enqueued again"
         rows.append(TrialRow(number=t.number, state=t.state.name, setting=_setting_of(space, t),
                              value=t.value if t.state.name == "COMPLETE" else None,
                              curve={int(k): float(v) for k, v in t.intermediate_values.items()},
                              epochs_trained=len(t.intermediate_values) if epochs is None else int(epochs),
                              reused_folds=list(t.user_attrs.get("reused_folds") or []),
-                             reason=str(t.user_attrs.get("reason", "")),
+                             reason=reason,
                              instances=list(t.user_attrs.get("race_instances")
                                             or t.user_attrs.get("instance_values") or []),
                              phase="race" if t.user_attrs.get("race_instances") else "search"))
@@ -1644,6 +1615,8 @@ def tune_argv(setup: TuneSetup, *, sampler: str, seed: int | None, executable: S
         argv += ["--budget", str(s.budget)]
     if seed is not None:
         argv += ["--seed", str(seed)]
+    if s.grace != pruning.GRACE_PERIOD_S:
+        argv += ["--grace", str(s.grace)]
     return argv
 
 

@@ -47,10 +47,12 @@ ABANDONED_EXIT_CODE = 87
 REPORT_PREFIX = "[polydice-tune] "
 #: ``journal:///absolute/path/file.log``: Optuna's JournalStorage on a file (no database server).
 JOURNAL_SCHEME = "journal://"
-#: Heartbeat of RDB storages: a worker's running trial is marked failed (and retried) when its worker
-#: has not written a heartbeat for GRACE_PERIOD_S seconds.
+#: Heartbeat of a worker's running trial (RDB storages: Optuna's own; the journal: a trial system attribute,
+#: :data:`HEARTBEAT_ATTR`): at most every HEARTBEAT_INTERVAL_S seconds; a trial without one for the grace
+#: period (default GRACE_PERIOD_S, ``tune --grace``) is failed and its setting enqueued again.
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 180
+HEARTBEAT_ATTR = "polydice_heartbeat"
 
 
 # --------------------------------------------------------------------------------------------- storage
@@ -80,22 +82,73 @@ def journal_path(url: str) -> Path:
     return Path(str(url)[len(JOURNAL_SCHEME):])
 
 
-def _retry_stale_trials(optuna) -> dict:
-    """The RDBStorage keyword that enqueues a stale trial once more: Optuna >= 4.9 names it
-    ``heartbeat_stale_trial_callback`` (RetryHeartbeatStaleTrialCallback), older ones ``failed_trial_callback``
-    (RetryFailedTrialCallback)."""
+def _stale_callback_keyword(optuna) -> str:
+    """The RDBStorage keyword of the stale-trial callback: ``heartbeat_stale_trial_callback`` from Optuna 4.9
+    on, ``failed_trial_callback`` before."""
     params = inspect.signature(optuna.storages.RDBStorage).parameters
-    if "heartbeat_stale_trial_callback" in params:
-        return {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-    return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+    return "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
 
 
-def open_storage(url: str, heartbeat: bool = False):
+_HEARTBEAT_JOURNAL = None
+
+
+def _heartbeat_journal_class(optuna):
+    """Optuna's JournalStorage with Optuna's heartbeat interface (``BaseHeartbeat``), which Optuna's journal
+    lacks: a heartbeat is the trial system attribute :data:`HEARTBEAT_ATTR` (wall-clock seconds), one journal
+    line per beat; a RUNNING trial is stale when its last beat (or, before any, its start) is older than the
+    grace period. With it, Optuna's own machinery does the rest, as for RDB storages: a heartbeat thread
+    during each trial, and ``fail_stale_trials`` (with the stale-trial callback) before each trial."""
+    global _HEARTBEAT_JOURNAL
+    if _HEARTBEAT_JOURNAL is None:
+        import time
+
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.storages._heartbeat import BaseHeartbeat
+        from optuna.trial import TrialState
+
+        class HeartbeatJournalStorage(optuna.storages.JournalStorage, BaseHeartbeat):
+            def __init__(self, backend, interval: int, grace: float, callback=None):
+                super().__init__(backend)
+                self._polydice_heartbeat = (int(interval), float(grace), callback)
+
+            def record_heartbeat(self, trial_id: int) -> None:
+                try:
+                    self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+                except (UpdateFinishedTrialError, KeyError):  # finished meanwhile: nothing to keep alive
+                    pass
+
+            def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+                grace, now = self._polydice_heartbeat[1], time.time()
+                stale = []
+                for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+                    beat = t.system_attrs.get(HEARTBEAT_ATTR)
+                    if beat is None:
+                        beat = t.datetime_start.timestamp() if t.datetime_start else now
+                    if now - float(beat) > grace:
+                        stale.append(t._trial_id)
+                return stale
+
+            def get_heartbeat_interval(self) -> int | None:
+                return self._polydice_heartbeat[0]
+
+            def get_heartbeat_stale_trial_callback(self):
+                return self._polydice_heartbeat[2]
+
+            def get_failed_trial_callback(self):  # the name Optuna < 4.9 calls
+                return self._polydice_heartbeat[2]
+
+        _HEARTBEAT_JOURNAL = HeartbeatJournalStorage
+    return _HEARTBEAT_JOURNAL
+
+
+def open_storage(url: str, heartbeat: bool = False, *, grace: float = GRACE_PERIOD_S, interval: int | None = None,
+                 on_stale=None):
     """The Optuna storage of ``url`` (see :func:`storage_kind`).
 
-    ``heartbeat`` (the worker's side, RDB storages only): heartbeats every :data:`HEARTBEAT_INTERVAL_S`
-    seconds; a trial without one for :data:`GRACE_PERIOD_S` seconds is failed by the next worker that
-    starts a trial and enqueued again once (``RetryHeartbeatStaleTrialCallback``).
+    ``heartbeat`` (the worker's side): heartbeats every ``interval`` seconds (default
+    :data:`HEARTBEAT_INTERVAL_S`) for the running trial; a trial without one for ``grace`` seconds is failed
+    by the next worker that looks, which calls ``on_stale(study, frozen_trial)`` (tune enqueues the setting
+    again). RDB storages use Optuna's heartbeat; the journal, :func:`_heartbeat_journal_class`.
 
     Raises:
         ValueError: when the URL is malformed or the storage cannot be opened (the reason on one line).
@@ -103,6 +156,7 @@ def open_storage(url: str, heartbeat: bool = False):
     import optuna
 
     kind = storage_kind(url)
+    interval = HEARTBEAT_INTERVAL_S if interval is None else int(interval)
     try:
         if kind == "journal":
             try:
@@ -113,10 +167,13 @@ def open_storage(url: str, heartbeat: bool = False):
             path = journal_path(url)
             if not path.parent.is_dir():
                 raise ValueError(f"the folder {path.parent} does not exist")
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            backend = JournalFileBackend(str(path))
+            if heartbeat:
+                return _heartbeat_journal_class(optuna)(backend, interval, grace, on_stale)
+            return optuna.storages.JournalStorage(backend)
         if heartbeat:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                                              grace_period=GRACE_PERIOD_S, **_retry_stale_trials(optuna))
+            return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=int(math.ceil(grace)),
+                                              **{_stale_callback_keyword(optuna): on_stale})
         return optuna.storages.RDBStorage(url)
     except Exception as err:  # SQLAlchemy's and the drivers' errors have no common base worth naming
         first = " ".join(str(err).split("\n")[0].split())[:300]

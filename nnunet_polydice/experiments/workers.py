@@ -1,0 +1,245 @@
+"""Workers that die: fold locks with a heartbeat, stale trials failed and enqueued again, takeover.
+
+A tune study is shared by workers on one or many hosts (``--workers``, ``--slurm``, the same command on
+another machine); only its Optuna storage and the nnU-Net results folder connect them. A worker can die
+without running any handler (Slurm preemption, a node crash, the OOM killer: SIGKILL). Then:
+
+* **its trial** would stay RUNNING forever. Every worker sends a heartbeat for its running trial every
+  :func:`heartbeat_interval` seconds: RDB storages through Optuna's own heartbeat, the journal storage through
+  :func:`~nnunet_polydice.integration.pruning.open_storage`'s heartbeat journal (a trial system attribute).
+  A trial whose last heartbeat is older than the grace period is *stale*; the next worker that looks (before
+  each trial, and while it waits at the end of its share) fails it and enqueues its setting again
+  (:func:`requeue`), with the same (fold, seed) instances and the learning curve reported so far. A worker on
+  the same host fails it at once when the worker's process is gone (:func:`fail_dead_local_trials`).
+* **its fold lock** (``polydice_tune.lock``, held while a (setting, fold, seed) run is read or trained) would
+  keep every other worker away. The worker touches its lock every heartbeat interval (:class:`LockHeartbeat`);
+  a lock is stale (:func:`lock_is_stale`) when its trial is no longer running, its process is gone on this
+  host, or it has not been touched for the grace period.
+* **its training** is continued by the worker that takes the enqueued trial: nnU-Net's
+  ``nnUNetv2_train --c`` from ``checkpoint_latest.pth`` (saved every epoch on short schedules), so what the
+  dead worker trained after its last checkpoint is the only work done twice.
+
+A worker that has run its share of trials does not stop while the study has trials RUNNING on other workers:
+it waits (checking every heartbeat interval), takes over any that go stale, and leaves when none is left
+running or waiting (:func:`run_until_settled`). So the last live worker finishes the study; the cost is that a
+worker may sit idle for up to the length of the last running trial.
+
+A retried setting is retried at most :data:`MAX_RETRIES` times (a setting whose training kills its worker
+every time, say by running out of memory, is then left failed).
+
+The clocks of the hosts are compared (heartbeat times are wall-clock times written by one host and read by
+another): keep them in sync (NTP) and the grace period well above their skew.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nnunet_polydice.integration import pruning
+
+__all__ = [
+    "LOCK_NAME", "MAX_RETRIES", "MIN_GRACE_S", "MAX_GRACE_S", "heartbeat_interval", "acquire_lock", "lock_is_stale",
+    "lock_age", "LockHeartbeat", "requeue", "fail_dead_local_trials", "fail_stale_trials", "run_until_settled",
+]
+
+LOCK_NAME = "polydice_tune.lock"
+#: A setting whose trial went stale this many times is not enqueued again.
+MAX_RETRIES = 3
+#: Bounds of ``--grace``: six heartbeats of at least one second each; one day.
+MIN_GRACE_S = 6
+MAX_GRACE_S = 86400
+#: User attributes a re-queued trial carries over from the trial it continues.
+_CARRIED = ("race_instances",)
+
+
+def heartbeat_interval(grace: float) -> int:
+    """Seconds between heartbeats for a grace period of ``grace`` seconds: a sixth of it, 1 to 30 s (so a
+    worker misses five heartbeats in a row before it is taken for dead)."""
+    return int(max(1, min(pruning.HEARTBEAT_INTERVAL_S, grace // 6)))
+
+
+# ------------------------------------------------------------------------------------------- fold locks
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True
+    return True
+
+
+def acquire_lock(folder: Path, owner: dict) -> dict | None:
+    """Create ``<folder>/polydice_tune.lock`` exclusively (``O_CREAT | O_EXCL``) with ``owner`` (JSON) in it.
+
+    Returns None when acquired, else what the existing lock holds (``{}`` when unreadable).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(owner, fh)
+    return None
+
+
+def lock_age(folder: Path) -> float:
+    """Seconds since the lock in ``folder`` was last touched (0 when it is gone)."""
+    try:
+        return max(0.0, time.time() - (folder / LOCK_NAME).stat().st_mtime)
+    except FileNotFoundError:
+        return 0.0
+
+
+def lock_is_stale(holder: dict, study_uid: str, trial_running: Callable[[int], bool], host: str | None = None,
+                  age: float = 0.0, grace: float | None = None) -> str | None:
+    """Why a lock is stale, or None while its holder may be alive.
+
+    Stale: unreadable; its process is gone on this host; it is this study's and its trial is no longer
+    running (``trial_running(trial_id)``); or it has not been touched for ``grace`` seconds (``age``: seconds
+    since it was; its worker touches it every heartbeat interval).
+    """
+    host = host or socket.gethostname()
+    if not holder or "pid" not in holder:
+        return "the lock file is empty or unreadable"
+    if holder.get("host") == host and not _pid_alive(holder["pid"]):
+        return f"its worker (pid {holder['pid']}) is gone"
+    if study_uid and holder.get("study_uid") == study_uid and not trial_running(int(holder.get("trial_id", -1))):
+        return f"its trial {holder.get('trial')} is no longer running"
+    if grace is not None and age > grace:
+        return f"it has not been touched for {age:.0f} s (grace {grace:g} s): its worker is gone"
+    return None
+
+
+class LockHeartbeat:
+    """A thread that touches a lock file every ``interval`` seconds while the block runs (its heartbeat)."""
+
+    def __init__(self, path: Path, interval: float):
+        self.path, self.interval = Path(path), float(interval)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="polydice-lock-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                os.utime(self.path)
+            except OSError:  # removed or unreachable: the next beat tries again
+                pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
+# ------------------------------------------------------------------------------------------- stale trials
+
+def requeue(study, frozen, why: str, *, count_retry: bool = True) -> int | None:
+    """Enqueue the setting of ``frozen`` (a failed or failing trial) once more as a WAITING trial that continues
+    it: the same parameters, its racing instances, its learning curve so far (``inherited_epochs`` of it),
+    ``resumes`` = its number and ``requeue_reason`` = ``why``. Returns the new trial's number, or None when the
+    trial had no setting yet or its setting has been retried :data:`MAX_RETRIES` times (``count_retry``: a death
+    counts, an interrupt does not)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if not frozen.params:
+        return None
+    retries = int(frozen.user_attrs.get("retries", 0)) + (1 if count_retry else 0)
+    if retries > MAX_RETRIES:
+        return None
+    attrs = {k: frozen.user_attrs[k] for k in _CARRIED if k in frozen.user_attrs}
+    attrs.update(resumes=frozen.number, requeue_reason=why, retries=retries,
+                 inherited_epochs=len(frozen.intermediate_values))
+    trial = optuna.trial.create_trial(state=TrialState.WAITING, params=dict(frozen.params),
+                                      distributions=dict(frozen.distributions), user_attrs=attrs,
+                                      intermediate_values=dict(frozen.intermediate_values))
+    study.add_trial(trial)
+    return study.get_trials(deepcopy=False)[-1].number
+
+
+def stale_callback(echo: Callable[[str], None] = lambda s: None):
+    """The callback both heartbeat kinds call for a trial they failed as stale (:func:`requeue`)."""
+
+    def on_stale(study, frozen) -> None:
+        number = requeue(study, frozen, "its worker sent no heartbeat for the grace period")
+        echo(_takeover_line(frozen, number, "sent no heartbeat for the grace period"))
+
+    return on_stale
+
+
+def _takeover_line(frozen, number: int | None, what: str) -> str:
+    who = f"{frozen.user_attrs.get('host', '?')} pid {frozen.user_attrs.get('pid', '?')}"
+    then = f"enqueued again as trial {number}" if number is not None else \
+        f"not enqueued again (retried {MAX_RETRIES} times already, or it had no setting yet)"
+    return f"trial {frozen.number:3d}  its worker ({who}) {what}: failed, {then}"
+
+
+def fail_dead_local_trials(study, echo: Callable[[str], None] = lambda s: None) -> list[int]:
+    """Fail this host's RUNNING trials whose worker process is gone (at once, without waiting for the grace
+    period) and enqueue their settings again. Returns their numbers."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    host, failed = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("host") == host and "pid" in t.user_attrs and not _pid_alive(t.user_attrs["pid"]):
+            try:
+                if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    continue
+            except UpdateFinishedTrialError:  # another worker was quicker
+                continue
+            number = requeue(study, t, "its worker process was gone")
+            echo(_takeover_line(t, number, "is gone"))
+            failed.append(t.number)
+    return failed
+
+
+def fail_stale_trials(study, echo: Callable[[str], None] = lambda s: None) -> None:
+    """Both checks: dead local workers (:func:`fail_dead_local_trials`), then Optuna's heartbeat check, which
+    calls the storage's stale-trial callback (:func:`stale_callback`) for each trial it fails."""
+    import warnings
+
+    import optuna
+
+    fail_dead_local_trials(study, echo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ExperimentalWarning
+        optuna.storages.fail_stale_trials(study)
+
+
+def run_until_settled(study, run_one: Callable[[], bool], interval: float, echo: Callable[[str], None] = lambda s: None,
+                      sleep: Callable[[float], None] = time.sleep) -> int:
+    """After a worker's share: while the study has WAITING trials (enqueued again, or left by a worker that
+    died before it took them), run them one by one (``run_one()``, False when the worker must stop, e.g. the
+    budget is spent); while it has RUNNING trials of other workers, wait ``interval`` s and look again for
+    stale ones. Returns the number of trials run."""
+    from optuna.trial import TrialState
+
+    ran = 0
+    while True:
+        fail_stale_trials(study, echo)
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            ran += 1
+            if not run_one():
+                return ran
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            return ran
+        sleep(interval)

@@ -1,0 +1,172 @@
+"""Workers that die (experiments/workers.py and the heartbeat journal of integration/pruning.py): heartbeats,
+stale trials failed and enqueued again, fold locks with a heartbeat, and the wait for takeover. Real Optuna
+storages on real files; the end-to-end kill tests are in test_worker_kill.py."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nnunet_polydice.experiments import tune, workers
+from nnunet_polydice.integration import pruning
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning",
+                                        "ignore:Heartbeat of storage is supposed:UserWarning")
+
+
+def _journal(tmp_path, **kw):
+    return pruning.open_storage(f"journal://{tmp_path}/t.log", **kw)
+
+
+def _running_trial(study, K="2", epochs=0, **attrs):
+    trial = study.ask()
+    trial.suggest_categorical("K", ["1", "2", "inf"])
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    for epoch in range(epochs):
+        trial.report(0.1 * (epoch + 1), epoch)
+    return trial
+
+
+def test_heartbeat_interval_is_a_sixth_of_the_grace_between_1_and_30_s():
+    assert [workers.heartbeat_interval(g) for g in (6, 11, 12, 180, 600, 86400)] == [1, 1, 2, 30, 30, 30]
+
+
+def test_journal_heartbeat_keeps_a_long_trial_alive_and_a_silent_one_is_failed_and_enqueued_again(tmp_path):
+    """Grace 2 s, beats every 1 s: a trial whose worker stopped beating 2.5 s ago is failed by the next worker's
+    check (Study.optimize, before its trial), and the callback enqueues its setting with its curve, racing
+    instances and the number it continues; that worker takes it, runs 4 s (Optuna's heartbeat thread beating)
+    and is not stale to a third worker's check at 3 s."""
+    seen = []
+    storage = _journal(tmp_path, heartbeat=True, grace=2, interval=1,
+                       on_stale=workers.stale_callback(seen.append))
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+
+    silent = _running_trial(study, epochs=3, race_instances=["0:s1"], host="elsewhere", pid=1)
+    storage.record_heartbeat(silent._trial_id)  # its last beat; then the worker was killed
+
+    def objective(trial):
+        trial.suggest_categorical("K", ["1", "2", "inf"])
+        time.sleep(4)
+        return 1.0
+
+    runner = threading.Thread(target=lambda: study.optimize(objective, n_trials=1))
+    time.sleep(2.5)
+    runner.start()  # its own check at the start fails the silent trial (2.5 s > grace)
+    time.sleep(3)
+    other = optuna.load_study(study_name="s", storage=_journal(tmp_path, heartbeat=True, grace=2, interval=1))
+    optuna.storages.fail_stale_trials(other)  # another worker looks, 3 s into the long trial
+    states = {t.number: t.state for t in other.get_trials()}
+    runner.join()
+
+    # the runner's check failed the silent trial and it took the enqueued copy: a takeover, alive at 3 s
+    assert states == {0: TrialState.FAIL, 1: TrialState.RUNNING}
+    taken = study.get_trials()[1]
+    assert taken.state == TrialState.COMPLETE and taken.params == silent.params
+    assert taken.user_attrs == {"race_instances": ["0:s1"], "resumes": 0, "retries": 1, "inherited_epochs": 3,
+                                "requeue_reason": "its worker sent no heartbeat for the grace period"}
+    assert taken.intermediate_values == {0: 0.1, 1: 0.2, 2: pytest.approx(0.3)}
+    assert seen == ["trial   0  its worker (elsewhere pid 1) sent no heartbeat for the grace period: failed, "
+                    "enqueued again as trial 1"]
+
+
+def test_a_setting_is_retried_at_most_max_retries_times(tmp_path):
+    study = optuna.create_study(storage=_journal(tmp_path), study_name="s", direction="maximize")
+    trial = _running_trial(study)
+    frozen = study._storage.get_trial(trial._trial_id)
+    numbers = []
+    for _ in range(workers.MAX_RETRIES + 1):
+        numbers.append(workers.requeue(study, frozen, "test"))
+        frozen = study.get_trials()[-1]
+    assert numbers == [1, 2, 3, None]
+    assert [t.user_attrs.get("retries") for t in study.get_trials()] == [None, 1, 2, 3]
+    # an interrupt (Ctrl-C, scancel) does not count as a retry
+    assert workers.requeue(study, frozen, "interrupted", count_retry=False) == 4
+    # a trial that died before it had a setting leaves nothing to enqueue
+    fresh = optuna.create_study(storage=study._storage, study_name="fresh", direction="maximize")
+    bare = fresh.ask()
+    assert workers.requeue(fresh, fresh._storage.get_trial(bare._trial_id), "test") is None
+
+
+def test_lock_is_stale_when_not_touched_for_the_grace_period(tmp_path):
+    holder = {"host": "another-host", "pid": 1, "study_uid": "u", "trial": 3, "trial_id": 3}
+    alive = lambda trial_id: True  # noqa: E731
+    assert workers.lock_is_stale(holder, "u", alive, "this-host", age=100, grace=180) is None
+    assert workers.lock_is_stale(holder, "u", alive, "this-host", age=181, grace=180) == \
+        "it has not been touched for 181 s (grace 180 s): its worker is gone"
+    assert workers.lock_is_stale(holder, "u", lambda trial_id: False, "this-host", age=0, grace=180) == \
+        "its trial 3 is no longer running"
+
+
+def test_lock_heartbeat_touches_the_lock_while_the_block_runs(tmp_path):
+    owner = {"host": "h", "pid": os.getpid()}
+    assert workers.acquire_lock(tmp_path, owner) is None
+    path = tmp_path / workers.LOCK_NAME
+    os.utime(path, (time.time() - 1000, time.time() - 1000))
+    assert workers.lock_age(tmp_path) > 999
+    with workers.LockHeartbeat(path, 0.1):
+        time.sleep(0.5)
+        assert workers.lock_age(tmp_path) < 0.5
+    os.utime(path, (time.time() - 1000, time.time() - 1000))
+    time.sleep(0.3)
+    assert workers.lock_age(tmp_path) > 999  # stopped with the block
+    assert workers.acquire_lock(tmp_path, owner) == owner  # still held: removing it is the trial's job
+
+
+def test_run_until_settled_takes_over_a_dead_workers_trial_and_waits_for_live_ones(tmp_path):
+    """A worker whose share is done: one trial RUNNING on a live worker (beating), one on a dead worker (last beat
+    long ago). It fails and enqueues the dead one's, runs it, then waits until the live one ends."""
+    storage = _journal(tmp_path, heartbeat=True, grace=6, interval=1, on_stale=workers.stale_callback())
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    live = _running_trial(study, host="elsewhere", pid=1)
+    dead = _running_trial(study, K="inf", epochs=2, host="elsewhere", pid=2)
+    storage.set_trial_system_attr(dead._trial_id, pruning.HEARTBEAT_ATTR, time.time() - 60)
+    ran, naps = [], []
+
+    def run_one():
+        trial = study.ask()  # what Study.optimize would hand the objective: the enqueued trial first
+        ran.append((trial.user_attrs.get("resumes"), trial.params))
+        study.tell(trial, 0.5)
+        return True
+
+    def nap(seconds):
+        naps.append(seconds)
+        storage.record_heartbeat(live._trial_id)  # the live worker beats meanwhile ...
+        if len(naps) == 2:
+            study.tell(live, 0.7)  # ... and finishes after two naps
+
+    assert workers.run_until_settled(study, run_one, 1, sleep=nap) == 1
+    assert ran == [(1, dead.params)] and naps == [1, 1]
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_cost_and_rows_of_a_trial_whose_worker_died(tmp_path):
+    """A dead worker's trial costs the epochs it reported; the trial that continues it inherits that curve but
+    counts only its own epochs; the dead one's row says what became of it."""
+    space = tune.build_space(["nnUNetTrainerPolyDice"], ["1", "2"], [0.0], (4, 10))
+    study = optuna.create_study(storage=_journal(tmp_path), study_name="s", direction="maximize")
+    trial = study.ask()
+    space.suggest(trial)
+    trial.set_user_attr("reserved", 40)
+    for epoch in range(3):
+        trial.report(0.1, epoch)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    workers.requeue(study, study._storage.get_trial(trial._trial_id), "its worker sent no heartbeat")
+    dead, waiting = study.get_trials()
+    assert tune._trial_cost(dead, 10) == 30 and tune._trial_cost(waiting, 10) == 0
+    again = study.ask()  # the continuing trial, running: what it reserved
+    again.set_user_attr("reserved", 10)
+    again.report(0.2, 3)
+    assert tune._trial_cost(study.get_trials()[1], 10) == 10
+    again.set_user_attr("epochs_trained", 1)
+    study.tell(again, 0.4)
+    assert tune._trial_cost(study.get_trials()[1], 10) == 10
+    rows = tune.trial_rows(study, space)
+    assert rows[0].state == "FAIL" and rows[0].reason == "its worker sent no heartbeat; continued as trial 1"
+    assert rows[1].state == "COMPLETE" and rows[1].curve == {0: 0.1, 1: 0.1, 2: 0.1, 3: 0.2}
