@@ -144,3 +144,41 @@ def test_a_subclass_of_nnunets_bce_compound_keeps_its_own_forward():
                           dice_class=MemoryEfficientSoftDiceLoss)
     replace_dice_term(compound, parse_trainer_name(PURE), False)
     assert type(compound) is MyCompound and compound.weight_ce == 0 and isinstance(compound.dc, PolyDiceLoss)
+
+
+def _poly_lr_init_2_5(self, optimizer, initial_lr, max_steps, exponent=0.9, current_step=None):
+    """nnunetv2 2.5.2's PolyLRScheduler.__init__, verbatim but for the super() call's spelling."""
+    self.optimizer = optimizer
+    self.initial_lr = initial_lr
+    self.max_steps = max_steps
+    self.exponent = exponent
+    self.ctr = 0
+    torch.optim.lr_scheduler.LRScheduler.__init__(self, optimizer, current_step if current_step is not None else -1,
+                                                  False)
+
+
+def test_nnunet_2_5s_poly_lr_scheduler_is_built_on_a_torch_without_verbose(monkeypatch):
+    from nnunetv2.training.lr_scheduler import polylr
+
+    from nnunet_polydice.integration import trainer
+
+    monkeypatch.setattr(polylr.PolyLRScheduler, "__init__", _poly_lr_init_2_5)
+    monkeypatch.setattr(trainer, "NNUNET_RELEASE", (2, 5, 2))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    if not trainer._lr_scheduler_takes_verbose():   # torch 2.13/2.14: nnU-Net 2.5's own call fails
+        with pytest.raises(TypeError, match="positional arguments"):
+            polylr.PolyLRScheduler(optimizer, 0.01, 10)
+
+    class Base:  # configure_optimizers as nnunetv2 2.5.2's nnUNetTrainer writes it
+        def configure_optimizers(self):
+            return optimizer, polylr.PolyLRScheduler(optimizer, 0.01, 10)
+
+    class Trainer(trainer.NnunetReleaseMixin, Base):
+        pass
+
+    _, scheduler = Trainer().configure_optimizers()
+    assert polylr.PolyLRScheduler.__init__ is _poly_lr_init_2_5   # restored after the call
+    assert (scheduler.initial_lr, scheduler.max_steps, scheduler.exponent) == (0.01, 10, 0.9)
+    assert scheduler.ctr == 1 and optimizer.param_groups[0]["lr"] == pytest.approx(0.01)  # torch's initial step
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * (1 - 1 / 10) ** 0.9)

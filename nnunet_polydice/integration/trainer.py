@@ -13,15 +13,17 @@ batch_dice, do_bg, smooth, ddp``. ``replace_dice_term`` checks them and fails wi
 nnU-Net changes them.
 
 Supported: nnunetv2 2.5.x-2.8.x. What differs between those releases is handled here, each where it is used
-(:data:`NNUNET_RELEASE`): the base trainer's ``load_checkpoint`` (:class:`NnunetReleaseMixin`) and the signature
-of nnU-Net's class finder (:func:`nnunet_trainer_class`). ``nnUNetTrainer.__init__`` (its ``unpack_dataset``
-argument went in 2.6; 2.7 added the ``continue_training`` key it pops from the plans) is never overridden here.
+(:data:`NNUNET_RELEASE`): the base trainer's ``load_checkpoint`` and ``configure_optimizers``
+(:class:`NnunetReleaseMixin`) and the signature of nnU-Net's class finder (:func:`nnunet_trainer_class`).
+``nnUNetTrainer.__init__`` (its ``unpack_dataset`` argument went in 2.6; 2.7 added the ``continue_training`` key
+it pops from the plans) is never overridden here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata as md
+import inspect
 import os
 import warnings
 from os.path import join
@@ -69,8 +71,45 @@ def _torch_load_unrestricted():
             os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = before
 
 
+def _lr_scheduler_takes_verbose() -> bool:
+    """torch's ``LRScheduler.__init__`` still has its deprecated ``verbose`` parameter (torch 2.6 has it; the
+    torch 2.13 and 2.14 builds this project runs on do not)."""
+    return "verbose" in inspect.signature(torch.optim.lr_scheduler.LRScheduler.__init__).parameters
+
+
+@contextlib.contextmanager
+def _poly_lr_without_verbose():
+    """nnunetv2 2.5.x's ``PolyLRScheduler.__init__`` passes ``verbose=False`` as a third positional argument to
+    torch's ``LRScheduler.__init__``; where torch no longer has that parameter every trainer fails in
+    ``configure_optimizers`` with "LRScheduler.__init__() takes from 2 to 3 positional arguments but 4 were
+    given" (nnUNetTrainer too). Inside the block the class gets 2.6.0's ``__init__`` (the same, without that
+    argument); the class is restored after."""
+    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+    original = PolyLRScheduler.__init__
+
+    def __init__(self, optimizer, initial_lr: float, max_steps: int, exponent: float = 0.9, current_step=None):
+        self.optimizer, self.initial_lr, self.max_steps, self.exponent, self.ctr = (
+            optimizer, initial_lr, max_steps, exponent, 0)
+        torch.optim.lr_scheduler.LRScheduler.__init__(self, optimizer, -1 if current_step is None else current_step)
+
+    PolyLRScheduler.__init__ = __init__
+    try:
+        yield
+    finally:
+        PolyLRScheduler.__init__ = original
+
+
 class NnunetReleaseMixin:
     """Differences between nnunetv2 releases in the base trainer's methods (in every class of this package)."""
+
+    def configure_optimizers(self):
+        # nnunetv2 2.5.x with a torch whose LRScheduler has no `verbose` parameter: see _poly_lr_without_verbose.
+        # 2.6.0+ call LRScheduler.__init__(optimizer, last_epoch) and need nothing.
+        if NNUNET_RELEASE < (2, 6) and not _lr_scheduler_takes_verbose():
+            with _poly_lr_without_verbose():
+                return super().configure_optimizers()
+        return super().configure_optimizers()
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         # nnunetv2 2.5.x calls torch.load(path) without weights_only, and cannot take a loaded dict; with torch
