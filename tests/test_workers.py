@@ -160,6 +160,9 @@ def test_cost_and_rows_of_a_trial_whose_worker_died(tmp_path):
     workers.requeue(study, study._storage.get_trial(trial._trial_id), "its worker sent no heartbeat")
     dead, waiting = study.get_trials()
     assert tune._trial_cost(dead, 10) == 30 and tune._trial_cost(waiting, 10) == 0
+    # the continuing trial reserves the epochs the dead one did not report (steps 0-2 of 0-3): one
+    assert tune.remaining_epochs(0, 4, waiting.intermediate_values) == 1
+    assert tune.remaining_epochs(1, 4, {0: 0.1, 4: 0.1, 5: 0.1}) == 2
     again = study.ask()  # the continuing trial, running: what it reserved
     again.set_user_attr("reserved", 10)
     again.report(0.2, 3)

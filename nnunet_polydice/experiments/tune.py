@@ -830,9 +830,13 @@ class Objective:
         return [(order.index(i), i) for i in chosen]
 
     def _reserve(self, trial, setting: Setting, todo) -> None:
-        """Reserve the trial's worst-case cost (every run it would train, trained to the end) under a lock, or
-        refuse to start it (:class:`BudgetSpent`, and the worker stops) when the budget cannot pay for it."""
-        cost = sum(self.setup.run_iterations for _, inst in todo
+        """Reserve the trial's worst-case cost (every run it would train, trained to the end; less the epochs
+        of a dead worker's trial it continues) under a lock, or refuse to start it (:class:`BudgetSpent`, and the
+        worker stops) when the budget cannot pay for it."""
+        inherited = self.study._storage.get_trial(trial._trial_id).intermediate_values \
+            if trial.user_attrs.get("inherited_epochs") else {}
+        cost = sum(remaining_epochs(index, self.setup.epochs, inherited) * self.setup.iterations
+                   for index, inst in todo
                    if not fold_status(self.setup.fold_folder(self.setup.run_name(setting, inst), inst[0])).finished)
         budget = self.setup.budget
         if budget is None:
@@ -990,6 +994,12 @@ class Objective:
             return fold_value(done.summary, self.setup.label_key), False, done.summary
         except ValueError as err:
             raise self._fail(trial, TrainingFailed, f"{where}: {err}") from None
+
+
+def remaining_epochs(index: int, epochs: int, reported) -> int:
+    """Epochs left of the run at instance ``index`` when the trial already has the steps ``reported`` (step
+    ``index * epochs + epoch``: a dead worker's curve, inherited by the trial that continues it)."""
+    return epochs - sum(index * epochs <= int(step) < (index + 1) * epochs for step in reported)
 
 
 def _where(inst) -> str:
