@@ -33,10 +33,8 @@ running in this study.
 
 **Resuming.** Ctrl-C (and SIGTERM, e.g. Slurm's scancel) stops the training, marks the trial failed and
 enqueues the same setting again, so the next run of the command continues it (from nnU-Net's
-``checkpoint_latest.pth``). RDB storages (SQLite, PostgreSQL, MySQL) keep a heartbeat: a killed worker's
-trial is failed by the next worker that starts a trial and enqueued once more (Optuna's
-``RetryHeartbeatStaleTrialCallback``). Journal storage has no heartbeat: a worker's trial whose process is
-gone on the same host is failed and enqueued when a worker starts.
+``checkpoint_latest.pth``). A worker killed outright (SIGKILL, a lost node) is taken over after ``--grace``
+seconds without its heartbeat, with every storage: :mod:`~nnunet_polydice.experiments.workers`.
 """
 
 from __future__ import annotations
