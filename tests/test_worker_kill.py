@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import optuna
 import pytest
+from conftest import nnunet_env
 from optuna.trial import TrialState
 
-from conftest import nnunet_env
 from nnunet_polydice.experiments import tune, workers
 
 COLIN = "Dataset731_Colin27HippoAmyg"
