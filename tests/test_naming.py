@@ -108,8 +108,9 @@ def test_schedule_suffixes_past_the_bounds_are_refused_with_the_bounds(name):
     from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS
 
     bounds = rf"epochs from 1 to {MAX_EPOCHS} and iterations from 1 to {MAX_ITERATIONS}"
-    with pytest.raises(InvalidTrainerName, match=bounds):
+    with pytest.raises(InvalidTrainerName, match=bounds) as err:
         parse_trainer_name(name)
+    assert str(err.value).startswith(f"Trainer name {name!r}:")  # the whole name, seed suffix included
 
 
 def test_schedule_suffixes_at_the_bounds_pass():

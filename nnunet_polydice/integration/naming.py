@@ -83,8 +83,9 @@ def schedule_suffix(epochs: int | None, iterations: int | None) -> str:
     return f"_{int(epochs)}ep{int(iterations)}it"
 
 
-def split_schedule(name: str) -> tuple[str, int | None, int | None]:
-    """``(core, epochs, iterations)`` of a name; ``(name, None, None)`` without a schedule suffix.
+def split_schedule(name: str, whole: str | None = None) -> tuple[str, int | None, int | None]:
+    """``(core, epochs, iterations)`` of a name; ``(name, None, None)`` without a schedule suffix. ``whole``:
+    the name the error quotes, when ``name`` is what is left of it without its seed suffix.
 
     Raises:
         InvalidTrainerName: for a suffix with zero or a leading zero (``_0ep5it``, ``_05ep5it``), or more than
@@ -93,14 +94,15 @@ def split_schedule(name: str) -> tuple[str, int | None, int | None]:
     m = _SCHEDULE.search(name)
     if m is None:
         return name, None, None
+    shown = name if whole is None else whole
     if any(g.startswith("0") for g in m.groups()):
         raise InvalidTrainerName(
-            f"Trainer name {name!r}: the schedule suffix _<epochs>ep<iterations>it needs positive integers "
+            f"Trainer name {shown!r}: the schedule suffix _<epochs>ep<iterations>it needs positive integers "
             f"without leading zeros (got {m.group(0)!r}), e.g. _20ep50it.")
     epochs, iterations = int(m.group(1)), int(m.group(2))
     if epochs > MAX_EPOCHS or iterations > MAX_ITERATIONS:
         raise InvalidTrainerName(
-            f"Trainer name {name!r}: the schedule suffix _<epochs>ep<iterations>it takes epochs from 1 to "
+            f"Trainer name {shown!r}: the schedule suffix _<epochs>ep<iterations>it takes epochs from 1 to "
             f"{MAX_EPOCHS} and iterations from 1 to {MAX_ITERATIONS} (got {m.group(0)!r}), e.g. _20ep50it.")
     return name[: m.start()], epochs, iterations
 
@@ -136,8 +138,8 @@ def split_seed(name: str) -> tuple[str, int | None]:
     if _SEED.search(rest):
         raise InvalidTrainerName(f"Trainer name {name!r} has two seed suffixes; a name carries one _s<N>, at "
                                  f"its end.")
-    if _SEED.search(split_schedule(rest)[0]):
-        core, epochs, iterations = split_schedule(rest)
+    if _SEED.search(split_schedule(rest, name)[0]):
+        core, epochs, iterations = split_schedule(rest, name)
         canonical = _SEED.sub("", core) + schedule_suffix(epochs, iterations) + _SEED.search(core).group(0)
         raise InvalidTrainerName(f"Trainer name {name!r} has two seed suffixes; a name carries one _s<N>, "
                                  f"after the schedule (e.g. {canonical!r}).")
@@ -254,7 +256,7 @@ def parse_trainer_name(name: str) -> TrainerSpec | None:
             raise InvalidTrainerName(f"Trainer name {name!r} is not a valid {family} name: only ASCII letters, "
                                      f"digits and single '_' may be used. " + _allowed_sentence(FAMILIES[family]))
     unseeded, seed = split_seed(name)
-    core, epochs, iterations = split_schedule(unseeded)
+    core, epochs, iterations = split_schedule(unseeded, name)
     misplaced = _SEED.search(core) if epochs is not None else None
     if misplaced is not None:
         canonical = core[: misplaced.start()] + schedule_suffix(epochs, iterations) + misplaced.group(0)
