@@ -2,6 +2,7 @@
 names the option, the value and what is allowed (MONAI's test_ill_opts, one case per spelling)."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -119,6 +120,13 @@ def test_storages(tmp_path):
         checks.check_storage(f"journal://{tmp_path / 'missing' / 'j.log'}")
     with pytest.raises(ValueError, match=r"is not a storage URL"):
         checks.check_storage("/tmp/j.log")
+    # SQLite: a file in an existing folder; in memory, the trainers (other processes) could not report to it
+    assert checks.check_storage(f"sqlite:///{tmp_path / 'db.sqlite3'}") == f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    for url in ("sqlite:///", "sqlite:///:memory:", "sqlite://"):
+        with pytest.raises(ValueError, match=r"is an in-memory SQLite database, which lives and dies with one"):
+            checks.check_storage(url)
+    with pytest.raises(ValueError, match=r"the folder .*nowhere does not exist; give a database file"):
+        checks.check_storage(f"sqlite:///{tmp_path / 'nowhere' / 'db.sqlite3'}")
 
 
 def test_counts():
@@ -176,7 +184,23 @@ def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
 
     monkeypatch.setattr(catalogue, "run", interrupted)
     assert main(["list"]) == 130
-    assert capsys.readouterr().err == "\nnnunet-polydice list: interrupted.\n"
+    assert capsys.readouterr().err == "nnunet-polydice list: interrupted.\n"  # no blank line: not a terminal
+
+
+def test_ctrl_c_on_a_terminal_first_ends_the_line_of_its_echoed_caret_c(monkeypatch):
+    import pty
+
+    from nnunet_polydice.cli import catalogue
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(catalogue, "run", interrupted)
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as terminal, os.fdopen(leader, "rb", buffering=0) as screen:
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert main(["list"]) == 130
+        assert screen.read(200) == b"\r\nnnunet-polydice list: interrupted.\r\n"
 
 
 @pytest.fixture()

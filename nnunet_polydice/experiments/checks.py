@@ -203,7 +203,8 @@ def _journal_problem(path: Path) -> str | None:
 
 def check_storage(url: str, option: str = "--storage") -> str:
     """An Optuna storage URL (:func:`pruning.storage_kind`); a journal's folder must exist and an existing file
-    must be an Optuna journal, so that the user's own file is never appended to.
+    must be an Optuna journal, so that the user's own file is never appended to; an SQLite database must be a
+    file (not ``:memory:``) in an existing folder.
 
     Raises:
         ValueError: naming ``option``, the URL and what is allowed.
@@ -218,6 +219,16 @@ def check_storage(url: str, option: str = "--storage") -> str:
         if problem:
             raise ValueError(f"{option} {url!r}: {path} exists and {problem}; give a new file or an existing "
                              f"journal of nnunet-polydice tune (nothing was written to it).")
+    if kind == "sqlite":
+        database = str(url).split("://", 1)[1][1:].split("?", 1)[0]  # sqlite:///rel.db, sqlite:////abs.db
+        if database in ("", ":memory:"):
+            raise ValueError(f"{option} {url!r} is an in-memory SQLite database, which lives and dies with one "
+                             f"process: the trainers cannot report to it and nothing would be kept. Give "
+                             f"sqlite:///path/file.sqlite3, or leave {option} out for the journal file.")
+        folder = Path(database).parent
+        if not folder.is_dir():
+            raise ValueError(f"{option} {url!r}: the folder {folder} does not exist; give a database file in an "
+                             f"existing folder.")
     return str(url)
 
 
