@@ -53,6 +53,16 @@ def test_nnunet_finds_ours_and_its_own_in_the_sweep_environment(env):
     assert check_trainers(["nnUNetTrainer", "nnUNetTrainerPolyDice"], env) == ["nnUNetTrainer", "nnUNetTrainerPolyDice"]
 
 
+def test_names_that_differ_only_in_their_seed_share_one_sentence(env):
+    with pytest.raises(TrainerNotFound) as err:
+        check_trainers(["nnUNetTrainerBogus_s0", "nnUNetTrainerBogus_s1", "nnUNetTrainer_s0", "nnUNetTrainerBogus2"],
+                       env)
+    text = str(err.value)
+    assert text.startswith("2 trainers would fail: trainer 'nnUNetTrainerBogus_s0' is not found")
+    assert text.count("is not found") == 2 and "(The same holds for 'nnUNetTrainerBogus_s1'.)" in text
+    assert "trainer 'nnUNetTrainerBogus2' is not found" in text
+
+
 def test_without_our_folder_nnunet_does_not_find_ours(monkeypatch):
     monkeypatch.delenv("nnUNet_extTrainer", raising=False)
     with pytest.raises(TrainerNotFound, match=r"'nnUNetTrainerPolyDice_K3_eps0p5' is not found .*"

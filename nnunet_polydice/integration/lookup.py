@@ -18,7 +18,14 @@ import pkgutil
 import unicodedata
 from collections.abc import Iterable, Mapping
 
-from nnunet_polydice.integration.naming import catalogue_names, schedule_suffix, seed_suffix, split_schedule, split_seed
+from nnunet_polydice.integration.naming import (
+    InvalidTrainerName,
+    catalogue_names,
+    schedule_suffix,
+    seed_suffix,
+    split_schedule,
+    split_seed,
+)
 
 __all__ = ["TrainerNotFound", "find_trainer_class", "check_trainers", "nnunet_trainer_names", "closest_name"]
 
@@ -138,20 +145,33 @@ def find_trainer_class(name: str, environ: Mapping[str, str] | None = None):
     return cls
 
 
+def _unseeded(name: str) -> str:
+    try:
+        return split_seed(name)[0]
+    except InvalidTrainerName:
+        return name
+
+
 def check_trainers(names: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """Look every name up with :func:`find_trainer_class`; return them, or raise one sentence for all that fail.
 
     Raises:
-        TrainerNotFound: listing every name nnU-Net does not find (one sentence each).
+        TrainerNotFound: listing every name nnU-Net does not find (one sentence each; names that differ only in
+            their seed suffix share one sentence).
         InvalidTrainerName: as :func:`find_trainer_class`.
     """
     names = list(names)
-    problems = []
+    problems, seen = [], set()
     for name in names:
+        unseeded = _unseeded(name)
+        if unseeded in seen:  # the same name on another seed: found or not as the first one was
+            continue
+        seen.add(unseeded)
         try:
             find_trainer_class(name, environ)
         except TrainerNotFound as err:
-            problems.append(str(err))
+            seeds = [n for n in names if n != name and _unseeded(n) == unseeded]
+            problems.append(str(err) + (f" (The same holds for {', '.join(map(repr, seeds))}.)" if seeds else ""))
     if problems:
         raise TrainerNotFound(" ".join(problems) if len(problems) == 1 else
                               f"{len(problems)} trainers would fail: " + " ".join(problems))
