@@ -122,7 +122,8 @@ def test_lock_heartbeat_touches_the_lock_while_the_block_runs(tmp_path):
 def test_run_until_settled_takes_over_a_dead_workers_trial_and_waits_for_live_ones(tmp_path):
     """A worker whose share is done: one trial RUNNING on a live worker (beating), one on a dead worker (last beat
     long ago). It fails and enqueues the dead one's, runs it, then waits until the live one ends."""
-    storage = _journal(tmp_path, heartbeat=True, grace=6, interval=1, on_stale=workers.stale_callback())
+    said = []
+    storage = _journal(tmp_path, heartbeat=True, grace=6, interval=1, on_stale=workers.stale_callback(said.append))
     study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
     live = _running_trial(study, host="elsewhere", pid=1)
     dead = _running_trial(study, K="inf", epochs=2, host="elsewhere", pid=2)
@@ -141,8 +142,11 @@ def test_run_until_settled_takes_over_a_dead_workers_trial_and_waits_for_live_on
         if len(naps) == 2:
             study.tell(live, 0.7)  # ... and finishes after two naps
 
-    assert workers.run_until_settled(study, run_one, 1, sleep=nap) == 1
+    assert workers.run_until_settled(study, run_one, 1, echo=said.append, sleep=nap) == 1
     assert ran == [(1, dead.params)] and naps == [1, 1]
+    assert said[0].startswith("trial   1  its worker (elsewhere pid 2) sent no heartbeat")  # the storage's echo
+    assert said[1:] == ["waiting for 1 trial(s) running on other workers (trial 0 on elsewhere) to take over any "
+                        "that falls silent; Ctrl-C stops waiting, nothing is lost"]  # once, not every nap
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
 
 

@@ -232,7 +232,7 @@ def run_until_settled(study, run_one: Callable[[], bool], interval: float, echo:
     stale ones. Returns the number of trials run."""
     from optuna.trial import TrialState
 
-    ran = 0
+    ran, said = 0, set()
     while True:
         fail_stale_trials(study, echo)
         if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
@@ -240,6 +240,13 @@ def run_until_settled(study, run_one: Callable[[], bool], interval: float, echo:
             if not run_one():
                 return ran
             continue
-        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
             return ran
+        numbers = {t.number for t in running}
+        if not numbers <= said:
+            said |= numbers
+            echo(f"waiting for {len(running)} trial(s) running on other workers ("
+                 + ", ".join(f"trial {t.number} on {t.user_attrs.get('host', '?')}" for t in running)
+                 + ") to take over any that falls silent; Ctrl-C stops waiting, nothing is lost")
         sleep(interval)
