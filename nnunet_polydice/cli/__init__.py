@@ -40,12 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"nnunet-polydice {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's exit status for SIGINT
-        print(f"\nnnunet-polydice {args.command}: interrupted.", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # Ctrl-C (or tune's SIGTERM): one line, no traceback, the shell's status for SIGINT
+        lead = "\n" if _isatty(sys.stderr) else ""  # a terminal has echoed ^C: end that line first
+        print(f"{lead}nnunet-polydice {args.command}: interrupted.", file=sys.stderr, flush=True)
         return 130
     except BrokenPipeError:  # the reader (e.g. head) has gone: stop quietly, as POSIX tools do
         _silence_stdout()
         return 141
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
 
 
 def _silence_stdout() -> None:
