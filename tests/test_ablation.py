@@ -13,7 +13,7 @@ import pytest
 
 from nnunet_polydice.cli import main
 from nnunet_polydice.experiments import ablation
-from nnunet_polydice.integration.locate import trainers_folder
+from nnunet_polydice.integration.locate import nnunet_command, trainers_folder
 
 DS = "Dataset042_Toy"
 PD, PDCE = "nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE"
@@ -264,25 +264,40 @@ def test_run_all_succeed_exits_0(tree, capsys, monkeypatch):
 
 
 def test_slurm_script_has_one_array_task_per_unfinished_run(tree, capsys):
+    """One task per unfinished run, nnUNetv2_train by absolute path and exec-ed, nnU-Net's folders exported, the
+    output of each task in slurm_logs/ beside the script (created with it)."""
     script = tree / "sweep.sh"
     assert main(["sweep", *GRID, "--slurm", str(script)]) == 0
     text = script.read_text()
     lines = text.splitlines()
-    assert lines[0] == "#!/bin/bash"
-    assert "#SBATCH --array=0-3" in lines
+    assert lines[:4] == ["#!/bin/bash", "#SBATCH --job-name=polydice-sweep", "#SBATCH --array=0-3",
+                         f"#SBATCH --output={tree}/slurm_logs/%x_%A_%a.out"]
+    assert (tree / "slurm_logs").is_dir()
     assert f"export nnUNet_extTrainer={trainers_folder()}" in lines
+    for name, folder in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "pre"), ("nnUNet_results", "res")):
+        assert f"export {name}={tree / folder}" in lines
     start = lines.index("COMMANDS=(")
     end = lines.index(")", start)
     entries = lines[start + 1:end]
+    train = nnunet_command("nnUNetv2_train")
+    assert os.path.isabs(train)
     assert [e.split("  #")[0].strip().strip("'") for e in entries] == [
-        _cmd("nnUNetTrainerPolyDice_K1_eps0", 1, "--c"),
-        _cmd("nnUNetTrainerPolyDice_K1_eps1", 0, "--val"),
-        _cmd("nnUNetTrainerPolyDice_K1_eps1", 1, "--c"),
-        _cmd("nnUNetTrainer", 0),
+        _cmd("nnUNetTrainerPolyDice_K1_eps0", 1, "--c").replace("nnUNetv2_train", train, 1),
+        _cmd("nnUNetTrainerPolyDice_K1_eps1", 0, "--val").replace("nnUNetv2_train", train, 1),
+        _cmd("nnUNetTrainerPolyDice_K1_eps1", 1, "--c").replace("nnUNetv2_train", train, 1),
+        _cmd("nnUNetTrainer", 0).replace("nnUNetv2_train", train, 1),
     ]
-    assert 'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"' in lines
+    assert 'eval "exec ${COMMANDS[$SLURM_ARRAY_TASK_ID]}"' in lines
     assert script.stat().st_mode & stat.S_IXUSR
     assert "4 array tasks" in capsys.readouterr().out
+
+
+def test_slurm_is_refused_without_nnunet_folders_before_anything_is_written(tree, capsys, monkeypatch):
+    monkeypatch.delenv("nnUNet_preprocessed")
+    script = tree / "sweep.sh"
+    assert main(["sweep", *GRID, "--slurm", str(script)]) == 2
+    assert capsys.readouterr().err.startswith("nnunet-polydice sweep: error: --slurm: nnUNet_preprocessed is not set;")
+    assert not script.exists() and not (tree / "slurm_logs").exists()
 
 
 def test_slurm_refuses_to_overwrite(tree, capsys):

@@ -24,9 +24,10 @@ from conftest import nnunet_env, run
 from optuna.trial import TrialState, create_trial
 
 from nnunet_polydice.cli import main as cli_main
-from nnunet_polydice.experiments import tune, workers
+from nnunet_polydice.experiments import slurm, tune, workers
 from nnunet_polydice.experiments.runs import PRUNED_MARKER
 from nnunet_polydice.integration import pruning
+from nnunet_polydice.integration.locate import trainers_folder
 from nnunet_polydice.integration.naming import parse_trainer_name
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -499,26 +500,39 @@ def test_sqlite_is_refused_for_several_workers():
         tune.check_storage_for_workers("sqlite:///t.db", 1, slurm=True)
 
 
-def test_slurm_script_text_and_refusals(fake_results, tmp_path):
+def test_slurm_script_text_and_refusals(fake_results, tmp_path, monkeypatch):
+    """The script names the interpreter by absolute path, exports nnU-Net's folders (absolute, also when given
+    relative) and writes each task's output to the study's logs folder, which is created with it."""
+    monkeypatch.chdir(fake_results)
+    monkeypatch.setenv("nnUNet_raw", "raw")  # relative: written as an absolute path
     setup = tune.prepare("991", "2d", families=["nnUNetTrainerPolyDice"], K_values=["2", "inf"],
                          epsilons=["0", "0.5"], schedule="30x40", folds=["1"], storage=f"journal://{tmp_path}/t.log",
                          study="s1", pruner="none", lookup=False)
-    text = tune.slurm_script(setup, [2, 1], sampler="grid", seed=7, environ={"nnUNet_extTrainer": ""})
+    env = {**os.environ, "nnUNet_extTrainer": ""}
+    text = slurm.tune_script(setup, [2, 1], sampler="grid", seed=7, environ=env)
     lines = text.splitlines()
-    assert lines[:3] == ["#!/bin/bash", "#SBATCH --job-name=polydice-tune-s1", "#SBATCH --array=0-1"]
+    logs = setup.out_dir / "logs"
+    assert lines[:4] == ["#!/bin/bash", "#SBATCH --job-name=polydice-tune-s1", "#SBATCH --array=0-1",
+                         f"#SBATCH --output={logs}/%x_%A_%a.out"]
     assert "TRIALS=(2 1)" in lines
     assert lines[-1] == (
-        "nnunet-polydice tune Dataset991_Tune 2d --families nnUNetTrainerPolyDice --K 2 inf --epsilon 0.0 0.5 "
-        f"--folds 1 -p nnUNetPlans --storage journal://{tmp_path}/t.log --study s1 --pruner none --sampler grid "
-        "--schedule 30x40 --budget 4800 --seed 7 --trials \"${TRIALS[$SLURM_ARRAY_TASK_ID]}\" --worker-index "
-        "\"$SLURM_ARRAY_TASK_ID\"")
-    assert any(line.startswith("export nnUNet_extTrainer=") for line in lines)
-    path = tune.write_slurm_script(tmp_path / "tune.sbatch", text)
-    assert path.read_text() == text and os.access(path, os.X_OK)
+        f"exec {sys.executable} -m nnunet_polydice.cli tune Dataset991_Tune 2d --families nnUNetTrainerPolyDice "
+        f"--K 2 inf --epsilon 0.0 0.5 --folds 1 -p nnUNetPlans --storage journal://{tmp_path}/t.log --study s1 "
+        "--pruner none --sampler grid --schedule 30x40 --budget 4800 --seed 7 "
+        "--trials \"${TRIALS[$SLURM_ARRAY_TASK_ID]}\" --worker-index \"$SLURM_ARRAY_TASK_ID\"")
+    assert f"export nnUNet_raw={fake_results / 'raw'}" in lines
+    assert f"export nnUNet_preprocessed={fake_results / 'pre'}" in lines
+    assert f"export nnUNet_results={fake_results / 'res'}" in lines
+    assert f"export nnUNet_extTrainer={trainers_folder()}" in lines
+    path = slurm.write_script(tmp_path / "tune.sbatch", text, slurm.tune_log_folder(setup))
+    assert path.read_text() == text and os.access(path, os.X_OK) and logs.is_dir()
     with pytest.raises(FileExistsError, match="--slurm .*tune.sbatch exists; nnunet-polydice never overwrites"):
-        tune.write_slurm_script(path, "other")
+        slurm.write_script(path, "other", logs)
     with pytest.raises(ValueError, match="--slurm .*: the folder .*missing does not exist"):
-        tune.write_slurm_script(tmp_path / "missing" / "t.sbatch", text)
+        slurm.write_script(tmp_path / "missing" / "t.sbatch", text, logs)
+    monkeypatch.delenv("nnUNet_results")
+    with pytest.raises(ValueError, match="^--slurm: nnUNet_results is not set; the script exports"):
+        slurm.tune_script(setup, [1], sampler="grid", seed=7)
 
 
 # ------------------------------------------------------------------------------------- end to end

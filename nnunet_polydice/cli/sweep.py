@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nnunet_polydice.cli._training import add_training_arguments
-from nnunet_polydice.experiments import ablation, paths
+from nnunet_polydice.experiments import ablation, paths, slurm
 
 
 def _say(text: str) -> None:
@@ -19,6 +19,7 @@ def _counts(jobs) -> str:
 def run(args) -> int:
     if args.slurm:
         paths.ensure_new_file(args.slurm, "--slurm")  # before any work, also for --dry-run
+        slurm.check_environment()  # the script exports nnU-Net's folders
     schedule = ablation.parse_schedule(args.schedule) if args.schedule else None
     baselines = args.baselines
     if baselines is None:  # the paper's baselines go with a grid; a list of --trainers alone is taken as it is
@@ -37,11 +38,14 @@ def run(args) -> int:
         if not todo:
             _say(f"No (trainer, fold) run of {len(jobs)} needs a command ({_counts(jobs)}); no script written.")
             return 0
+        logs = slurm.sweep_log_folder(args.slurm)
+        text = slurm.sweep_script(jobs, logs)
         if args.dry_run:
-            print(ablation.slurm_script(jobs), end="")
+            print(text, end="")
             return 0
-        ablation.write_slurm_script(args.slurm, jobs)
-        _say(f"Wrote {args.slurm}: {todo} array tasks ({_counts(jobs)}). Submit with: sbatch {args.slurm}")
+        slurm.write_script(args.slurm, text, logs)
+        _say(f"Wrote {args.slurm}: {todo} array tasks ({_counts(jobs)}). Submit with: sbatch {args.slurm} (from any "
+             f"shell; task output in {logs})")
         return 0
     if args.dry_run:
         for i, job in enumerate(jobs, start=1):
@@ -101,7 +105,9 @@ def register(sub) -> None:
     out.add_argument("--print", action="store_true", help="print the shell commands only, one per line")
     out.add_argument("--slurm", metavar="FILE",
                      help="write a Slurm array script (one task per unfinished run) to FILE, a new file in an "
-                          "existing folder (never overwritten; checked before anything else)")
+                          "existing folder (never overwritten; checked before anything else); it runs from a plain "
+                          "login shell (nnUNetv2_train by absolute path, nnU-Net's variables exported) and its tasks "
+                          "write their output to slurm_logs/ beside it")
     p.add_argument("--dry-run", action="store_true",
                    help="show each (trainer, fold), its state and command, and run nothing "
                         "(with --slurm: print the script instead of writing it)")

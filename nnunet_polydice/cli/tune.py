@@ -7,7 +7,7 @@ import signal
 import time
 
 from nnunet_polydice.cli._training import add_training_arguments
-from nnunet_polydice.experiments import ablation, checks, racing, tune
+from nnunet_polydice.experiments import ablation, checks, racing, slurm, tune
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.integration.pruning import GRACE_PERIOD_S, PRUNERS
 
@@ -25,6 +25,7 @@ def _setup(args) -> tune.TuneSetup:
         checks.check_int(args.worker_index, "--worker-index", 0, checks.MAX_WORKERS - 1)
     if args.slurm:
         ensure_new_file(args.slurm, "--slurm")  # before anything else is checked or created
+        slurm.check_environment()  # the script exports nnU-Net's folders
     return tune.prepare(args.dataset, args.configuration, families=args.families, K_values=args.K,
                         epsilons=args.epsilon, folds=args.folds, schedule=args.schedule, plans=args.plans,
                         label=args.label, storage=args.storage, study=args.study, out_dir=args.out,
@@ -150,12 +151,13 @@ def run(args) -> int:
         if not shares:
             raise ValueError(f"every setting of study {setup.study} has a trial: the Slurm script would have nothing "
                              f"to do; run the command without --slurm to race the best ones.")
-        text = tune.slurm_script(setup, shares, sampler=sampler, seed=args.seed)
-        tune.write_slurm_script(args.slurm, text)
+        text = slurm.tune_script(setup, shares, sampler=sampler, seed=args.seed)
+        slurm.write_script(args.slurm, text, slurm.tune_log_folder(setup))
         if sampler == "grid":
             tune.enqueue_grid(study, setup.space, args.seed, limit=n_trials)
         _say(f"Wrote {args.slurm}: {len(shares)} array tasks, {n_trials} trials of study {setup.study} "
-             f"({sampler} sampler; {budget}). Submit with: sbatch {args.slurm}")
+             f"({sampler} sampler; {budget}). Submit with: sbatch {args.slurm} (from any shell; task output in "
+             f"{slurm.tune_log_folder(setup)})")
         if setup.race:
             _say("The script runs the search; once it has finished, run this command without --slurm to race the "
                  "best settings (finished runs are reused).")
@@ -261,7 +263,8 @@ def register(sub) -> None:
                      help="show the study's trials (from its storage) and train nothing; works while it runs")
     out.add_argument("--slurm", metavar="FILE",
                      help="write an sbatch array script whose every task is one more worker of the study (--workers "
-                          "tasks, --trials shared among them); never overwrites")
+                          "tasks, --trials shared among them), runnable from a plain login shell (the interpreter by "
+                          "absolute path, nnU-Net's variables exported); never overwrites")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-outputs", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)

@@ -63,8 +63,6 @@ __all__ = [
     "plan_jobs",
     "extTrainer_export",
     "shell_lines",
-    "slurm_script",
-    "write_slurm_script",
     "run_jobs",
     "LEFT_ALONE",
     "count_jobs",
@@ -461,7 +459,7 @@ def plan_jobs(results: Path, dataset_name: str, configuration: str, trainers: Se
     return jobs
 
 
-# ------------------------------------------------------------------------------- printing and slurm
+# ------------------------------------------------------------------------------- printing
 
 def extTrainer_export(environ: dict | None = None) -> str | None:
     """``export nnUNet_extTrainer=...`` when ``environ`` (default os.environ) does not list our trainers
@@ -484,60 +482,6 @@ def shell_lines(jobs: Sequence[Job], environ: dict | None = None) -> list[str]:
     lines = [j.shell for j in jobs if j.command is not None]
     export = extTrainer_export(environ)
     return ([export] if export and lines else []) + lines + _left_alone_comments(jobs)
-
-
-def slurm_script(jobs: Sequence[Job], environ: dict | None = None, *, job_name: str = "polydice-sweep") -> str:
-    """A bash script for ``sbatch``: one array task per job that needs a command
-    (``#SBATCH --array=0-(n-1)``), the commands in a bash array indexed by ``SLURM_ARRAY_TASK_ID``.
-
-    Resources (partition, GPUs, time) are left to ``sbatch`` options or lines the user adds.
-
-    Raises:
-        ValueError: when no job needs a command (every (trainer, fold) is finished).
-    """
-    todo = [j for j in jobs if j.command is not None]
-    if not todo:
-        raise ValueError("every (trainer, fold) of this sweep is finished; there is nothing to submit.")
-    export = extTrainer_export(environ)
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name={job_name}",
-        f"#SBATCH --array=0-{len(todo) - 1}",
-        "# Written by nnunet-polydice sweep: one array task per (trainer, fold) that is not finished.",
-        "# Add your cluster's resources here (e.g. #SBATCH --gres=gpu:1, --time, --partition).",
-        "set -euo pipefail",
-    ]
-    lines += _left_alone_comments(jobs)
-    if export:
-        lines.append(export)
-    lines.append("COMMANDS=(")
-    for j in todo:
-        lines.append(f"  {shlex.quote(j.shell)}  # {j.trainer} fold {j.fold}: {j.state}")
-    lines += [
-        ")",
-        'echo "task ${SLURM_ARRAY_TASK_ID}: ${COMMANDS[$SLURM_ARRAY_TASK_ID]}"',
-        'eval "${COMMANDS[$SLURM_ARRAY_TASK_ID]}"',
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def write_slurm_script(path, jobs: Sequence[Job], environ: dict | None = None) -> Path:
-    """Write :func:`slurm_script` to ``path`` (executable). Never overwrites.
-
-    Raises:
-        FileExistsError: when ``path`` exists.
-        ValueError: when there is nothing to submit.
-    """
-    path = Path(path)
-    if path.exists():
-        raise FileExistsError(f"{path} exists; the sweep does not overwrite files. Remove it or choose another "
-                              f"--slurm file.")
-    text = slurm_script(jobs, environ)
-    with open(path, "x", encoding="utf-8") as fh:
-        fh.write(text)
-    path.chmod(path.stat().st_mode | 0o111)
-    return path
 
 
 # ------------------------------------------------------------------------------------------- running

@@ -61,7 +61,6 @@ from pathlib import Path
 
 from nnunet_polydice.experiments import ablation, checks, racing, results, workers
 from nnunet_polydice.experiments.outputs import OwnedFolder, check_out_dir
-from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.experiments.runs import PRUNED_MARKER, SummaryError, fold_status
 from nnunet_polydice.experiments.workers import LOCK_NAME, acquire_lock, lock_is_stale
 from nnunet_polydice.integration import pruning
@@ -86,8 +85,7 @@ __all__ = [
     "make_sampler", "NoRepeatSampler", "WILCOXON_PRUNERS", "make_study_pruner", "case_values", "finished_values",
     "spent_iterations", "race", "race_contenders", "sampler_reason", "SettingRow", "BudgetSpent", "worker_shares",
     "fold_value", "acquire_lock", "lock_is_stale", "Objective", "run_worker",
-    "TrialRow", "Summary", "trial_rows", "summarize", "next_commands", "tune_argv", "slurm_script",
-    "write_slurm_script", "write_outputs",
+    "TrialRow", "Summary", "trial_rows", "summarize", "next_commands", "tune_argv", "write_outputs",
 ]
 
 DEFAULT_K = tuple(format_k(k) for k in READY_K)
@@ -1626,45 +1624,6 @@ def tune_argv(setup: TuneSetup, *, sampler: str, seed: int | None, executable: S
     if s.grace != pruning.GRACE_PERIOD_S:
         argv += ["--grace", str(s.grace)]
     return argv
-
-
-def slurm_script(setup: TuneSetup, shares: Sequence[int], *, sampler: str, seed: int | None,
-                 environ: dict | None = None) -> str:
-    """A bash script for ``sbatch``: an array of ``len(shares)`` tasks, each one more worker of the same
-    study (task i runs ``shares[i]`` trials); nothing but the study's storage coordinates them."""
-    worker = shlex.join(tune_argv(setup, sampler=sampler, seed=seed))
-    export = ablation.extTrainer_export(environ)
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name=polydice-tune-{setup.study}",
-        f"#SBATCH --array=0-{len(shares) - 1}",
-        f"# Written by nnunet-polydice tune: every array task is one more worker of study {setup.study!r}",
-        f"# in {setup.storage}; the study's storage is all they share (submit again to add workers).",
-        "# Add your cluster's resources here (e.g. #SBATCH --gres=gpu:1, --time, --partition).",
-        "set -euo pipefail",
-    ]
-    if export:
-        lines.append(export)
-    lines += [
-        f"TRIALS=({' '.join(str(n) for n in shares)})",
-        f'{worker} --trials "${{TRIALS[$SLURM_ARRAY_TASK_ID]}}" --worker-index "$SLURM_ARRAY_TASK_ID"',
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def write_slurm_script(path, text: str) -> Path:
-    """Write ``text`` to ``path`` (executable). Never overwrites.
-
-    Raises:
-        FileExistsError / ValueError: as :func:`~nnunet_polydice.experiments.paths.ensure_new_file` (the file
-            exists; its folder is missing or cannot be written).
-    """
-    path = ensure_new_file(path, "--slurm")
-    with open(path, "x", encoding="utf-8") as fh:
-        fh.write(text)
-    path.chmod(path.stat().st_mode | 0o111)
-    return path
 
 
 def worker_processes(setup: TuneSetup, shares: Sequence[int], *, sampler: str, seed: int | None,
