@@ -177,3 +177,12 @@ def test_cost_and_rows_of_a_trial_whose_worker_died(tmp_path):
     rows = tune.trial_rows(study, space)
     assert rows[0].state == "FAIL" and rows[0].reason == "its worker sent no heartbeat; continued as trial 1"
     assert rows[1].state == "COMPLETE" and rows[1].curve == {0: 0.1, 1: 0.1, 2: 0.1, 3: 0.2}
+
+
+def test_relative_storage_files_are_made_absolute_for_workers_started_elsewhere(tmp_path, monkeypatch):
+    """A Slurm job or another shell may start in another folder: the URL the workers get names the same file."""
+    monkeypatch.chdir(tmp_path)
+    assert tune.absolute_storage("journal://t.log") == f"journal://{tmp_path}/t.log"
+    assert tune.absolute_storage("sqlite:///sub/t.db?timeout=5") == f"sqlite:///{tmp_path}/sub/t.db?timeout=5"
+    for url in ("journal:///abs/t.log", "sqlite:////abs/t.db", "postgresql://u@h/db"):
+        assert tune.absolute_storage(url) == url

@@ -80,7 +80,7 @@ __all__ = [
     "DEFAULT_K", "DEFAULT_EPSILON", "MIN_EPSILON_STEP", "LOCK_NAME", "STORAGE_FILE", "SAMPLERS", "Setting",
     "SearchSpace", "TuneSetup", "SettingBusy", "TrainingFailed", "parse_epsilons", "epsilon_range", "build_space",
     "default_pruner", "default_storage_url", "epoch_note", "check_outputs_free",
-    "check_storage_for_workers", "default_study_name", "resolve_label",
+    "check_storage_for_workers", "default_study_name", "resolve_label", "absolute_storage",
     "prepare", "open_study", "load_study", "setup_of_study", "untried_settings", "enqueue_grid", "choose_sampler",
     "make_sampler", "NoRepeatSampler", "WILCOXON_PRUNERS", "make_study_pruner", "case_values", "finished_values",
     "spent_iterations", "race", "race_contenders", "sampler_reason", "SettingRow", "BudgetSpent", "worker_shares",
@@ -307,6 +307,21 @@ def wilcoxon_unit(spec: str) -> str | None:
     return name.split("-", 1)[1] if name in WILCOXON_PRUNERS else None
 
 
+def absolute_storage(url: str) -> str:
+    """A journal or SQLite URL with a relative file made absolute (``journal://t.log`` -> ``journal:///cwd/t.log``),
+    so that workers started elsewhere (a Slurm job, another shell) open the same file; other URLs as given."""
+    kind = pruning.storage_kind(url)
+    if kind == "journal":
+        path = pruning.journal_path(url)
+        return url if path.is_absolute() else f"{pruning.JOURNAL_SCHEME}{path.absolute()}"
+    if kind == "sqlite":
+        scheme, rest = url.split("://", 1)
+        database, sep, query = rest[1:].partition("?")
+        path = Path(database)
+        return url if path.is_absolute() else f"{scheme}:///{path.absolute()}{sep}{query}"
+    return url
+
+
 def default_storage_url(results_dir: Path, dataset_name: str) -> str:
     """``journal:///<results>/<dataset>/polydice_tune.journal`` (absolute, so Slurm tasks find it)."""
     return pruning.JOURNAL_SCHEME + str((Path(results_dir) / dataset_name / STORAGE_FILE).resolve())
@@ -479,12 +494,12 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
         storage = default_storage_url(results_dir, name)
         pruning.storage_kind(storage)
     else:
-        checks.check_storage(storage)
+        storage = absolute_storage(checks.check_storage(storage))
     study = checks.check_study_name(study) if study is not None else \
         default_study_name(configuration, plans, sched, split_folds, label)
     given = out_dir is not None
     if given:
-        out = checks.check_output_folder(out_dir, "--out")
+        out = checks.check_output_folder(out_dir, "--out").absolute()
     else:
         out = check_out_dir(Path(results_dir).resolve() / name / "polydice_tune" / study, "the output folder")
     if lookup:
