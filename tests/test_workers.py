@@ -5,8 +5,11 @@ storages on real files; the end-to-end kill tests are in test_worker_kill.py."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -150,6 +153,38 @@ def test_run_until_settled_takes_over_a_dead_workers_trial_and_waits_for_live_on
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
 
 
+def test_run_until_settled_leaves_a_live_workers_queued_trial_alone(tmp_path):
+    """A queued trial of the command's plan (no "resumes") is another worker's next one while trials run, or
+    while it is young (its worker may still be starting): taking it would make that worker sample one more
+    setting. Once nothing runs and it has waited for the grace period, it is left over and taken."""
+    storage = _journal(tmp_path, heartbeat=True, grace=2, interval=1)
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    live = _running_trial(study, host="elsewhere", pid=1)
+    enqueued = time.time()
+    study.enqueue_trial({"K": "inf"}, user_attrs={"enqueued_at": enqueued})
+    ran, naps = [], []
+
+    def run_one():
+        trial = study.ask()
+        trial.suggest_categorical("K", ["1", "2", "inf"])  # an enqueued trial's fixed value
+        ran.append((trial.params, time.time() - enqueued))
+        study.tell(trial, 0.5)
+        return True
+
+    def nap(seconds):
+        assert study.get_trials()[1].state == TrialState.WAITING  # still there for its worker
+        naps.append(seconds)
+        if len(naps) == 1:
+            storage.record_heartbeat(live._trial_id)
+            study.tell(live, 0.7)  # the live worker ends without taking it (its share was done, say)
+        time.sleep(0.25)
+
+    assert workers.run_until_settled(study, run_one, 1, sleep=nap, grace=2) == 1
+    (params, age), = ran
+    assert params == {"K": "inf"} and age > 2
+    assert workers.left_over(study.get_trials()[1], 2) and not workers.left_over(study.get_trials()[1], 1e9)
+
+
 def test_cost_and_rows_of_a_trial_whose_worker_died(tmp_path):
     """A dead worker's trial costs the epochs it reported; the trial that continues it inherits that curve but
     counts only its own epochs; the dead one's row says what became of it."""
@@ -186,3 +221,45 @@ def test_relative_storage_files_are_made_absolute_for_workers_started_elsewhere(
     assert tune.absolute_storage("sqlite:///sub/t.db?timeout=5") == f"sqlite:///{tmp_path}/sub/t.db?timeout=5"
     for url in ("journal:///abs/t.log", "sqlite:////abs/t.db", "postgresql://u@h/db"):
         assert tune.absolute_storage(url) == url
+
+
+CHILD = """
+import atexit, os, sys, time
+from pathlib import Path
+from nnunet_polydice.integration.pruning import die_with_parent
+atexit.register(lambda: Path(sys.argv[1]).write_text("exit handlers ran"))
+print(die_with_parent(os.getppid()), flush=True)
+time.sleep(60)
+"""
+PARENT = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, text=True)
+print(child.pid, child.stdout.readline().strip(), flush=True)
+sys.stdin.readline()  # until the test says die
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_a_trainer_ends_with_its_worker_and_runs_its_exit_handlers(tmp_path):
+    """A worker (here a stand-in parent process) is killed outright; its child, which asked to die with it, gets
+    SIGTERM from the kernel and leaves through SystemExit, so its exit handlers (multiprocessing's, which stop
+    nnU-Net's augmentation workers) run."""
+    marker = tmp_path / "marker"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD, str(marker)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    pid, armed = parent.stdout.readline().split()
+    assert armed == "True" and not _gone(int(pid))
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while not _gone(int(pid)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _gone(int(pid))
+    assert marker.read_text() == "exit handlers ran"

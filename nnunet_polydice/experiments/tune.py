@@ -644,7 +644,7 @@ def enqueue_grid(study, space: SearchSpace, seed: int | None, limit: int | None 
     if limit is not None:
         todo = todo[:max(0, limit - len(waiting))]
     for s in todo:
-        study.enqueue_trial(s.params)
+        study.enqueue_trial(s.params, user_attrs={"enqueued_at": time.time()})  # workers.left_over
     return todo
 
 
@@ -972,7 +972,8 @@ class Objective:
                                      trial_number=trial.number,
                                      pruner="none" if racing_trial else self.setup.pruner,
                                      max_resource=self.setup.max_resource, step_offset=index * self.setup.epochs,
-                                     label_key=self.setup.label_key, marker=PRUNED_MARKER, study_uid=self.uid)
+                                     label_key=self.setup.label_key, marker=PRUNED_MARKER, study_uid=self.uid,
+                                     worker_pid=os.getpid())
             env[pruning.TRIAL_ENV] = link.to_env()
         suffix = "" if inst[1] is None else f"_s{inst[1]}"
         log = self.setup.out_dir / "logs" / f"trial{trial.number:04d}_fold{fold}{suffix}.log"
@@ -1108,7 +1109,8 @@ def run_worker(setup: TuneSetup, n_trials: int, *, sampler: str = "tpe", seed: i
         previous = None
     try:
         if optimize(n_trials) and settle:
-            workers.run_until_settled(study, lambda: optimize(1), workers.heartbeat_interval(setup.grace), echo)
+            workers.run_until_settled(study, lambda: optimize(1), workers.heartbeat_interval(setup.grace), echo,
+                                      grace=setup.grace)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -1202,7 +1204,7 @@ def race(setup: TuneSetup, study, run_trials: Callable[[int], None],
     def train(names, inst):
         key = racing.instance_key(inst)
         for n in names:
-            study.enqueue_trial(by_name[n].params, user_attrs={"race_instances": [key]})
+            study.enqueue_trial(by_name[n].params, user_attrs={"race_instances": [key], "enqueued_at": time.time()})
         run_trials(len(names))
         values, _ = finished_values(setup, [by_name[n] for n in names], [inst])
         failed = {}

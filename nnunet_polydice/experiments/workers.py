@@ -45,7 +45,8 @@ from nnunet_polydice.integration import pruning
 
 __all__ = [
     "LOCK_NAME", "MAX_RETRIES", "MIN_GRACE_S", "MAX_GRACE_S", "heartbeat_interval", "acquire_lock", "lock_is_stale",
-    "lock_age", "LockHeartbeat", "requeue", "fail_dead_local_trials", "fail_stale_trials", "run_until_settled",
+    "lock_age", "LockHeartbeat", "requeue", "fail_dead_local_trials", "fail_stale_trials", "left_over",
+    "run_until_settled",
 ]
 
 LOCK_NAME = "polydice_tune.lock"
@@ -224,27 +225,38 @@ def fail_stale_trials(study, echo: Callable[[str], None] = lambda s: None) -> No
         optuna.storages.fail_stale_trials(study)
 
 
+def left_over(trial, grace: float, now: float | None = None) -> bool:
+    """Whether a WAITING trial of a command's plan (enqueued with ``enqueued_at``) has waited longer than the grace
+    period: then no live worker is coming for it. One without the attribute (an older study's) counts as left over."""
+    at = trial.user_attrs.get("enqueued_at")
+    return at is None or (time.time() if now is None else now) - float(at) > grace
+
+
 def run_until_settled(study, run_one: Callable[[], bool], interval: float, echo: Callable[[str], None] = lambda s: None,
-                      sleep: Callable[[float], None] = time.sleep) -> int:
-    """After a worker's share: while the study has WAITING trials (enqueued again, or left by a worker that
-    died before it took them), run them one by one (``run_one()``, False when the worker must stop, e.g. the
-    budget is spent); while it has RUNNING trials of other workers, wait ``interval`` s and look again for
+                      sleep: Callable[[float], None] = time.sleep, grace: float = pruning.GRACE_PERIOD_S) -> int:
+    """After a worker's share: run the study's WAITING trials one by one (``run_one()``, False when the worker
+    must stop, e.g. the budget is spent) when they are all enqueued again (a dead or interrupted worker's), or,
+    once no trial runs, when they have waited for ``grace`` seconds (left over by a worker that died before it
+    took them); while the study has RUNNING trials of other workers, wait ``interval`` s and look again for
     stale ones. Returns the number of trials run."""
     from optuna.trial import TrialState
 
     ran, said = 0, set()
     while True:
         fail_stale_trials(study, echo)
-        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        # a queued trial of a command's plan (no "resumes") may be a live worker's next one (it may still be
+        # starting): taking it would make that worker sample one more setting
+        if waiting and all("resumes" in t.user_attrs or (not running and left_over(t, grace)) for t in waiting):
             ran += 1
             if not run_one():
                 return ran
             continue
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if not running:
+        if not running and not waiting:
             return ran
         numbers = {t.number for t in running}
-        if not numbers <= said:
+        if running and not numbers <= said:
             said |= numbers
             echo(f"waiting for {len(running)} trial(s) running on other workers ("
                  + ", ".join(f"trial {t.number} on {t.user_attrs.get('host', '?')}" for t in running)

@@ -19,6 +19,9 @@ A trial that is no longer running (its worker was killed and the study marked it
 the same way, without the marker, with :data:`ABANDONED_EXIT_CODE`: its checkpoint lets a later trial
 of the same setting continue it.
 
+A trainer started by a tune worker also ends when that worker dies (:func:`die_with_parent`): SIGTERM from
+the kernel, as a ``SystemExit``, so that its data-augmentation workers are stopped too.
+
 Without :data:`TRIAL_ENV` the mixin does nothing and imports nothing (Optuna is imported on first use).
 Storage URLs (:func:`open_storage`) are read here, so that the trainer and ``tune`` open them alike.
 """
@@ -29,6 +32,7 @@ import inspect
 import json
 import math
 import os
+import signal
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -318,6 +322,7 @@ class TrialLink:
     label_key: str | None = None
     marker: str = "polydice_pruned.json"
     study_uid: str = ""
+    worker_pid: int = 0  # the tune worker that started this nnUNetv2_train (its parent); 0: unknown
 
     def to_env(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -338,6 +343,31 @@ class TrialLink:
         except (ValueError, TypeError) as err:
             raise ValueError(f"{TRIAL_ENV} is set but is not a trial link written by nnunet-polydice tune "
                              f"({err}); unset it to train without reporting.") from None
+
+
+def _exit_on_sigterm(signum, frame):
+    sys.exit(128 + signum)
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """Make this process end when its parent ``parent_pid`` dies (Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``),
+    and make SIGTERM a ``SystemExit`` so that Python's exit handlers run (multiprocessing's stops the daemonic
+    data-augmentation workers, which would otherwise outlive the training). For the ``nnUNetv2_train`` of a tune
+    worker that is killed outright: without this the training would go on, unwatched, beside the worker that
+    takes its trial over. Returns False where the kernel offers no such request (then nothing is changed)."""
+    if not sys.platform.startswith("linux") or parent_pid <= 0:
+        return False
+    import ctypes
+
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return False
+    except (OSError, AttributeError):
+        return False
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if os.getppid() != parent_pid:  # it died before the request: nobody will send the signal
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 class TrialReporter:
@@ -374,6 +404,12 @@ class TrialPruningMixin:
     docstring). It runs after nnU-Net's ``on_epoch_end`` (which saves the periodic and best checkpoints)."""
 
     _polydice_reporter = None  # TrialReporter, made on the first epoch end when the link is set
+
+    def on_train_start(self):
+        super().on_train_start()
+        link = TrialLink.from_env() if TRIAL_ENV in os.environ else None
+        if link is not None and link.worker_pid and os.getppid() == link.worker_pid:  # not a DDP rank's process
+            die_with_parent(link.worker_pid)
 
     def on_epoch_end(self):
         epoch = self.current_epoch  # nnU-Net increments it at the end of its on_epoch_end
