@@ -220,7 +220,7 @@ def check_storage(url: str, option: str = "--storage") -> str:
             raise ValueError(f"{option} {url!r}: {path} exists and {problem}; give a new file or an existing "
                              f"journal of nnunet-polydice tune (nothing was written to it).")
     if kind == "sqlite":
-        database = str(url).split("://", 1)[1][1:].split("?", 1)[0]  # sqlite:///rel.db, sqlite:////abs.db
+        database = pruning.sqlite_database(url)[1]
         if database in ("", ":memory:"):
             raise ValueError(f"{option} {url!r} is an in-memory SQLite database, which lives and dies with one "
                              f"process: the trainers cannot report to it and nothing would be kept. Give "

@@ -315,10 +315,9 @@ def absolute_storage(url: str) -> str:
         path = pruning.journal_path(url)
         return url if path.is_absolute() else f"{pruning.JOURNAL_SCHEME}{path.absolute()}"
     if kind == "sqlite":
-        scheme, rest = url.split("://", 1)
-        database, sep, query = rest[1:].partition("?")
+        scheme, database, query = pruning.sqlite_database(url)
         path = Path(database)
-        return url if path.is_absolute() else f"{scheme}:///{path.absolute()}{sep}{query}"
+        return url if path.is_absolute() else f"{scheme}:///{path.absolute()}{query}"
     return url
 
 
@@ -817,6 +816,7 @@ class Objective:
         self.env.pop(pruning.TRIAL_ENV, None)
         self.executable = executable
         self.host = socket.gethostname()
+        self.budget_spent = False  # set when a trial was not started for the budget: the worker stops
 
     def _exe(self) -> str:
         if self.executable is None:
@@ -856,6 +856,7 @@ class Objective:
             spent = spent_iterations(self.study, self.setup, exclude=trial.number)
             if spent + cost > budget:
                 trial.set_user_attr("epochs_trained", 0)
+                self.budget_spent = True
                 self.study.stop()
                 raise self._fail(trial, BudgetSpent, f"not started: it could cost {cost} training iterations and "
                                                      f"{max(0, budget - spent)} of the budget's {budget} are left")
@@ -1082,8 +1083,6 @@ def run_worker(setup: TuneSetup, n_trials: int, *, sampler: str = "tpe", seed: i
     study.sampler = make_sampler(sampler if sampler != "grid" else "tpe", seed, worker_index,
                                  len(study.get_trials(deepcopy=False)), setup.space)
     objective = Objective(setup, study, uid, environ=environ, echo=echo, executable=executable)
-    spent = []
-
     def after_trial(study, frozen) -> None:
         setting = _setting_of(setup.space, frozen)
         value = frozen.value if frozen.state == TrialState.COMPLETE else None
@@ -1093,14 +1092,12 @@ def run_worker(setup: TuneSetup, n_trials: int, *, sampler: str = "tpe", seed: i
         if frozen.state == TrialState.COMPLETE:
             reused = frozen.user_attrs.get("reused_folds") or []
             note = "validation Dice" + (f"; reused fold {', '.join(reused)}" if reused else "")
-        if note.startswith("not started"):
-            spent.append(frozen.number)
         echo(live_line(frozen.number, setting, frozen.state.name, value, note))
 
     def optimize(n: int) -> bool:
         study.optimize(objective, n_trials=n, catch=(SettingBusy, TrainingFailed, BudgetSpent),
                        callbacks=[after_trial], gc_after_trial=False)
-        return not spent
+        return not objective.budget_spent
 
     previous = signal.getsignal(signal.SIGTERM)
     try:

@@ -37,7 +37,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["TRIAL_ENV", "PRUNED_EXIT_CODE", "ABANDONED_EXIT_CODE", "REPORT_PREFIX", "JOURNAL_SCHEME",
+__all__ = ["TRIAL_ENV", "PRUNED_EXIT_CODE", "ABANDONED_EXIT_CODE", "REPORT_PREFIX", "JOURNAL_SCHEME", "sqlite_database",
            "PRUNERS", "TrialLink", "open_storage", "storage_kind", "make_pruner", "ema", "signal_index",
            "epoch_signal", "TrialReporter", "TrialPruningMixin"]
 
@@ -78,6 +78,15 @@ def storage_kind(url: str) -> str:
         raise ValueError(f"--storage {text!r} is not a storage URL; give sqlite:///path/file.sqlite3, "
                          f"postgresql://user@host/db, mysql+pymysql://user@host/db or journal:///path/file.log.")
     return "sqlite" if scheme.split("+")[0] == "sqlite" else "rdb"
+
+
+def sqlite_database(url: str) -> tuple[str, str, str]:
+    """``(scheme, database, query)`` of an SQLite URL: ``sqlite:///rel.db?timeout=5`` -> ``('sqlite', 'rel.db',
+    '?timeout=5')``, ``sqlite:////abs.db`` -> ``('sqlite', '/abs.db', '')``; the database is ``''`` or
+    ``':memory:'`` for an in-memory one."""
+    scheme, rest = str(url).split("://", 1)
+    database, sep, query = rest[1:].partition("?")
+    return scheme, database, sep + query
 
 
 def journal_path(url: str) -> Path:
@@ -407,7 +416,7 @@ class TrialPruningMixin:
 
     def on_train_start(self):
         super().on_train_start()
-        link = TrialLink.from_env() if TRIAL_ENV in os.environ else None
+        link = TrialLink.from_env()
         if link is not None and link.worker_pid and os.getppid() == link.worker_pid:  # not a DDP rank's process
             die_with_parent(link.worker_pid)
 
