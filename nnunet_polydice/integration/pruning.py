@@ -4,7 +4,8 @@
 :data:`TRIAL_ENV` = a JSON object (:class:`TrialLink`): the Optuna storage URL, the study, the trial, the
 pruner, the step offset of the fold being trained and, for a ``--label`` objective, that label.
 :class:`TrialPruningMixin` (a base of every trainer class of ``trainers/nnunet_polydice_trainers.py``) then,
-after each epoch (after nnU-Net's own ``on_epoch_end``):
+after each epoch (after nnU-Net's own ``on_epoch_end``), having written the epoch's full-precision curve file
+(:mod:`~nnunet_polydice.integration.curve_file`, in every training, tune or not):
 
 1. reads nnU-Net's validation signal of the epoch: the EMA pseudo-Dice nnU-Net already computes for its
    best-checkpoint choice (``ema_fg_dice``), or, for a label, the same exponential moving average
@@ -22,7 +23,7 @@ of the same setting continue it.
 A trainer started by a tune worker also ends when that worker dies (:func:`die_with_parent`): SIGTERM from
 the kernel, as a ``SystemExit``, so that its data-augmentation workers are stopped too.
 
-Without :data:`TRIAL_ENV` the mixin does nothing and imports nothing (Optuna is imported on first use).
+Without :data:`TRIAL_ENV` the mixin writes only the curve file and imports nothing more (Optuna is imported on first use).
 Storage URLs (:func:`open_storage`) are read here, so that the trainer and ``tune`` open them alike.
 """
 
@@ -36,6 +37,8 @@ import signal
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from nnunet_polydice.integration.curve_file import curve_payload, write_curve
 
 __all__ = ["TRIAL_ENV", "PRUNED_EXIT_CODE", "ABANDONED_EXIT_CODE", "REPORT_PREFIX", "JOURNAL_SCHEME", "sqlite_database",
            "PRUNERS", "TrialLink", "open_storage", "storage_kind", "make_pruner", "ema", "signal_index",
@@ -423,10 +426,14 @@ class TrialPruningMixin:
     def on_epoch_end(self):
         epoch = self.current_epoch  # nnU-Net increments it at the end of its on_epoch_end
         super().on_epoch_end()
+        if getattr(self, "local_rank", 0) != 0:
+            return
+        get_value = logger_reader(self.logger)
+        write_curve(self.output_folder, curve_payload(type(self).__name__, lambda key: get_value(key, step=None)))
         if TRIAL_ENV not in os.environ:
             return
         link = TrialLink.from_env()
-        if link is None or getattr(self, "local_rank", 0) != 0:
+        if link is None:
             return
         if self._polydice_reporter is None:
             self._polydice_reporter = TrialReporter(link)
@@ -435,7 +442,7 @@ class TrialPruningMixin:
         if link.label_key is not None:
             lm = self.label_manager
             index = signal_index(link.label_key, lm.foreground_regions if lm.has_regions else lm.foreground_labels)
-        value = epoch_signal(logger_reader(self.logger), index)
+        value = epoch_signal(get_value, index)
         if not reporter.running():
             self._polydice_stop(epoch, value, pruned=False)
         prune = reporter.report(value, epoch)
