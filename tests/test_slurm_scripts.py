@@ -11,19 +11,19 @@ import pytest
 
 from nnunet_polydice.cli import main
 from nnunet_polydice.experiments import slurm
-from nnunet_polydice.integration.locate import trainers_folder
+from nnunet_polydice.integration.locate import self_command, trainers_folder
 
 FOLDERS = {"nnUNet_raw": "/data/raw", "nnUNet_preprocessed": "/data/pre", "nnUNet_results": "/data/res"}
 
 
 def test_the_interpreter_runs_the_command_line_from_a_plain_environment():
-    command = slurm.python_command()
+    command = self_command()
     assert command == [sys.executable, "-m", "nnunet_polydice.cli"]
     proc = subprocess.run([*command, "--version"], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                           timeout=120, cwd="/")
     assert proc.returncode == 0 and proc.stdout.startswith("nnunet-polydice "), proc.stderr
     with pytest.raises(ValueError, match="the path of this Python interpreter is unknown"):
-        slurm.python_command("python3")
+        self_command("python3")
 
 
 def test_environment_lines_export_every_nnunet_variable_absolute_and_quoted(tmp_path, monkeypatch):

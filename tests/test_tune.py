@@ -24,7 +24,8 @@ from conftest import nnunet_env, run
 from optuna.trial import TrialState, create_trial
 
 from nnunet_polydice.cli import main as cli_main
-from nnunet_polydice.experiments import slurm, tune, workers
+from nnunet_polydice.experiments import slurm, tune
+from nnunet_polydice.experiments.tune import record, takeover
 from nnunet_polydice.experiments.runs import PRUNED_MARKER
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.locate import trainers_folder
@@ -245,7 +246,7 @@ def test_heartbeat_fails_a_silent_trial_and_enqueues_it_again(tmp_path):
     by the next worker's fail_stale_trials and its parameters are enqueued once more (1 s / 2 s here instead of
     30 s / 180 s)."""
     storage = pruning.open_storage(f"sqlite:///{tmp_path / 'hb.sqlite3'}", heartbeat=True, grace=2, interval=1,
-                                   on_stale=workers.stale_callback())
+                                   on_stale=takeover.stale_callback())
     study = optuna.create_study(storage=storage, study_name="hb", direction="maximize")
     trial = study.ask()
     trial.suggest_categorical("K", ["1", "inf"])
@@ -270,9 +271,9 @@ def test_journal_storage_fails_trials_of_dead_local_workers(tmp_path):
     for pid in (dead.pid, os.getpid()):
         trial = study.ask()
         space.suggest(trial)
-        trial.set_user_attr("host", workers.socket.gethostname())
+        trial.set_user_attr("host", takeover.socket.gethostname())
         trial.set_user_attr("pid", pid)
-    assert workers.fail_dead_local_trials(study) == [0]
+    assert takeover.fail_dead_local_trials(study) == [0]
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     assert trials[2].params == trials[0].params and trials[2].user_attrs["resumes"] == 0
@@ -433,7 +434,7 @@ def test_a_study_keeps_its_definition(fake_results):
     setup = tune.prepare("991", "2d", families=["nnUNetTrainerPolyDice"], K_values=["2"], epsilons=["1"],
                          schedule="2x2", lookup=False)
     study, uid = tune.open_study(setup)
-    assert study.user_attrs[tune.DEFINITION_ATTR]["space"] == {"family": ["nnUNetTrainerPolyDice"], "K": ["2"],
+    assert study.user_attrs[record.DEFINITION]["space"] == {"family": ["nnUNetTrainerPolyDice"], "K": ["2"],
                                                                "epsilon": ["1"]}
     assert tune.open_study(setup)[1] == uid and len(uid) == 32  # reopened: the same study
     wider = tune.prepare("991", "2d", families=["nnUNetTrainerPolyDice"], K_values=["2", "3"], epsilons=["1"],
@@ -461,16 +462,16 @@ def test_summary_arithmetic(fake_results):
                                  user_attrs={"epochs_trained": 3, "reason": "pruned after epoch 3/10 of fold 0"}))
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.7, params=k2, distributions=dist,
                                  user_attrs={"epochs_trained": 0, "reused_folds": ["0", "1"]}))
-    summary = tune.summarize(study, setup)
+    summary = tune.summarize(study, setup, tune.LiveRunner(setup, study, ""))
     assert (summary.iterations_spent, summary.full_grid_iterations) == (115, 200)
     assert summary.best.number == 2 and summary.best.trainer == "nnUNetTrainerPolyDice_K2_eps0_10ep5it"
-    assert summary.cost_lines()[0].startswith("training iterations spent: 115 of a budget of 200 (100% of the grid)")
-    assert "57.5% of the full grid's 200" in summary.cost_lines()[0]
-    assert summary.cost_lines()[1] == ("reused finished runs (0 iterations): trial 2 "
+    assert tune.cost_lines(summary)[0].startswith("training iterations spent: 115 of a budget of 200 (100% of the grid)")
+    assert "57.5% of the full grid's 200" in tune.cost_lines(summary)[0]
+    assert tune.cost_lines(summary)[1] == ("reused finished runs (0 iterations): trial 2 "
                                        "nnUNetTrainerPolyDice_K2_eps0_10ep5it fold 0 1")
-    assert summary.verdict_lines()[0] == "Best: nnUNetTrainerPolyDice_K2_eps0_10ep5it  validation Dice 0.7000 (trial 2)"
-    assert summary.verdict_lines()[1].startswith("Noise: none known. Every setting has one run per fold")
-    rows = list(csv.DictReader(summary.csv_text().splitlines()))
+    assert tune.verdict_lines(summary)[0] == "Best: nnUNetTrainerPolyDice_K2_eps0_10ep5it  validation Dice 0.7000 (trial 2)"
+    assert tune.verdict_lines(summary)[1].startswith("Noise: none known. Every setting has one run per fold")
+    rows = list(csv.DictReader(tune.trials_csv(summary).splitlines()))
     assert [(r["trial"], r["state"], r["value"], r["last_step"], r["epochs_trained"]) for r in rows] == [
         ("0", "COMPLETE", "0.6", "19", "20"), ("1", "PRUNED", "", "2", "3"), ("2", "COMPLETE", "0.7", "", "0")]
     assert tune.next_commands(setup, summary.best.trainer) == [
@@ -858,10 +859,10 @@ def test_seeded_summary_names_the_set_it_cannot_separate(fake_results):
     for s in (k1, k2):
         study.add_trial(create_trial(state=TrialState.COMPLETE, value=runs[(s, 0)][0], params=s.params,
                                      distributions=_dist(setup.space), user_attrs={"epochs_trained": 2}))
-    summary = tune.summarize(study, setup)
+    summary = tune.summarize(study, setup, tune.LiveRunner(setup, study, ""))
     assert summary.iterations_spent == 8 and summary.look.leader == k2.trainer
     assert summary.look.remaining == [k2.trainer, k1.trainer] and summary.look.rivals[0].unit == "cases"
-    lines = summary.verdict_lines()
+    lines = tune.verdict_lines(summary)
     assert lines[0].startswith(f"No single winner: the leader {k2.trainer} (mean validation Dice 0.6600 over 2 "
                                f"(fold, seed) runs) could not be told apart from K=1 eps=1: any of these; the default "
                                f"setting K=2 eps=1 is among them.")
@@ -870,9 +871,9 @@ def test_seeded_summary_names_the_set_it_cannot_separate(fake_results):
                                 "runner-up is 0.0100.")
     assert [(r.setting.trainer, len(r.values), r.status.split(":")[0]) for r in summary.settings] == [
         (k1.trainer, 2, "not told apart"), (k2.trainer, 2, "leader")]
-    assert "| nnUNetTrainerPolyDice_K2_eps1_2ep2it | 2 | 0.6600 | 0.0000 | leader |" in summary.settings_table()
-    assert "training iterations spent: 8 of a budget of 8 (50% of the grid)" in summary.cost_lines()[0]
-    assert "x 1 folds x 2 seeds x 2 epochs" in summary.cost_lines()[0]
+    assert "| nnUNetTrainerPolyDice_K2_eps1_2ep2it | 2 | 0.6600 | 0.0000 | leader |" in tune.settings_table(summary)
+    assert "training iterations spent: 8 of a budget of 8 (50% of the grid)" in tune.cost_lines(summary)[0]
+    assert "x 1 folds x 2 seeds x 2 epochs" in tune.cost_lines(summary)[0]
 
 
 def test_pruning_is_reported_in_nnunets_epoch_numbers():

@@ -24,7 +24,8 @@ import pytest
 from conftest import nnunet_env
 from optuna.trial import TrialState
 
-from nnunet_polydice.experiments import tune, workers
+from nnunet_polydice.experiments import tune
+from nnunet_polydice.experiments.tune import takeover
 
 COLIN = "Dataset731_Colin27HippoAmyg"
 EPOCHS, GRACE = 6, 6
@@ -139,7 +140,7 @@ def _kill_test(tmp_path, prepared, storage: str | None):
 
     # taken over by the heartbeat: no sooner than the grace period after the last beat before the kill
     failed_after = dead.datetime_complete.timestamp() - killed_at
-    assert failed_after >= GRACE - workers.heartbeat_interval(GRACE) - 0.5, failed_after
+    assert failed_after >= GRACE - takeover.heartbeat_interval(GRACE) - 0.5, failed_after
     assert f"trial {dead.number:3d}  its worker (node-b pid" in out and "sent no heartbeat for the grace period: " \
         f"failed, enqueued again as trial {taker.number}" in out
 
@@ -152,13 +153,13 @@ def _kill_test(tmp_path, prepared, storage: str | None):
     assert resumed == list(range(finished, EPOCHS))  # nothing trained twice but the epoch the kill cut short
     assert taker.user_attrs["inherited_epochs"] + taker.user_attrs["epochs_trained"] == EPOCHS
     assert sorted(taker.intermediate_values) == list(range(EPOCHS))
-    assert (folder / "checkpoint_final.pth").is_file() and not list(work.rglob(workers.LOCK_NAME))
+    assert (folder / "checkpoint_final.pth").is_file() and not list(work.rglob(takeover.LOCK_NAME))
     rows = {r.number: r for r in tune.trial_rows(study, setup.space)}
     assert rows[dead.number].reason == f"its worker sent no heartbeat for the grace period; continued as trial " \
                                        f"{taker.number}"
     print(f"\n[{storage or 'journal'}] killed trial {dead.number} after {len(mine[0].intermediate_values)} epochs at "
           f"{killed_at - start:.1f} s; failed by the survivor {failed_after:.1f} s after the kill (grace {GRACE} s, "
-          f"beats every {workers.heartbeat_interval(GRACE)} s); trial {taker.number} started "
+          f"beats every {takeover.heartbeat_interval(GRACE)} s); trial {taker.number} started "
           f"{taker.datetime_start.timestamp() - killed_at:.1f} s after the kill, continued at epoch {finished}, "
           f"done {taker.datetime_complete.timestamp() - killed_at:.1f} s after the kill")
 

@@ -1,4 +1,4 @@
-"""Workers that die (experiments/workers.py and the heartbeat journal of integration/pruning.py): heartbeats,
+"""Workers that die (experiments/takeover.py and the heartbeat journal of integration/pruning.py): heartbeats,
 stale trials failed and enqueued again, fold locks with a heartbeat, and the wait for takeover. Real Optuna
 storages on real files; the end-to-end kill tests are in test_worker_kill.py."""
 
@@ -15,7 +15,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nnunet_polydice.experiments import tune, workers
+from nnunet_polydice.experiments import tune
+from nnunet_polydice.experiments.tune import takeover
 from nnunet_polydice.integration import pruning
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -38,7 +39,7 @@ def _running_trial(study, K="2", epochs=0, **attrs):
 
 
 def test_heartbeat_interval_is_a_sixth_of_the_grace_between_1_and_30_s():
-    assert [workers.heartbeat_interval(g) for g in (6, 11, 12, 180, 600, 86400)] == [1, 1, 2, 30, 30, 30]
+    assert [takeover.heartbeat_interval(g) for g in (6, 11, 12, 180, 600, 86400)] == [1, 1, 2, 30, 30, 30]
 
 
 def test_journal_heartbeat_keeps_a_long_trial_alive_and_a_silent_one_is_failed_and_enqueued_again(tmp_path):
@@ -48,7 +49,7 @@ def test_journal_heartbeat_keeps_a_long_trial_alive_and_a_silent_one_is_failed_a
     and is not stale to a third worker's check at 3 s."""
     seen = []
     storage = _journal(tmp_path, heartbeat=True, grace=2, interval=1,
-                       on_stale=workers.stale_callback(seen.append))
+                       on_stale=takeover.stale_callback(seen.append))
     study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
 
     silent = _running_trial(study, epochs=3, race_instances=["0:s1"], host="elsewhere", pid=1)
@@ -84,49 +85,49 @@ def test_a_setting_is_retried_at_most_max_retries_times(tmp_path):
     trial = _running_trial(study)
     frozen = study._storage.get_trial(trial._trial_id)
     numbers = []
-    for _ in range(workers.MAX_RETRIES + 1):
-        numbers.append(workers.requeue(study, frozen, "test"))
+    for _ in range(takeover.MAX_RETRIES + 1):
+        numbers.append(takeover.requeue(study, frozen, "test"))
         frozen = study.get_trials()[-1]
     assert numbers == [1, 2, 3, None]
     assert [t.user_attrs.get("retries") for t in study.get_trials()] == [None, 1, 2, 3]
     # an interrupt (Ctrl-C, scancel) does not count as a retry
-    assert workers.requeue(study, frozen, "interrupted", count_retry=False) == 4
+    assert takeover.requeue(study, frozen, "interrupted", count_retry=False) == 4
     # a trial that died before it had a setting leaves nothing to enqueue
     fresh = optuna.create_study(storage=study._storage, study_name="fresh", direction="maximize")
     bare = fresh.ask()
-    assert workers.requeue(fresh, fresh._storage.get_trial(bare._trial_id), "test") is None
+    assert takeover.requeue(fresh, fresh._storage.get_trial(bare._trial_id), "test") is None
 
 
 def test_lock_is_stale_when_not_touched_for_the_grace_period(tmp_path):
     holder = {"host": "another-host", "pid": 1, "study_uid": "u", "trial": 3, "trial_id": 3}
     alive = lambda trial_id: True  # noqa: E731
-    assert workers.lock_is_stale(holder, "u", alive, "this-host", age=100, grace=180) is None
-    assert workers.lock_is_stale(holder, "u", alive, "this-host", age=181, grace=180) == \
+    assert takeover.lock_is_stale(holder, "u", alive, "this-host", age=100, grace=180) is None
+    assert takeover.lock_is_stale(holder, "u", alive, "this-host", age=181, grace=180) == \
         "it has not been touched for 181 s (grace 180 s): its worker is gone"
-    assert workers.lock_is_stale(holder, "u", lambda trial_id: False, "this-host", age=0, grace=180) == \
+    assert takeover.lock_is_stale(holder, "u", lambda trial_id: False, "this-host", age=0, grace=180) == \
         "its trial 3 is no longer running"
 
 
 def test_lock_heartbeat_touches_the_lock_while_the_block_runs(tmp_path):
     owner = {"host": "h", "pid": os.getpid()}
-    assert workers.acquire_lock(tmp_path, owner) is None
-    path = tmp_path / workers.LOCK_NAME
+    assert takeover.acquire_lock(tmp_path, owner) is None
+    path = tmp_path / takeover.LOCK_NAME
     os.utime(path, (time.time() - 1000, time.time() - 1000))
-    assert workers.lock_age(tmp_path) > 999
-    with workers.LockHeartbeat(path, 0.1):
+    assert takeover.lock_age(tmp_path) > 999
+    with takeover.LockHeartbeat(path, 0.1):
         time.sleep(0.5)
-        assert workers.lock_age(tmp_path) < 0.5
+        assert takeover.lock_age(tmp_path) < 0.5
     os.utime(path, (time.time() - 1000, time.time() - 1000))
     time.sleep(0.3)
-    assert workers.lock_age(tmp_path) > 999  # stopped with the block
-    assert workers.acquire_lock(tmp_path, owner) == owner  # still held: removing it is the trial's job
+    assert takeover.lock_age(tmp_path) > 999  # stopped with the block
+    assert takeover.acquire_lock(tmp_path, owner) == owner  # still held: removing it is the trial's job
 
 
 def test_run_until_settled_takes_over_a_dead_workers_trial_and_waits_for_live_ones(tmp_path):
     """A worker whose share is done: one trial RUNNING on a live worker (beating), one on a dead worker (last beat
     long ago). It fails and enqueues the dead one's, runs it, then waits until the live one ends."""
     said = []
-    storage = _journal(tmp_path, heartbeat=True, grace=6, interval=1, on_stale=workers.stale_callback(said.append))
+    storage = _journal(tmp_path, heartbeat=True, grace=6, interval=1, on_stale=takeover.stale_callback(said.append))
     study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
     live = _running_trial(study, host="elsewhere", pid=1)
     dead = _running_trial(study, K="inf", epochs=2, host="elsewhere", pid=2)
@@ -145,7 +146,7 @@ def test_run_until_settled_takes_over_a_dead_workers_trial_and_waits_for_live_on
         if len(naps) == 2:
             study.tell(live, 0.7)  # ... and finishes after two naps
 
-    assert workers.run_until_settled(study, run_one, 1, echo=said.append, sleep=nap) == 1
+    assert takeover.run_until_settled(study, run_one, 1, echo=said.append, sleep=nap) == 1
     assert ran == [(1, dead.params)] and naps == [1, 1]
     assert said[0].startswith("trial   1  its worker (elsewhere pid 2) sent no heartbeat")  # the storage's echo
     assert said[1:] == ["waiting for 1 trial(s) running on other workers (trial 0 on elsewhere) to take over any "
@@ -179,10 +180,10 @@ def test_run_until_settled_leaves_a_live_workers_queued_trial_alone(tmp_path):
             study.tell(live, 0.7)  # the live worker ends without taking it (its share was done, say)
         time.sleep(0.25)
 
-    assert workers.run_until_settled(study, run_one, 1, sleep=nap, grace=2) == 1
+    assert takeover.run_until_settled(study, run_one, 1, sleep=nap, grace=2) == 1
     (params, age), = ran
     assert params == {"K": "inf"} and age > 2
-    assert workers.left_over(study.get_trials()[1], 2) and not workers.left_over(study.get_trials()[1], 1e9)
+    assert takeover.left_over(study.get_trials()[1], 2) and not takeover.left_over(study.get_trials()[1], 1e9)
 
 
 def test_cost_and_rows_of_a_trial_whose_worker_died(tmp_path):
@@ -196,19 +197,19 @@ def test_cost_and_rows_of_a_trial_whose_worker_died(tmp_path):
     for epoch in range(3):
         trial.report(0.1, epoch)
     study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    workers.requeue(study, study._storage.get_trial(trial._trial_id), "its worker sent no heartbeat")
+    takeover.requeue(study, study._storage.get_trial(trial._trial_id), "its worker sent no heartbeat")
     dead, waiting = study.get_trials()
-    assert tune._trial_cost(dead, 10) == 30 and tune._trial_cost(waiting, 10) == 0
+    assert tune.trial_cost(dead, 10) == 30 and tune.trial_cost(waiting, 10) == 0
     # the continuing trial reserves the epochs the dead one did not report (steps 0-2 of 0-3): one
     assert tune.remaining_epochs(0, 4, waiting.intermediate_values) == 1
     assert tune.remaining_epochs(1, 4, {0: 0.1, 4: 0.1, 5: 0.1}) == 2
     again = study.ask()  # the continuing trial, running: what it reserved
     again.set_user_attr("reserved", 10)
     again.report(0.2, 3)
-    assert tune._trial_cost(study.get_trials()[1], 10) == 10
+    assert tune.trial_cost(study.get_trials()[1], 10) == 10
     again.set_user_attr("epochs_trained", 1)
     study.tell(again, 0.4)
-    assert tune._trial_cost(study.get_trials()[1], 10) == 10
+    assert tune.trial_cost(study.get_trials()[1], 10) == 10
     rows = tune.trial_rows(study, space)
     assert rows[0].state == "FAIL" and rows[0].reason == "its worker sent no heartbeat; continued as trial 1"
     assert rows[1].state == "COMPLETE" and rows[1].curve == {0: 0.1, 1: 0.1, 2: 0.1, 3: 0.2}

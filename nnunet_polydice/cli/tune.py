@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import time
 
 from nnunet_polydice.cli._training import add_training_arguments
-from nnunet_polydice.experiments import ablation, checks, racing, slurm, tune
+from nnunet_polydice.experiments import ablation, checks, slurm, tune
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.integration.pruning import GRACE_PERIOD_S, PRUNERS
 
@@ -23,6 +22,9 @@ def _setup(args) -> tune.TuneSetup:
     args.seed = checks.check_seed(args.seed)
     if args.worker_index is not None:
         checks.check_int(args.worker_index, "--worker-index", 0, checks.MAX_WORKERS - 1)
+    if args.replay is not None:
+        checks.check_replay_options(args.workers, status=args.status, slurm=args.slurm, storage=args.storage,
+                                    worker_index=args.worker_index)
     if args.slurm:
         ensure_new_file(args.slurm, "--slurm")  # before anything else is checked or created
         slurm.check_environment()  # the script exports nnU-Net's folders
@@ -31,17 +33,16 @@ def _setup(args) -> tune.TuneSetup:
                         label=args.label, storage=args.storage, study=args.study, out_dir=args.out,
                         pruner=args.pruner, device=args.device, allow_random_split=args.allow_random_split,
                         lookup=not args.status and args.worker_index is None, seeds=args.seeds, budget=args.budget,
-                        race=args.race, grace=args.grace)
+                        race=args.race, grace=args.grace, replay=args.replay)
 
 
-def _final(setup: tune.TuneSetup, write: bool = True, sampler_note: str = "") -> tune.Summary:
-    study = tune.load_study(setup.storage, setup.study)
-    summary = tune.summarize(study, setup, sampler_note)
+def _final(setup: tune.TuneSetup, study, runner, write: bool = True, sampler_note: str = "") -> tune.Summary:
+    summary = tune.summarize(study, setup, runner, sampler_note)
     if summary.settings:
-        _say(summary.settings_table())
-    for line in summary.verdict_lines():
+        _say(tune.settings_table(summary))
+    for line in tune.verdict_lines(summary):
         _say(line)
-    for line in summary.cost_lines():
+    for line in tune.cost_lines(summary):
         _say(line[0].upper() + line[1:])
     if summary.winner is not None:
         _say("Next:")
@@ -56,68 +57,43 @@ def _final(setup: tune.TuneSetup, write: bool = True, sampler_note: str = "") ->
 def _status(setup: tune.TuneSetup) -> int:
     study = tune.load_study(setup.storage, setup.study)
     setup = tune.setup_of_study(setup, study)
-    summary = tune.summarize(study, setup)
+    runner = tune.LiveRunner(setup, study, "")
+    summary = tune.summarize(study, setup, runner)
     counts = {}
     for row in summary.rows:
         counts[row.state] = counts.get(row.state, 0) + 1
     _say(f"Study {setup.study} in {setup.storage}: {len(summary.rows)} trials ("
          + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f"); space of {setup.space.size}.")
-    _say(summary.table())
-    _final(setup, write=False)
+    _say(tune.trials_table(summary))
+    _final(setup, study, runner, write=False)
     return 0
 
 
-def _run_trials(setup, n_trials: int, workers: int, sampler: str, seed) -> None:
-    """``n_trials`` trials of the study on this machine: in this process, or on up to ``workers`` processes."""
-    shares = [n for n in tune.worker_shares(n_trials, workers) if n]
-    if len(shares) == 1:
-        tune.run_worker(setup, n_trials, sampler=sampler, seed=seed, worker_index=0, echo=_say)
-    elif shares:
-        _run_local_workers(setup, shares, sampler, seed)
-
-
-def _race_line(setup: tune.TuneSetup) -> str:
+def _write_slurm(args, setup: tune.TuneSetup, study, the_plan: tune.Plan) -> int:
+    if not the_plan.shares:
+        raise ValueError(f"every setting of study {setup.study} has a trial: the Slurm script would have nothing "
+                         f"to do; run the command without --slurm to race the best ones.")
+    text = slurm.tune_script(setup, list(the_plan.shares), sampler=the_plan.sampler, seed=args.seed)
+    slurm.write_script(args.slurm, text, slurm.tune_log_folder(setup))
+    if the_plan.sampler == "grid":
+        tune.enqueue_grid(study, setup.space, args.seed, limit=the_plan.n_trials)
+    _say(f"Wrote {args.slurm}: {len(the_plan.shares)} array tasks, {the_plan.n_trials} trials of study {setup.study} "
+         f"({the_plan.sampler} sampler; {the_plan.budget_text(setup)}). Submit with: sbatch {args.slurm} (from any "
+         f"shell; task output in {slurm.tune_log_folder(setup)})")
     if setup.race:
-        return (f"racing on: after the search, the leader and every setting not yet told apart from it get more "
-                f"(fold, seed) runs, seed-major, until a {racing.LEVEL:.0%} CI of leader - rival excludes 0 or the "
-                f"budget is spent")
-    if not setup.seeded:
-        return "racing off: one run per setting and fold (give --seeds 0 1 2 to race)"
-    if len(setup.seeds) < 2:
-        return "racing off: one seed (give two or more to race)"
-    if setup.space.size < 2:
-        return "racing off: one setting, nothing to race"
-    return "racing off (--no-race)"
+        _say("The script runs the search; once it has finished, run this command without --slurm to race the "
+             "best settings (finished runs are reused).")
+    return 0
 
 
-def _run_local_workers(setup, shares, sampler, seed) -> None:
-    procs = tune.worker_processes(setup, shares, sampler=sampler, seed=seed)
-
-    def forward(signum, frame):
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, forward)
-    try:
-        for p in procs:
-            p.wait()
-    except KeyboardInterrupt:
-        for p in procs:  # they stop their trainings and enqueue them again; wait for that
-            p.wait()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def run(args) -> int:
-    setup = _setup(args)
+def _open(args, setup: tune.TuneSetup):
+    """The backend (live, or a replay's) and the study, opened after the last check."""
+    if setup.replay is not None:
+        backend = tune.ReplayBackend(setup)  # reads and checks every run of the grid first
+        if not args.no_outputs:
+            tune.check_outputs_free(setup)
+        return backend, backend.open(setup)[0]
     storage_option = "--storage" if args.storage else "the default storage"
-    if args.status:
-        # the study's journal, given or default, must be one: else --status reads "no study"
-        checks.check_storage(setup.storage, storage_option)
-        return _status(setup)
     if args.worker_index is None:
         tune.check_storage_for_workers(setup.storage, args.workers, bool(args.slurm))
     if not args.no_outputs:
@@ -125,68 +101,49 @@ def run(args) -> int:
     if not args.storage:  # the dataset's results folder holds the default journal; a first run makes it
         (setup.results / setup.dataset).mkdir(parents=True, exist_ok=True)
     checks.check_storage(setup.storage, storage_option)  # never append to a file that is not a journal
-    study, _ = tune.open_study(setup)
+    backend = tune.LiveBackend()
+    return backend, backend.open(setup)[0]
+
+
+def run(args) -> int:
+    setup = _setup(args)
+    if args.status:
+        # the study's journal, given or default, must be one: else --status reads "no study"
+        checks.check_storage(setup.storage, "--storage" if args.storage else "the default storage")
+        return _status(setup)
+    backend, study = _open(args, setup)
     if args.worker_index is not None:  # one worker of a larger command (local or a Slurm task)
         tune.run_worker(setup, args.trials, sampler=args.sampler, seed=args.seed, worker_index=args.worker_index,
                         echo=_say)
         if not args.no_outputs:
-            _final(setup)
+            _final(setup, study, backend.runner(setup, study, ""))
         return 0
-
-    before = len(study.get_trials(deepcopy=False))
-    untried = tune.untried_settings(study, setup.space)
-    n_trials = min(args.trials, len(untried))
-    spent = tune.spent_iterations(study, setup)
-    budget = (f"budget {setup.budget} training iterations ({setup.budget / setup.grid_iterations:.0%} of the grid's "
-              f"{setup.grid_iterations}), {spent} spent")
-    if not untried and not setup.race:
+    the_plan = tune.plan(setup, study, args.trials, args.workers, args.sampler)
+    if not the_plan.untried and not setup.race:
         _say(f"Every one of the {setup.space.size} settings of study {setup.study} has a finished or running trial; "
              f"nothing to start.")
-        _final(setup, write=not args.slurm)
+        _final(setup, study, backend.runner(setup, study, ""), write=not args.slurm)
         return 0
-    sampler = tune.choose_sampler(args.sampler, n_trials, len(untried))
-    note = tune.sampler_reason(args.sampler, sampler, n_trials, len(untried))
-    shares = [n for n in tune.worker_shares(n_trials, args.workers) if n]  # no more workers than trials
     if args.slurm:
-        if not shares:
-            raise ValueError(f"every setting of study {setup.study} has a trial: the Slurm script would have nothing "
-                             f"to do; run the command without --slurm to race the best ones.")
-        text = slurm.tune_script(setup, shares, sampler=sampler, seed=args.seed)
-        slurm.write_script(args.slurm, text, slurm.tune_log_folder(setup))
-        if sampler == "grid":
-            tune.enqueue_grid(study, setup.space, args.seed, limit=n_trials)
-        _say(f"Wrote {args.slurm}: {len(shares)} array tasks, {n_trials} trials of study {setup.study} "
-             f"({sampler} sampler; {budget}). Submit with: sbatch {args.slurm} (from any shell; task output in "
-             f"{slurm.tune_log_folder(setup)})")
-        if setup.race:
-            _say("The script runs the search; once it has finished, run this command without --slurm to race the "
-                 "best settings (finished runs are reused).")
-        return 0
-
-    if sampler == "grid" and n_trials:
-        tune.enqueue_grid(study, setup.space, args.seed, limit=n_trials)
-    _say(f"Study {setup.study} in {setup.storage}: {setup.space.size} settings, {len(untried)} untried, {before} "
-         f"trials so far; running {n_trials} trials on {len(shares)} worker(s), pruner {setup.pruner}; {budget}.")
-    _say(f"Sampler {note}.")
-    _say(_race_line(setup) + ".")
+        return _write_slurm(args, setup, study, the_plan)
+    what = f"a replay of {setup.replay} (nothing is trained)" if setup.replay else setup.storage
+    _say(f"Study {setup.study} in {what}: {setup.space.size} settings, {the_plan.untried} untried, "
+         f"{the_plan.before} trials so far; running {the_plan.n_trials} trials on {len(the_plan.shares)} worker(s), "
+         f"pruner {setup.pruner}; {the_plan.budget_text(setup)}.")
+    _say(f"Sampler {the_plan.note}.")
+    _say(tune.race_line(setup) + ".")
     start = time.monotonic()
-    interrupted = False
-    try:
-        _run_trials(setup, n_trials, args.workers, sampler, args.seed)
-        if setup.race:
-            study = tune.load_study(setup.storage, setup.study)
-            tune.race(setup, study, lambda n: _run_trials(setup, n, args.workers, sampler, args.seed), echo=_say)
-    except KeyboardInterrupt:
-        interrupted = True
+    completed = tune.search_then_race(setup, the_plan, args.workers, args.seed, echo=_say, backend=backend)
+    if not completed:
         _say("Interrupted: running trials were stopped (checkpoints kept) and enqueued again; run the same command "
              "to continue.")
     _say(f"Tuning took {(time.monotonic() - start) / 60:.1f} min.")
-    summary = _final(setup, sampler_note=note)
-    failed = [r for r in summary.rows[before:] if r.state == "FAIL"
-              and not r.reason.startswith(("busy", "interr", "not started")) and "; continued as trial" not in r.reason]
+    study = backend.load(setup)
+    summary = _final(setup, study, backend.runner(setup, study, ""), sampler_note=the_plan.note)
+    failed = tune.failed_rows(summary, the_plan.before)
     if failed:
         _say(f"{len(failed)} trial(s) failed: " + "; ".join(f"trial {r.number}: {r.reason}" for r in failed))
-    return 130 if interrupted else (1 if failed else 0)
+    return tune.exit_status(summary, the_plan.before, completed)
 
 
 def register(sub) -> None:
@@ -265,6 +222,11 @@ def register(sub) -> None:
                      help="write an sbatch array script whose every task is one more worker of the study (--workers "
                           "tasks, --trials shared among them), runnable from a plain login shell (the interpreter by "
                           "absolute path, nnU-Net's variables exported); never overwrites")
+    p.add_argument("--replay", metavar="DIR",
+                   help="replay the tune against DIR, an nnU-Net results folder of finished seeded runs (sweep "
+                        "--seeds, earlier tunes): nothing is trained, every run the tune asks for is read from DIR "
+                        "and its recorded curve fed to the pruner, so its decisions and cost are a live tune's; the "
+                        "study lives in memory; needs --seeds (default --out: ./polydice_replay/<study>)")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-outputs", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)

@@ -267,3 +267,21 @@ def check_plans_name(name: str, option: str = "-p/--plans") -> str:
                          f"or '-', starting with a letter or digit, without '__' or '..' (e.g. nnUNetPlans); it "
                          f"names <plans>.json in the dataset's folder of nnUNet_preprocessed.")
     return text
+
+
+def check_replay_options(workers: int, *, status: bool, slurm, storage, worker_index) -> None:
+    """``tune --replay`` runs one worker in this process, on a study in memory of its own.
+
+    Raises:
+        ValueError: for ``--workers`` above 1, ``--status``, ``--slurm`` or ``--storage`` with ``--replay``.
+    """
+    if workers > 1 or worker_index is not None:
+        raise ValueError(f"--replay with --workers {workers}: a replay runs one worker in this process (its decisions "
+                         f"are those of a one-worker tune); leave --workers out.")
+    for given, option, why in ((status, "--status", "a replay's study lives in memory while it runs; its report is "
+                                                    "tune.md in --out"),
+                               (slurm, "--slurm", "a replay trains nothing, so it needs no cluster"),
+                               (storage, "--storage", "a replay's study lives in a new storage of its own, never in a "
+                                                      "live study's")):
+        if given:
+            raise ValueError(f"--replay with {option}: {why}; leave {option} out.")

@@ -18,16 +18,16 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation, tune
+from nnunet_polydice.experiments import ablation
 from nnunet_polydice.experiments.paths import ensure_new_file, ensure_writable_dir
-from nnunet_polydice.integration.locate import nnunet_command, with_trainers_folder
+from nnunet_polydice.experiments.tune.setup import TuneSetup, tune_argv
+from nnunet_polydice.integration.locate import nnunet_command, self_command, with_trainers_folder
 
 __all__ = [
-    "NNUNET_PATHS", "REQUIRED", "OUTPUT_PATTERN", "SWEEP_LOG_FOLDER", "python_command", "check_environment",
+    "NNUNET_PATHS", "REQUIRED", "OUTPUT_PATTERN", "SWEEP_LOG_FOLDER", "check_environment",
     "environment_lines", "output_directive", "tune_script", "tune_log_folder", "sweep_script", "sweep_log_folder",
     "write_script",
 ]
@@ -43,20 +43,6 @@ SWEEP_LOG_FOLDER = "slurm_logs"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Characters ``sbatch`` cannot take inside the value of an ``#SBATCH`` line, even quoted.
 _UNQUOTABLE = set("'\"\\\n\r")
-
-
-def python_command(python: str | None = None) -> list[str]:
-    """``[<absolute interpreter>, '-m', 'nnunet_polydice.cli']``: this package's command line run by this interpreter
-    (a virtual environment's ``bin/python`` finds its packages without being activated).
-
-    Raises:
-        ValueError: when the interpreter's path is unknown or not absolute.
-    """
-    python = sys.executable if python is None else python
-    if not python or not os.path.isabs(python):
-        raise ValueError(f"--slurm: the path of this Python interpreter is unknown ({python!r}); a Slurm task "
-                         f"needs it to run nnunet-polydice from a plain login shell.")
-    return [python, "-m", "nnunet_polydice.cli"]
 
 
 def check_environment(environ: dict | None = None, option: str = "--slurm") -> None:
@@ -128,12 +114,12 @@ def _header(job_name: str, tasks: int, log_folder, about: Sequence[str]) -> list
     ]
 
 
-def tune_log_folder(setup: tune.TuneSetup) -> Path:
+def tune_log_folder(setup: TuneSetup) -> Path:
     """Where a tune script's tasks write their output: the study's output folder's ``logs`` (beside the trial logs)."""
     return Path(setup.out_dir) / "logs"
 
 
-def tune_script(setup: tune.TuneSetup, shares: Sequence[int], *, sampler: str, seed: int | None,
+def tune_script(setup: TuneSetup, shares: Sequence[int], *, sampler: str, seed: int | None,
                 environ: dict | None = None, python: str | None = None, **argv_options) -> str:
     """A bash script for ``sbatch``: an array of ``len(shares)`` tasks, each one more worker of the same study
     (task i runs ``shares[i]`` trials of :func:`~nnunet_polydice.experiments.tune.tune_argv`, with ``argv_options``
@@ -143,7 +129,7 @@ def tune_script(setup: tune.TuneSetup, shares: Sequence[int], *, sampler: str, s
         ValueError: as :func:`check_environment` and :func:`output_directive`.
     """
     exports = environment_lines(environ)
-    worker = shlex.join(tune.tune_argv(setup, sampler=sampler, seed=seed, executable=tuple(python_command(python)),
+    worker = shlex.join(tune_argv(setup, sampler=sampler, seed=seed, executable=tuple(self_command(python)),
                                        **argv_options))
     lines = _header(f"polydice-tune-{setup.study}", len(shares), tune_log_folder(setup), [
         f"Written by nnunet-polydice tune: every array task is one more worker of study {setup.study!r}",

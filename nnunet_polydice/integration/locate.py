@@ -76,3 +76,18 @@ def nnunet_command(name: str, environ: dict | None = None) -> str:
         return str(beside)
     raise FileNotFoundError(f"{name} is not on PATH nor next to {sys.executable}; install nnunetv2 (pip install "
                             f"'nnunetv2>=2.8') in this environment, or put its folder on PATH.")
+
+
+def self_command(python: str | None = None) -> list[str]:
+    """``[<absolute interpreter>, '-m', 'nnunet_polydice.cli']``: how this package starts itself as a subprocess
+    (a tune's local workers, a Slurm task), run by this interpreter (a virtual environment's ``bin/python`` finds
+    its packages without being activated, so the command runs from a plain login shell too).
+
+    Raises:
+        ValueError: when the interpreter's path is unknown or not absolute.
+    """
+    python = sys.executable if python is None else python
+    if not python or not os.path.isabs(python):
+        raise ValueError(f"the path of this Python interpreter is unknown ({python!r}); nnunet-polydice starts its "
+                         f"workers and Slurm tasks with it, so it must be an absolute path.")
+    return [python, "-m", "nnunet_polydice.cli"]

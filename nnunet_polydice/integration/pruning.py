@@ -42,7 +42,7 @@ from nnunet_polydice.integration.curve_file import curve_payload, write_curve
 
 __all__ = ["TRIAL_ENV", "PRUNED_EXIT_CODE", "ABANDONED_EXIT_CODE", "REPORT_PREFIX", "JOURNAL_SCHEME", "sqlite_database",
            "PRUNERS", "TrialLink", "open_storage", "storage_kind", "make_pruner", "ema", "signal_index",
-           "epoch_signal", "TrialReporter", "TrialPruningMixin"]
+           "epoch_signal", "pruned_marker", "read_pruned_marker", "TrialReporter", "TrialPruningMixin"]
 
 #: The environment variable ``tune`` sets for its ``nnUNetv2_train`` subprocesses.
 TRIAL_ENV = "NNUNET_POLYDICE_TRIAL"
@@ -382,6 +382,22 @@ def die_with_parent(parent_pid: int) -> bool:
     return True
 
 
+def pruned_marker(link: TrialLink, epoch: int, value) -> dict:
+    """The JSON object of the marker a pruned run leaves in its fold folder: the tool, the study (name and uid), the
+    trial, the epoch and step it was pruned after, and its last value. Read back by :func:`read_pruned_marker`."""
+    return {"tool": "nnunet-polydice tune", "study": link.study, "study_uid": link.study_uid,
+            "trial": link.trial_number, "epoch": epoch, "step": link.step_offset + epoch, "value": value}
+
+
+def read_pruned_marker(path) -> dict:
+    """The marker of :func:`pruned_marker` at ``path`` (``{}`` when it is unreadable or not a JSON object)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 class TrialReporter:
     """The trainer's side of a trial: report a value at an epoch, learn whether to stop."""
 
@@ -459,9 +475,8 @@ class TrialPruningMixin:
         self.save_checkpoint(os.path.join(self.output_folder, "checkpoint_latest.pth"))
         self.current_epoch += 1
         if pruned:
-            marker = {"tool": "nnunet-polydice tune", "study": link.study, "study_uid": link.study_uid,
-                      "trial": link.trial_number, "epoch": epoch, "step": link.step_offset + epoch, "value": value}
-            Path(self.output_folder, link.marker).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+            Path(self.output_folder, link.marker).write_text(json.dumps(pruned_marker(link, epoch, value), indent=1),
+                                                             encoding="utf-8")
             self.print_to_log_file(f"Pruned by nnunet-polydice tune (study {link.study}, trial {link.trial_number}) "
                                    f"after epoch {epoch}: value {value}; checkpoint_latest.pth kept.")
         else:

@@ -1,4 +1,4 @@
-"""Workers that die: fold locks with a heartbeat, stale trials failed and enqueued again, takeover.
+"""Workers that die (with every storage): fold locks with a heartbeat, stale trials failed and enqueued again, takeover.
 
 A tune study is shared by workers on one or many hosts (``--workers``, ``--slurm``, the same command on
 another machine); only its Optuna storage and the nnU-Net results folder connect them. A worker can die
@@ -41,11 +41,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nnunet_polydice.experiments.tune import record
+from nnunet_polydice.experiments.tune.optuna_api import storage_of, trial_id
 from nnunet_polydice.integration import pruning
 
 __all__ = [
     "LOCK_NAME", "MAX_RETRIES", "MIN_GRACE_S", "MAX_GRACE_S", "heartbeat_interval", "acquire_lock", "lock_is_stale",
-    "lock_age", "LockHeartbeat", "requeue", "fail_dead_local_trials", "fail_stale_trials", "left_over",
+    "lock_owner", "holder_text", "lock_age", "LockHeartbeat", "requeue", "fail_dead_local_trials", "fail_stale_trials", "left_over",
     "run_until_settled",
 ]
 
@@ -55,8 +57,6 @@ MAX_RETRIES = 3
 #: Bounds of ``--grace``: six heartbeats of at least one second each; one day.
 MIN_GRACE_S = 6
 MAX_GRACE_S = 86400
-#: User attributes a re-queued trial carries over from the trial it continues.
-_CARRIED = ("race_instances",)
 
 
 def heartbeat_interval(grace: float) -> int:
@@ -94,6 +94,18 @@ def acquire_lock(folder: Path, owner: dict) -> dict | None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(owner, fh)
     return None
+
+
+def lock_owner(host: str, pid: int, study: str, study_uid: str, trial: int, tid: int) -> dict:
+    """What a lock file holds (JSON): the worker's host and pid, the study (name and uid), the trial (number and
+    storage id). Read back by :func:`lock_is_stale` and :func:`holder_text`."""
+    return {"host": host, "pid": pid, "study": study, "study_uid": study_uid, "trial": trial, "trial_id": tid}
+
+
+def holder_text(holder: dict) -> str:
+    """``trial 3 of study S (host, pid 123)``: who holds a lock."""
+    return (f"trial {holder.get('trial')} of study {holder.get('study')} ({holder.get('host')}, "
+            f"pid {holder.get('pid')})")
 
 
 def lock_age(folder: Path) -> float:
@@ -162,12 +174,12 @@ def requeue(study, frozen, why: str, *, count_retry: bool = True) -> int | None:
 
     if not frozen.params:
         return None
-    retries = int(frozen.user_attrs.get("retries", 0)) + (1 if count_retry else 0)
+    retries = int(frozen.user_attrs.get(record.RETRIES, 0)) + (1 if count_retry else 0)
     if retries > MAX_RETRIES:
         return None
-    attrs = {k: frozen.user_attrs[k] for k in _CARRIED if k in frozen.user_attrs}
-    attrs.update(resumes=frozen.number, requeue_reason=why, retries=retries,
-                 inherited_epochs=len(frozen.intermediate_values))
+    attrs = {k: frozen.user_attrs[k] for k in record.CARRIED if k in frozen.user_attrs}
+    attrs.update({record.RESUMES: frozen.number, record.REQUEUE_REASON: why, record.RETRIES: retries,
+                  record.INHERITED_EPOCHS: len(frozen.intermediate_values)})
     trial = optuna.trial.create_trial(state=TrialState.WAITING, params=dict(frozen.params),
                                       distributions=dict(frozen.distributions), user_attrs=attrs,
                                       intermediate_values=dict(frozen.intermediate_values))
@@ -186,7 +198,7 @@ def stale_callback(echo: Callable[[str], None] = lambda s: None):
 
 
 def _takeover_line(frozen, number: int | None, what: str) -> str:
-    who = f"{frozen.user_attrs.get('host', '?')} pid {frozen.user_attrs.get('pid', '?')}"
+    who = f"{frozen.user_attrs.get(record.HOST, '?')} pid {frozen.user_attrs.get(record.PID, '?')}"
     then = f"enqueued again as trial {number}" if number is not None else \
         f"not enqueued again (retried {MAX_RETRIES} times already, or it had no setting yet)"
     return f"trial {frozen.number:3d}  its worker ({who}) {what}: failed, {then}"
@@ -200,9 +212,9 @@ def fail_dead_local_trials(study, echo: Callable[[str], None] = lambda s: None) 
 
     host, failed = socket.gethostname(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == host and "pid" in t.user_attrs and not _pid_alive(t.user_attrs["pid"]):
+        if t.user_attrs.get(record.HOST) == host and record.PID in t.user_attrs and not _pid_alive(t.user_attrs[record.PID]):
             try:
-                if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                if not storage_of(study).set_trial_state_values(trial_id(t), state=TrialState.FAIL):
                     continue
             except UpdateFinishedTrialError:  # another worker was quicker
                 continue
@@ -228,7 +240,7 @@ def fail_stale_trials(study, echo: Callable[[str], None] = lambda s: None) -> No
 def left_over(trial, grace: float, now: float | None = None) -> bool:
     """Whether a WAITING trial of a command's plan (enqueued with ``enqueued_at``) has waited longer than the grace
     period: then no live worker is coming for it. One without the attribute (an older study's) counts as left over."""
-    at = trial.user_attrs.get("enqueued_at")
+    at = trial.user_attrs.get(record.ENQUEUED_AT)
     return at is None or (time.time() if now is None else now) - float(at) > grace
 
 
@@ -248,7 +260,7 @@ def run_until_settled(study, run_one: Callable[[], bool], interval: float, echo:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         # a queued trial of a command's plan (no "resumes") may be a live worker's next one (it may still be
         # starting): taking it would make that worker sample one more setting
-        if waiting and all("resumes" in t.user_attrs or (not running and left_over(t, grace)) for t in waiting):
+        if waiting and all(record.RESUMES in t.user_attrs or (not running and left_over(t, grace)) for t in waiting):
             ran += 1
             if not run_one():
                 return ran
@@ -259,6 +271,6 @@ def run_until_settled(study, run_one: Callable[[], bool], interval: float, echo:
         if running and not numbers <= said:
             said |= numbers
             echo(f"waiting for {len(running)} trial(s) running on other workers ("
-                 + ", ".join(f"trial {t.number} on {t.user_attrs.get('host', '?')}" for t in running)
+                 + ", ".join(f"trial {t.number} on {t.user_attrs.get(record.HOST, '?')}" for t in running)
                  + ") to take over any that falls silent; Ctrl-C stops waiting, nothing is lost")
         sleep(interval)
