@@ -30,7 +30,7 @@ from nnunet_polydice.experiments.tune.record import FailKind
 from nnunet_polydice.experiments.tune.render import OUTPUT_FILES, check_outputs_free, cost_lines, live_line, \
     markdown, next_commands, plot_curves, settings_csv, settings_table, trials_csv, trials_table, verdict_lines, \
     write_outputs
-from nnunet_polydice.experiments.tune.replay import ReplayBackend, ReplayRunner, check_grid
+from nnunet_polydice.experiments.tune.replay import ReplayBackend, ReplayRunner, check_grid, run_replay
 from nnunet_polydice.experiments.tune.report import SettingRow, Summary, TrialRow, summarize, trial_rows
 from nnunet_polydice.experiments.tune.runner import LiveBackend, LiveRunner, RunFailed, RunInterrupted, RunOutcome, \
     RunRequest, epoch_note
@@ -48,7 +48,7 @@ from nnunet_polydice.experiments.tune.worker import run_worker, worker_processes
 __all__ = [
     "CASE_STRIDE", "DEFAULT_EPSILON", "DEFAULT_K", "FailKind", "LOCK_NAME", "LiveBackend", "LiveRunner",
     "MIN_EPSILON_STEP", "NNUNET_SCHEDULE", "NoRepeatSampler", "OUTPUT_FILES", "Plan", "REPLAY_STORAGE",
-    "ReplayBackend", "ReplayRunner", "RunFailed", "RunInterrupted", "RunOutcome", "RunRequest", "SAMPLERS",
+    "ReplayBackend", "ReplayRunner", "run_replay", "RunFailed", "RunInterrupted", "RunOutcome", "RunRequest", "SAMPLERS",
     "STORAGE_FILE", "SearchSpace", "Setting", "SettingRow", "Summary", "TPE_STARTUP", "TrialRow", "TuneSetup",
     "WILCOXON_PRUNERS", "absolute_storage", "acquire_lock", "build_space", "case_values", "check_grid",
     "check_outputs_free", "check_storage_for_workers", "choose_sampler", "cost_lines", "default_pruner",

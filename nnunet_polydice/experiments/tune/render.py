@@ -133,6 +133,9 @@ def cost_lines(summary: Summary) -> list[str]:
             for r in reused))
     if summary.sampler_note:
         lines.append(f"sampler {summary.sampler_note}")
+    if s.replay is not None:
+        lines.append(f"replayed from the finished runs of {s.replay}: nothing was trained; the iterations above are "
+                     f"what the live tune would have spent")
     return lines
 
 
@@ -167,7 +170,8 @@ def markdown(summary: Summary, plot_name: str) -> str:
     what = f"mean[{s.label_key}] ({s.label})" if s.label else "foreground_mean"
     over = (f"(fold, seed) runs, folds {', '.join(s.folds)} x seeds {' '.join(map(str, s.seeds))} (seed-major)"
             if s.seeded else f"folds {', '.join(s.folds)}")
-    parts = [f"# Tuning: {s.dataset}, {s.configuration}, plans {s.plans}, study {s.study}", "",
+    title = "Tuning" if s.replay is None else f"Tuning (a replay of {s.replay}: nothing trained)"
+    parts = [f"# {title}: {s.dataset}, {s.configuration}, plans {s.plans}, study {s.study}", "",
              f"Value: mean over {over} of nnU-Net's validation Dice ({what} of validation/summary.json). "
              f"Pruned with `{s.pruner}`" + (", raced on more seeds while the leader and a rival cannot be told "
                                              "apart." if s.race else "."), "",

@@ -29,7 +29,7 @@ from nnunet_polydice.experiments.tune.values import fold_value
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.curve_file import CURVE_FILE, read_curve
 
-__all__ = ["GridRun", "check_grid", "ReplayRunner", "ReplayBackend"]
+__all__ = ["GridRun", "check_grid", "ReplayRunner", "ReplayBackend", "run_replay"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def check_grid(setup: TuneSetup) -> dict:
             elif curve["epochs"] != setup.epochs:
                 why = f"its {CURVE_FILE} holds {curve['epochs']} epochs, not the schedule's {setup.epochs}"
             if why is not None:
-                missing.append((trainer, inst, f"{folder}: {why}"))
+                missing.append((s.trainer, inst, f"{folder}: {why}"))
             else:
                 runs[(trainer, inst[0])] = GridRun(status.summary, curve)
     if missing:
@@ -181,3 +181,17 @@ class ReplayBackend:
     def runner(self, setup: TuneSetup, study, uid: str) -> ReplayRunner:
         return ReplayRunner(setup, self.runs, self.state)
 
+
+
+def run_replay(setup: TuneSetup, trials: int, *, sampler: str = "auto", seed: int | None = 0, runs: dict | None = None,
+               echo: Callable[[str], None] = lambda s: None):
+    """One replayed tune command, in this process: the plan, the search, the race, as ``tune --replay`` runs them.
+    Returns ``(summary, study)``; ``runs`` (from :func:`check_grid`) lets many replays of one grid read it once."""
+    from nnunet_polydice.experiments.tune.flow import plan, search_then_race
+    from nnunet_polydice.experiments.tune.report import summarize
+
+    backend = ReplayBackend(setup, runs)
+    study = backend.load(setup)
+    the_plan = plan(setup, study, trials, 1, sampler)
+    search_then_race(setup, the_plan, 1, seed, echo=echo, backend=backend)
+    return summarize(study, setup, backend.runner(setup, study, ""), the_plan.note), study
