@@ -234,21 +234,40 @@ def test_a_replay_is_the_live_tune_decision_for_decision(tmp_path):
     assert sum(t.state.name == "PRUNED" for t in trials) >= 1, live
     assert any(record.is_racing(t) for t in trials), live  # the race ran
     live_out = live_results / DATASET / "polydice_tune" / "X"
-    for name in ("tune.csv", "tune_settings.csv"):  # trial by trial: setting, state, value, last report, cost, runs
-        assert (replay_out / name).read_text() == (live_out / name).read_text(), name
+    for name in ("tune.csv", "tune_settings.csv"):  # trial by trial: setting, state, value, cost, runs, verdicts
+        live_rows, replay_rows = (list(csv.DictReader((f / name).open())) for f in (live_out, replay_out))
+        assert [_decisions(r) for r in replay_rows] == [_decisions(r) for r in live_rows], name
+        for a, b in zip(replay_rows, live_rows):
+            if a.get("last_value"):
+                assert float(a["last_value"]) == pytest.approx(float(b["last_value"]), rel=PSEUDO_DICE_REL)
     spent = [line for line in live.splitlines() if line.startswith("Training iterations spent")]
     assert spent and spent[0] in replayed
     verdict = [line for line in live.splitlines() if line.startswith(("Winner: ", "No single winner: "))]
     assert verdict and verdict[0] in replayed
 
-    # every reported value and pruning step, to the last digit: the replay's own study, in this process
+    # every trial, decision for decision, in the replay's own study (this process) and in the live journal
     setup = tune.prepare("731", "2d_cpu", families=["nnUNetTrainerPolyDice"], K_values=["1", "2", "3", "inf"],
                          epsilons=["0"], folds=["0"], schedule="3x2", seeds=["0", "1"], pruner=pruner, budget="100%",
                          study="X", out_dir=tmp_path / "again", replay=work / "nnUNet_results")
     _, study = tune.run_replay(setup, 4, sampler="tpe", seed=3)
     again = sorted(study.get_trials(), key=lambda t: t.number)
-    assert [(t.params, t.state, t.value, t.intermediate_values, record.race_keys(t),
-             t.user_attrs.get(record.EPOCHS_TRAINED)) for t in again] == \
-           [(t.params, t.state, t.value, t.intermediate_values, record.race_keys(t),
-             t.user_attrs.get(record.EPOCHS_TRAINED)) for t in trials]
+    assert [_trial_decisions(t) for t in again] == [_trial_decisions(t) for t in trials]
+    for a, b in zip(again, trials):
+        assert a.value == b.value  # validation Dice: bit for bit
+        assert a.intermediate_values == pytest.approx(b.intermediate_values, rel=PSEUDO_DICE_REL)
     assert os.path.isdir(live_out) and not (work / "nnUNet_results" / DATASET / "polydice_tune").exists()
+
+
+#: Two CPU trainings of one seeded name have bit-identical losses, weights and validation Dice, but nnU-Net's
+#: validation pseudo Dice (argmax over random validation patches) was seen to differ in one voxel now and then
+#: (0.032757 vs 0.032763, one epoch of 36): the replay reports its grid's recorded run, the live tune its own.
+PSEUDO_DICE_REL = 1e-3
+
+
+def _decisions(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "last_value"}
+
+
+def _trial_decisions(t):
+    return (t.number, t.params, t.state, t.value, sorted(t.intermediate_values), record.race_keys(t),
+            t.user_attrs.get(record.EPOCHS_TRAINED), t.user_attrs.get(record.REASON))
