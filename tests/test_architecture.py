@@ -78,3 +78,31 @@ def test_shipped_text_cites_no_internal_specification():
                *(REPO / "docs").glob("*.md"), *(REPO / "startup").glob("*.py")]
     citing = [str(p.relative_to(REPO)) for p in shipped if "SPEC.md" in p.read_text()]
     assert citing == []
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_circle_among_the_package_modules():
+    """Every import a module makes (at the top or inside a function), between modules of the package; a package's
+    ``__init__`` re-exporting its modules is left out of the graph (a module importing a sibling imports the
+    package first, but the package's own imports are not the module's)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    graph = {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+    state, circles = {}, []
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                circles.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert circles == [], circles

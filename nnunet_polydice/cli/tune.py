@@ -159,6 +159,12 @@ def register(sub) -> None:
             "running the command again continues it; --workers and --slurm add workers to it."))
     add_training_arguments(p, "E epochs of I iterations (the names' _<E>ep<I>it suffix), e.g. 30x40; default: "
                               "nnU-Net's 1000 x 250")
+    _add_space_options(p)
+    _add_study_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_space_options(p) -> None:
     p.add_argument("--families", nargs="+", default=list(ablation.DEFAULT_FAMILIES), metavar="FAMILY",
                    help="Poly families of the space (default: nnUNetTrainerPolyDice nnUNetTrainerPolyDiceCE)")
     p.add_argument("--K", nargs="+", default=list(tune.DEFAULT_K), metavar="K",
@@ -171,6 +177,9 @@ def register(sub) -> None:
     p.add_argument("--label", metavar="NAME",
                    help="tune for one label of dataset.json: its validation Dice, and its pseudo-Dice for pruning "
                         "(default: the foreground mean)")
+
+
+def _add_study_options(p) -> None:
     p.add_argument("--trials", type=int, default=20, metavar="N",
                    help="trials this command runs, over all its workers (default 20; never more than the untried "
                         "settings)")
@@ -229,4 +238,3 @@ def register(sub) -> None:
                         "study lives in memory; needs --seeds (default --out: ./polydice_replay/<study>)")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-outputs", action="store_true", help=argparse.SUPPRESS)
-    p.set_defaults(func=run)

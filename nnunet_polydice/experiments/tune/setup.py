@@ -400,6 +400,8 @@ def tune_argv(setup: TuneSetup, *, sampler: str, seed: int | None, executable: S
         argv += ["--seeds", *(str(x) for x in s.seeds)]
     if s.budget is not None:
         argv += ["--budget", str(s.budget)]
+    if s.seeded:
+        argv.append("--race" if s.race else "--no-race")
     if seed is not None:
         argv += ["--seed", str(seed)]
     if s.grace != pruning.GRACE_PERIOD_S:
