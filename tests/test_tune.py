@@ -25,8 +25,8 @@ from optuna.trial import TrialState, create_trial
 
 from nnunet_polydice.cli import main as cli_main
 from nnunet_polydice.experiments import racing, slurm, tune
-from nnunet_polydice.experiments.tune import record, takeover
 from nnunet_polydice.experiments.runs import PRUNED_MARKER
+from nnunet_polydice.experiments.tune import record, takeover
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.locate import trainers_folder
 from nnunet_polydice.integration.naming import parse_trainer_name
@@ -466,11 +466,13 @@ def test_summary_arithmetic(fake_results):
     summary = tune.summarize(study, setup, tune.LiveRunner(setup, study, ""))
     assert (summary.iterations_spent, summary.full_grid_iterations) == (115, 200)
     assert summary.best.number == 2 and summary.best.trainer == "nnUNetTrainerPolyDice_K2_eps0_10ep5it"
-    assert tune.cost_lines(summary)[0].startswith("training iterations spent: 115 of a budget of 200 (100% of the grid)")
+    assert tune.cost_lines(summary)[0].startswith(
+        "training iterations spent: 115 of a budget of 200 (100% of the grid)")
     assert "57.5% of the full grid's 200" in tune.cost_lines(summary)[0]
     assert tune.cost_lines(summary)[1] == ("reused finished runs (0 iterations): trial 2 "
                                        "nnUNetTrainerPolyDice_K2_eps0_10ep5it fold 0 1")
-    assert tune.verdict_lines(summary)[0] == "Best: nnUNetTrainerPolyDice_K2_eps0_10ep5it  validation Dice 0.7000 (trial 2)"
+    assert tune.verdict_lines(summary)[0] == \
+        "Best: nnUNetTrainerPolyDice_K2_eps0_10ep5it  validation Dice 0.7000 (trial 2)"
     assert tune.verdict_lines(summary)[1].startswith("Noise: none known. Every setting has one run per fold")
     rows = list(csv.DictReader(tune.trials_csv(summary).splitlines()))
     assert [(r["trial"], r["state"], r["value"], r["last_step"], r["epochs_trained"]) for r in rows] == [
@@ -690,7 +692,8 @@ def test_tune_races_two_settings_on_two_seeds(tmp_path):
             summary = json.loads((_fold(work, f"{name}_s{inst[1]}") / "validation" / "summary.json").read_text())
             cases.setdefault(name, {})[inst] = tune.case_values(summary)
     look = racing.race_step(values, racing.instance_order(["0"], [0, 1]), cases=cases)
-    expected = f"Winner: {look.leader}  " if len(look.remaining) == 1 else f"No single winner: the leader {look.leader} "
+    expected = f"Winner: {look.leader}  " if len(look.remaining) == 1 else \
+        f"No single winner: the leader {look.leader} "
     assert expected in out, out
     assert "Noise: run-to-run sd of one setting's validation Dice" in out
     out_dir = work / "nnUNet_results" / COLIN / "polydice_tune" / "R"

@@ -23,24 +23,85 @@ No argparse and no printing: messages go through an ``echo`` callable. One small
 """
 
 from nnunet_polydice.experiments.tune.budget import remaining_epochs, spent_iterations, trial_cost
-from nnunet_polydice.experiments.tune.flow import Plan, exit_status, failed_rows, plan, race_line, run_trials, \
-    search_then_race
+from nnunet_polydice.experiments.tune.flow import (
+    Plan,
+    exit_status,
+    failed_rows,
+    plan,
+    race_line,
+    run_trials,
+    search_then_race,
+)
 from nnunet_polydice.experiments.tune.race import race, race_contenders
 from nnunet_polydice.experiments.tune.record import FailKind
-from nnunet_polydice.experiments.tune.render import OUTPUT_FILES, check_outputs_free, cost_lines, live_line, \
-    markdown, next_commands, plot_curves, settings_csv, settings_table, trials_csv, trials_table, verdict_lines, \
-    write_outputs
+from nnunet_polydice.experiments.tune.render import (
+    OUTPUT_FILES,
+    check_outputs_free,
+    cost_lines,
+    live_line,
+    markdown,
+    next_commands,
+    plot_curves,
+    settings_csv,
+    settings_table,
+    trials_csv,
+    trials_table,
+    verdict_lines,
+    write_outputs,
+)
 from nnunet_polydice.experiments.tune.replay import ReplayBackend, ReplayRunner, check_grid, run_replay
 from nnunet_polydice.experiments.tune.report import SettingRow, Summary, TrialRow, summarize, trial_rows
-from nnunet_polydice.experiments.tune.runner import LiveBackend, LiveRunner, RunFailed, RunInterrupted, RunOutcome, \
-    RunRequest, epoch_note
-from nnunet_polydice.experiments.tune.setup import CASE_STRIDE, NNUNET_SCHEDULE, REPLAY_STORAGE, STORAGE_FILE, \
-    WILCOXON_PRUNERS, TuneSetup, absolute_storage, check_storage_for_workers, default_pruner, default_storage_url, \
-    default_study_name, make_study_pruner, prepare, resolve_label, setup_of_study, tune_argv, wilcoxon_unit
-from nnunet_polydice.experiments.tune.space import DEFAULT_EPSILON, DEFAULT_K, MIN_EPSILON_STEP, SearchSpace, \
-    Setting, build_space, epsilon_range, parse_epsilons
-from nnunet_polydice.experiments.tune.study import SAMPLERS, TPE_STARTUP, NoRepeatSampler, choose_sampler, \
-    enqueue_grid, load_study, make_sampler, open_study, sampler_reason, setting_of, untried_settings
+from nnunet_polydice.experiments.tune.runner import (
+    LiveBackend,
+    LiveRunner,
+    RunFailed,
+    RunInterrupted,
+    RunOutcome,
+    RunRequest,
+    epoch_note,
+)
+from nnunet_polydice.experiments.tune.setup import (
+    CASE_STRIDE,
+    NNUNET_SCHEDULE,
+    REPLAY_STORAGE,
+    STORAGE_FILE,
+    WILCOXON_PRUNERS,
+    TuneSetup,
+    absolute_storage,
+    check_storage_for_workers,
+    default_pruner,
+    default_storage_url,
+    default_study_name,
+    make_study_pruner,
+    prepare,
+    resolve_label,
+    setup_of_study,
+    tune_argv,
+    wilcoxon_unit,
+)
+from nnunet_polydice.experiments.tune.space import (
+    DEFAULT_EPSILON,
+    DEFAULT_K,
+    MIN_EPSILON_STEP,
+    SearchSpace,
+    Setting,
+    build_space,
+    epsilon_range,
+    parse_epsilons,
+)
+from nnunet_polydice.experiments.tune.study import (
+    SAMPLERS,
+    TPE_STARTUP,
+    NoRepeatSampler,
+    choose_sampler,
+    enqueue_grid,
+    load_study,
+    make_sampler,
+    open_study,
+    sampler_reason,
+    setting_of,
+    untried_settings,
+)
 from nnunet_polydice.experiments.tune.takeover import LOCK_NAME, acquire_lock, lock_is_stale
 from nnunet_polydice.experiments.tune.values import case_values, finished_values, fold_value
 from nnunet_polydice.experiments.tune.worker import run_worker, worker_processes, worker_shares
@@ -48,7 +109,8 @@ from nnunet_polydice.experiments.tune.worker import run_worker, worker_processes
 __all__ = [
     "CASE_STRIDE", "DEFAULT_EPSILON", "DEFAULT_K", "FailKind", "LOCK_NAME", "LiveBackend", "LiveRunner",
     "MIN_EPSILON_STEP", "NNUNET_SCHEDULE", "NoRepeatSampler", "OUTPUT_FILES", "Plan", "REPLAY_STORAGE",
-    "ReplayBackend", "ReplayRunner", "run_replay", "RunFailed", "RunInterrupted", "RunOutcome", "RunRequest", "SAMPLERS",
+    "ReplayBackend", "ReplayRunner", "run_replay", "RunFailed", "RunInterrupted", "RunOutcome", "RunRequest",
+    "SAMPLERS",
     "STORAGE_FILE", "SearchSpace", "Setting", "SettingRow", "Summary", "TPE_STARTUP", "TrialRow", "TuneSetup",
     "WILCOXON_PRUNERS", "absolute_storage", "acquire_lock", "build_space", "case_values", "check_grid",
     "check_outputs_free", "check_storage_for_workers", "choose_sampler", "cost_lines", "default_pruner",

@@ -20,8 +20,7 @@ from nnunet_polydice.experiments.tune.budget import BudgetBusy, budget_lock, rem
 from nnunet_polydice.experiments.tune.optuna_api import frozen_of
 from nnunet_polydice.experiments.tune.record import FailKind
 from nnunet_polydice.experiments.tune.render import live_line
-from nnunet_polydice.experiments.tune.runner import RunFailed, RunInterrupted, RunOutcome, RunRequest, epoch_note, \
-    where
+from nnunet_polydice.experiments.tune.runner import RunFailed, RunInterrupted, RunOutcome, RunRequest, epoch_note, where
 from nnunet_polydice.experiments.tune.setup import CASE_STRIDE, TuneSetup, wilcoxon_unit
 from nnunet_polydice.experiments.tune.values import case_values
 

@@ -16,8 +16,14 @@ from pathlib import Path
 from nnunet_polydice.experiments import ablation, checks, racing, results
 from nnunet_polydice.experiments.outputs import check_out_dir
 from nnunet_polydice.experiments.tune import record, takeover
-from nnunet_polydice.experiments.tune.space import DEFAULT_EPSILON, DEFAULT_K, SearchSpace, Setting, build_space, \
-    parse_epsilons
+from nnunet_polydice.experiments.tune.space import (
+    DEFAULT_EPSILON,
+    DEFAULT_K,
+    SearchSpace,
+    Setting,
+    build_space,
+    parse_epsilons,
+)
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.naming import parse_number, schedule_suffix
 

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nnunet_polydice.experiments import ablation, checks
-from nnunet_polydice.integration.naming import READY_EPSILON, READY_K, format_k, format_number, parse_number, \
-    parse_trainer_name
+from nnunet_polydice.integration.naming import (
+    READY_EPSILON,
+    READY_K,
+    format_k,
+    format_number,
+    parse_number,
+    parse_trainer_name,
+)
 
 __all__ = ["DEFAULT_K", "DEFAULT_EPSILON", "MIN_EPSILON_STEP", "Setting", "SearchSpace", "epsilon_range",
            "parse_epsilons", "build_space"]

@@ -47,7 +47,8 @@ from nnunet_polydice.integration import pruning
 
 __all__ = [
     "LOCK_NAME", "MAX_RETRIES", "MIN_GRACE_S", "MAX_GRACE_S", "heartbeat_interval", "acquire_lock", "lock_is_stale",
-    "lock_owner", "holder_text", "lock_age", "LockHeartbeat", "requeue", "fail_dead_local_trials", "fail_stale_trials", "left_over",
+    "lock_owner", "holder_text", "lock_age", "LockHeartbeat", "requeue", "fail_dead_local_trials",
+    "fail_stale_trials", "left_over",
     "run_until_settled",
 ]
 
@@ -212,7 +213,8 @@ def fail_dead_local_trials(study, echo: Callable[[str], None] = lambda s: None) 
 
     host, failed = socket.gethostname(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get(record.HOST) == host and record.PID in t.user_attrs and not _pid_alive(t.user_attrs[record.PID]):
+        pid = t.user_attrs.get(record.PID)
+        if t.user_attrs.get(record.HOST) == host and pid is not None and not _pid_alive(pid):
             try:
                 if not storage_of(study).set_trial_state_values(trial_id(t), state=TrialState.FAIL):
                     continue
