@@ -1,4 +1,4 @@
-"""Workers that die (experiments/takeover.py and the heartbeat journal of integration/pruning.py): heartbeats,
+"""Workers that die (experiments/tune/takeover.py and the heartbeat journal of integration/pruning.py): heartbeats,
 stale trials failed and enqueued again, fold locks with a heartbeat, and the wait for takeover. Real Optuna
 storages on real files; the end-to-end kill tests are in test_worker_kill.py."""
 
@@ -43,30 +43,35 @@ def test_heartbeat_interval_is_a_sixth_of_the_grace_between_1_and_30_s():
 
 
 def test_journal_heartbeat_keeps_a_long_trial_alive_and_a_silent_one_is_failed_and_enqueued_again(tmp_path):
-    """Grace 2 s, beats every 1 s: a trial whose worker stopped beating 2.5 s ago is failed by the next worker's
+    """Grace 2 s, beats every 1 s: a trial whose worker's last beat was a minute ago is failed by the next worker's
     check (Study.optimize, before its trial), and the callback enqueues its setting with its curve, racing
-    instances and the number it continues; that worker takes it, runs 4 s (Optuna's heartbeat thread beating)
-    and is not stale to a third worker's check at 3 s."""
+    instances and the number it continues; that worker takes it and, once its trial has run for longer than the
+    grace period (Optuna's heartbeat thread beating), it is not stale to a third worker's check. Waits on
+    conditions, each with a bound, so a loaded machine only makes it slower."""
     seen = []
     storage = _journal(tmp_path, heartbeat=True, grace=2, interval=1,
                        on_stale=takeover.stale_callback(seen.append))
     study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
 
     silent = _running_trial(study, epochs=3, race_instances=["0:s1"], host="elsewhere", pid=1)
-    storage.record_heartbeat(silent._trial_id)  # its last beat; then the worker was killed
+    storage.set_trial_system_attr(silent._trial_id, pruning.HEARTBEAT_ATTR, time.time() - 60)  # then it was killed
+    release = threading.Event()
 
     def objective(trial):
         trial.suggest_categorical("K", ["1", "2", "inf"])
-        time.sleep(4)
+        release.wait(timeout=120)
         return 1.0
 
     runner = threading.Thread(target=lambda: study.optimize(objective, n_trials=1))
-    time.sleep(2.5)
-    runner.start()  # its own check at the start fails the silent trial (2.5 s > grace)
-    time.sleep(3)
+    runner.start()  # its own check at the start fails the silent trial (60 s > grace)
+    deadline = time.time() + 60
+    while time.time() < deadline and [t.state for t in study.get_trials()][1:] != [TrialState.RUNNING]:
+        time.sleep(0.05)
+    time.sleep(3)  # longer than the grace period: without its beats the running trial would now be stale
     other = optuna.load_study(study_name="s", storage=_journal(tmp_path, heartbeat=True, grace=2, interval=1))
-    optuna.storages.fail_stale_trials(other)  # another worker looks, 3 s into the long trial
+    optuna.storages.fail_stale_trials(other)  # another worker looks
     states = {t.number: t.state for t in other.get_trials()}
+    release.set()
     runner.join()
 
     # the runner's check failed the silent trial and it took the enqueued copy: a takeover, alive at 3 s
