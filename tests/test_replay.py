@@ -271,3 +271,16 @@ def _decisions(row: dict) -> dict:
 def _trial_decisions(t):
     return (t.number, t.params, t.state, t.value, sorted(t.intermediate_values), record.race_keys(t),
             t.user_attrs.get(record.EPOCHS_TRAINED), t.user_attrs.get(record.REASON))
+
+
+def test_a_fold_without_a_class_is_valued_over_the_classes_it_has():
+    """nnU-Net's foreground mean is NaN when a class is in no reference and no prediction (a run right not to paint
+    an absent structure): the fold's value is then the mean over the classes with a Dice; else nnU-Net's value."""
+    right = {"foreground_mean": {"Dice": math.nan}, "mean": {"1": {"Dice": 0.25}, "2": {"Dice": math.nan}}}
+    assert tune.fold_value(right) == 0.25
+    both = {"foreground_mean": {"Dice": 0.3}, "mean": {"1": {"Dice": 0.4}, "2": {"Dice": 0.2}}}
+    assert tune.fold_value(both) == 0.3
+    with pytest.raises(ValueError, match="validation Dice of 2 is NaN"):
+        tune.fold_value(right, "2")
+    with pytest.raises(ValueError, match="of every foreground class is NaN"):
+        tune.fold_value({"foreground_mean": {"Dice": None}, "mean": {"1": {"Dice": None}}})

@@ -18,17 +18,26 @@ __all__ = ["fold_value", "case_values", "finished_values"]
 def fold_value(summary: dict, label_key: str | None = None) -> float:
     """nnU-Net's validation Dice of a fold: ``foreground_mean['Dice']``, or ``mean[label_key]['Dice']``.
 
+    nnU-Net's foreground mean is the plain mean over the classes, so it is NaN as soon as one class is in neither
+    the reference nor the prediction of any validation case: a fold whose slices lack a structure, on which a
+    run is *right* not to paint it. Then the value is the mean over the classes whose Dice is defined (the rule
+    :func:`case_values` applies to each case); where every class is defined, it is nnU-Net's value as it is.
+
     Raises:
-        ValueError: when it is missing or NaN (the label is in neither reference nor prediction).
+        ValueError: when it is missing, or NaN for the label (or for every class).
     """
     try:
         value = summary["foreground_mean"]["Dice"] if label_key is None else summary["mean"][label_key]["Dice"]
     except (KeyError, TypeError):
         raise ValueError(f"validation/summary.json has no Dice for {label_key or 'foreground_mean'}.") from None
     value = math.nan if value is None else float(value)
+    if math.isnan(value) and label_key is None:
+        defined = [float(m["Dice"]) for m in summary.get("mean", {}).values()
+                   if isinstance(m, dict) and m.get("Dice") is not None and not math.isnan(float(m["Dice"]))]
+        value = statistics.fmean(defined) if defined else math.nan
     if math.isnan(value):
-        raise ValueError(f"validation Dice of {label_key or 'the foreground mean'} is NaN (in neither the reference "
-                         f"nor the prediction of any validation case).")
+        raise ValueError(f"validation Dice of {label_key or 'every foreground class'} is NaN (in neither the "
+                         f"reference nor the prediction of any validation case).")
     return value
 
 
