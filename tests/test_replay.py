@@ -65,7 +65,7 @@ def grid(tmp_path):
 def _setup(grid, tmp_path, **kw):
     options = dict(families=["nnUNetTrainerPolyDice"], K_values=["1", "2", "3"], epsilons=["0"], folds=["0"],
                    schedule="3x2", seeds=["0", "1"], pruner="threshold:lower=0.1,n_warmup_steps=0", budget="100%",
-                   out_dir=tmp_path / "out", replay=grid)
+                   out_dir=tmp_path / "out", replay=grid, race=True)
     options.update(kw)
     return tune.prepare("731", "2d_cpu", **options)
 
@@ -121,7 +121,7 @@ def test_a_grid_without_a_run_is_refused_with_the_sweep_command(grid, tmp_path):
     assert text.endswith(f"nnUNet_results={grid} nnunet-polydice sweep Dataset731_Colin27HippoAmyg 2d_cpu --trainers "
                          f"nnUNetTrainerPolyDice_K3_eps0_3ep2it --folds 0 --seeds 1")
     with pytest.raises(ValueError, match="--replay needs --seeds: only seeded runs repeat"):
-        tune.check_grid(_setup(grid, tmp_path, seeds=None, race=None))
+        tune.check_grid(_setup(grid, tmp_path, seeds=None, race=False))
 
 
 def test_a_curve_of_another_schedule_is_refused(grid, tmp_path):
@@ -164,7 +164,7 @@ def test_the_cli_replay_reports_as_a_replay_and_writes_only_its_out_folder(grid,
     snapshot = sorted((str(p), p.stat().st_mtime_ns) for p in grid.rglob("*"))
     code = main(["tune", "731", "2d_cpu", "--K", "1", "2", "3", "--epsilon", "0", "--families",
                  "nnUNetTrainerPolyDice", "--schedule", "3x2", "--seeds", "0", "1", "--folds", "0", "--pruner",
-                 "threshold:lower=0.1,n_warmup_steps=0", "--budget", "100%", "--replay", str(grid)])
+                 "threshold:lower=0.1,n_warmup_steps=0", "--budget", "100%", "--race", "--replay", str(grid)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"in a replay of {grid} (nothing is trained)" in out
@@ -224,7 +224,7 @@ def test_a_replay_is_the_live_tune_decision_for_decision(tmp_path):
     live_results = tmp_path / "live_results"
     live_env = {**env, "nnUNet_results": str(live_results)}
     common = ["tune", "731", "2d_cpu", *SPACE, *SEEDS, "--pruner", pruner, "--budget", "100%", "--study", "X",
-              "--sampler", "tpe", "--trials", "4", "--seed", "3"]
+              "--sampler", "tpe", "--trials", "4", "--seed", "3", "--race"]
     live = run([tool, *common, "--device", "cpu"], live_env, timeout=1800).stdout
     replay_out = tmp_path / "replay_out"
     replayed = run([tool, *common, "--replay", str(work / "nnUNet_results"), "--out", str(replay_out)], env,
@@ -248,7 +248,8 @@ def test_a_replay_is_the_live_tune_decision_for_decision(tmp_path):
     # every trial, decision for decision, in the replay's own study (this process) and in the live journal
     setup = tune.prepare("731", "2d_cpu", families=["nnUNetTrainerPolyDice"], K_values=["1", "2", "3", "inf"],
                          epsilons=["0"], folds=["0"], schedule="3x2", seeds=["0", "1"], pruner=pruner, budget="100%",
-                         study="X", out_dir=tmp_path / "again", replay=work / "nnUNet_results")
+                         study="X", out_dir=tmp_path / "again", replay=work / "nnUNet_results",
+                         race=True)
     _, study = tune.run_replay(setup, 4, sampler="tpe", seed=3)
     again = sorted(study.get_trials(), key=lambda t: t.number)
     assert [_trial_decisions(t) for t in again] == [_trial_decisions(t) for t in trials]

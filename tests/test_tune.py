@@ -669,7 +669,8 @@ def test_tune_races_two_settings_on_two_seeds(tmp_path):
     env = nnunet_env(work)
     prepare_embedded(COLIN, work, variant="tiny", echo=lambda s: None, environ=env)
     argv = [_tool(), "tune", "731", "2d_cpu", "--families", "nnUNetTrainerPolyDice", "--K", "1", "2", "--epsilon",
-            "0", "--schedule", "1x2", "--device", "cpu", "--seeds", "0", "1", "--budget", "100%", "--study", "R"]
+            "0", "--schedule", "1x2", "--device", "cpu", "--seeds", "0", "1", "--budget", "100%", "--study", "R",
+            "--race"]
     out = run(argv, env, timeout=2 * TIMEOUT).stdout  # four nnUNetv2_train processes
     assert "Sampler grid: 2 trials cover the 2 untried settings" in out and "racing on:" in out
     trials = _trials(work, "R")
@@ -860,8 +861,10 @@ def test_seeded_summary_names_the_set_it_cannot_separate(fake_results):
     pooled run-to-run sd is sqrt(0.005 / 2) = 0.05 (K1's squares 0.005, K2's 0, one degree of freedom each);
     K2 (K=2, eps=1) is the family's default setting, and the report says so."""
     setup = tune.prepare("991", "2d", families=["nnUNetTrainerPolyDice"], K_values=["1", "2"], epsilons=["1"],
-                         schedule="2x2", seeds=["0", "1"], lookup=False)
+                         schedule="2x2", seeds=["0", "1"], lookup=False, race=True)
     assert setup.race and setup.instances == [("0", 0), ("0", 1)] and setup.grid_iterations == 16
+    assert not tune.prepare("991", "2d", families=["nnUNetTrainerPolyDice"], K_values=["1", "2"], epsilons=["1"],
+                            schedule="2x2", seeds=["0", "1"], lookup=False).race  # off unless asked for
     assert setup.budget == 8  # half the grid: the search (2 runs of 4) and nothing more
     k1, k2 = setup.space.settings
     runs = {(k1, 0): (0.70, {"a": 0.70, "b": 0.70}), (k1, 1): (0.60, {"a": 0.50, "b": 0.70}),

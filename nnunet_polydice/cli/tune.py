@@ -199,7 +199,8 @@ def _add_study_options(p) -> None:
                         "every setting; without --seeds that is the whole grid)")
     p.add_argument("--race", action=argparse.BooleanOptionalAction, default=None,
                    help="after the search, give the leader and the settings not yet told apart from it more (fold, "
-                        "seed) runs (default: on with two or more --seeds and settings)")
+                        "seed) runs; needs two or more --seeds and settings (default: off; on the shipped grid's "
+                        "replays racing doubled the cost without finding the best more often, see docs/tune.md)")
     p.add_argument("--grace", default=None, metavar="SECONDS",
                    help="a worker silent this long is taken for dead (killed, preempted, its node lost): its trial is "
                         "failed, its setting enqueued again and continued from checkpoint_latest.pth by another "

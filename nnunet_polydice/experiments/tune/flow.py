@@ -62,7 +62,7 @@ def race_line(setup: TuneSetup) -> str:
         return "racing off: one seed (give two or more to race)"
     if setup.space.size < 2:
         return "racing off: one setting, nothing to race"
-    return "racing off (--no-race)"
+    return "racing off (give --race to race the best settings on more seeds)"
 
 
 def run_trials(setup: TuneSetup, n_trials: int, workers: int, sampler: str, seed, *,

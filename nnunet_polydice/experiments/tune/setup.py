@@ -321,7 +321,7 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
     if race and len(seed_list) < 2:
         raise ValueError("--race needs at least two seeds (--seeds 0 1 2): racing tells settings apart only when "
                          "it sees run-to-run noise, i.e. two seeds or more on every fold.")
-    race = (space.size >= 2 and len(seed_list) >= 2) if race is None else bool(race)
+    race = bool(race)  # off unless asked for: replays of the shipped grid found it does not pay (docs/tune.md)
     if replay is None:
         results_dir, name, split_folds, ds_json = _live_environment(dataset, configuration, plans, folds,
                                                                     allow_random_split, env)
