@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     if not table:
         sys.exit(f"no validation/summary.json of fold {args.fold} under {args.results}")
     seeds = sorted({s for row in table.values() for s in row}, key=lambda s: -1 if s is None else s)
-    print(f"| setting | " + " | ".join(f"seed {s}" for s in seeds) + " |")
+    print("| setting | " + " | ".join(f"seed {s}" for s in seeds) + " |")
     print("| --- |" + " --- |" * len(seeds))
     for setting, row in sorted(table.items()):
         cells = [f"{row[s][0]}/{row[s][1]} ({row[s][2]} vx)" if s in row else "" for s in seeds]

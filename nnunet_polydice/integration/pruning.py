@@ -23,7 +23,8 @@ of the same setting continue it.
 A trainer started by a tune worker also ends when that worker dies (:func:`die_with_parent`): SIGTERM from
 the kernel, as a ``SystemExit``, so that its data-augmentation workers are stopped too.
 
-Without :data:`TRIAL_ENV` the mixin writes only the curve file and imports nothing more (Optuna is imported on first use).
+Without :data:`TRIAL_ENV` the mixin writes only the curve file and imports nothing more (Optuna is imported on
+first use).
 Storage URLs (:func:`open_storage`) are read here, so that the trainer and ``tune`` open them alike.
 """
 
