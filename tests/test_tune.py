@@ -154,9 +154,9 @@ def test_pruner_specs():
     assert isinstance(threshold, optuna.pruners.ThresholdPruner)
     hb = pruning.make_pruner("hyperband:min_resource=1,reduction_factor=3", max_resource=20)
     assert hb._max_resource == 20  # set from folds x epochs, so that every process makes the same brackets
-    assert tune.default_pruner(30) == "median:n_startup_trials=3,n_warmup_steps=15,n_min_trials=3"
-    assert tune.default_pruner(3) == "median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3"
-    assert tune.default_pruner(1) == "median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3"
+    assert tune.median_pruner(30) == "median:n_startup_trials=3,n_warmup_steps=15,n_min_trials=3"
+    assert tune.median_pruner(3) == "median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3"
+    assert tune.median_pruner(1) == "median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3"
     with pytest.raises(ValueError, match="unknown pruner 'asha'; allowed: median, percentile, sha"):
         pruning.make_pruner("asha")
     with pytest.raises(ValueError, match="MedianPruner takes no warmup; its keywords: n_startup_trials"):
@@ -382,7 +382,7 @@ def test_prepare_defaults(fake_results):
     assert setup.study == "2d_30ep40it_folds0_amygdala"
     assert setup.storage == f"journal://{res.resolve() / 'Dataset991_Tune' / 'polydice_tune.journal'}"
     assert setup.out_dir == res.resolve() / "Dataset991_Tune" / "polydice_tune" / setup.study
-    assert setup.pruner == "median:n_startup_trials=3,n_warmup_steps=15,n_min_trials=3"
+    assert setup.pruner == "none" == tune.DEFAULT_PRUNER
     # 3 settings x 1 fold x 1 run x 30 x 40 = 3600 iterations; without seeds the default budget is all of it
     assert (setup.grid_iterations, setup.budget, setup.seeds, setup.race) == (3600, 3600, (None,), False)
     assert (setup.epochs, setup.iterations, setup.max_resource) == (30, 40, 30)
@@ -651,7 +651,7 @@ def test_tune_end_to_end(tmp_path):
     assert f"Wrote {script}: 3 array tasks, 3 trials of study cluster (grid sampler; budget 12" in out
     text = script.read_text()
     assert "#SBATCH --array=0-2" in text and "TRIALS=(1 1 1)" in text
-    assert "--study cluster --pruner median:n_startup_trials=3,n_warmup_steps=1,n_min_trials=3 --sampler grid" in text
+    assert "--study cluster --pruner none --sampler grid" in text
     assert [t.state for t in _trials(work, "cluster")] == [TrialState.WAITING] * 3
     refused = run(slurm, env, timeout=TIMEOUT, check=False)
     assert refused.returncode == 2 and "exists; nnunet-polydice never overwrites a file" in refused.stderr
@@ -808,7 +808,7 @@ def test_the_median_needs_three_curves_at_the_step():
     """n_min_trials=3: two curves and a reused run (complete, no curve) at step 5 are not enough to prune a trial
     whose value there is below both; a third curve is."""
     space = tune.build_space(["nnUNetTrainerPolyDice"], ["1", "2", "3", "inf"], [0.0], (10, 2))
-    study = optuna.create_study(direction="maximize", pruner=tune.make_study_pruner(tune.default_pruner(10)))
+    study = optuna.create_study(direction="maximize", pruner=tune.make_study_pruner(tune.median_pruner(10)))
     dist, params = _dist(space), [s.params for s in space.settings]
     for p, curve in ((params[0], {5: 0.50}), (params[1], {5: 0.52}), (params[2], {})):
         study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params=p, distributions=dist,

@@ -214,7 +214,8 @@ def _add_study_options(p) -> None:
                    help="study name (default: <configuration>[_<plans>]_<E>ep<I>it_folds<F>[_<label>])")
     p.add_argument("--pruner", metavar="SPEC",
                    help="NAME[:keyword=value,...] with NAME in " + ", ".join((*PRUNERS, *tune.WILCOXON_PRUNERS))
-                        + " and Optuna's keywords (default: median:n_startup_trials=3,n_warmup_steps=<epochs/2>,"
+                        + " and Optuna's keywords (default: none, no pruning, which replays of the shipped grid "
+                          "support; with pruning we suggest median:n_startup_trials=3,n_warmup_steps=<epochs/2>,"
                           "n_min_trials=3); wilcoxon-instances / wilcoxon-cases: Optuna's WilcoxonPruner over the "
                           "trial's finished (fold, seed) runs or their validation cases (see docs/tune.md)")
     p.add_argument("--sampler", default="auto", choices=tune.SAMPLERS,
