@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from nnunet_polydice.experiments.results import absent_from_reference
+from nnunet_polydice.experiments.layout import absent_from_reference
 from nnunet_polydice.experiments.workspace import environ_summary, prepare_embedded, workspace_env
 from nnunet_polydice.integration.naming import parse_trainer_name, schedule_suffix, trainer_name
 

@@ -17,7 +17,7 @@ import math
 
 from scipy.stats import spearmanr
 
-from nnunet_polydice.experiments import ablation, curves
+from nnunet_polydice.experiments import curves, nnunet_env
 from nnunet_polydice.experiments.runs import fold_status
 
 
@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", nargs="+", required=True)
     ap.add_argument("-p", "--plans", default="nnUNetPlans")
     args = ap.parse_args(argv)
-    root = ablation.results_root()
-    dataset = ablation.resolve_dataset_name(args.dataset)
+    root = nnunet_env.results_root()
+    dataset = nnunet_env.resolve_dataset_name(args.dataset)
     found = curves.collect(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
                            folds=args.folds)
     for fold in args.folds:
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         for run in found.runs:
             if str(run.fold) != str(fold):
                 continue
-            status = fold_status(ablation.fold_folder(root, dataset, run.trainer, args.plans, args.configuration,
+            status = fold_status(nnunet_env.fold_folder(root, dataset, run.trainer, args.plans, args.configuration,
                                                       fold))
             if not status.finished:
                 continue

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from nnunet_polydice.experiments import statistics
-from nnunet_polydice.experiments.results import per_case_values, summary_values
+from nnunet_polydice.experiments.layout import per_case_values, summary_values
 from nnunet_polydice.experiments.runs import fold_status
 
 LOGGED = re.compile(r": (Epoch \d+|train_loss .*|val_loss .*|Pseudo dice .*|Mean Validation Dice: .*) *$", re.M)

@@ -27,7 +27,7 @@ import sys
 import optuna
 from scipy.stats import spearmanr
 
-from nnunet_polydice.experiments import ablation, curves
+from nnunet_polydice.experiments import curves, nnunet_env
 from nnunet_polydice.experiments.runs import fold_status
 from nnunet_polydice.integration.pruning import make_pruner
 
@@ -47,11 +47,11 @@ CANDIDATES = (
 def load_runs(dataset: str, configuration: str, fold: str, suffix: str, plans: str = "nnUNetPlans") -> dict:
     """``{trainer: (EMA pseudo-Dice per epoch, validation Dice)}`` of the finished runs of one fold; the curves
     are recomputed from nnU-Net's training logs by :func:`curves.collect` (no weights loaded)."""
-    root = ablation.results_root()
-    name = ablation.resolve_dataset_name(dataset)
+    root = nnunet_env.results_root()
+    name = nnunet_env.resolve_dataset_name(dataset)
     runs = {}
     for run in curves.collect(root, name, configuration, plans=plans, folds=[fold]).runs:
-        status = fold_status(ablation.fold_folder(root, name, run.trainer, plans, configuration, fold))
+        status = fold_status(nnunet_env.fold_folder(root, name, run.trainer, plans, configuration, fold))
         if not run.trainer.endswith(suffix) or not status.finished:
             continue
         dice = status.summary["foreground_mean"]["Dice"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,19 @@ def nnunet_env(work=None, **extra) -> dict:
                    nnUNet_results=str(work / "nnUNet_results"))
     env.update(extra)
     return env
+
+
+def planned_folders(tmp_path: Path, monkeypatch, dataset: str) -> tuple[Path, Path, Path]:
+    """nnU-Net's three folders (raw, pre, res) under ``tmp_path``, set in the environment (the user's trainer path
+    removed), with ``dataset`` planned (plans with a configuration '2d') and nothing trained."""
+    raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
+    (raw / dataset).mkdir(parents=True)
+    (pre / dataset).mkdir(parents=True)
+    (pre / dataset / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}}}))
+    for k, v in (("nnUNet_raw", raw), ("nnUNet_preprocessed", pre), ("nnUNet_results", res)):
+        monkeypatch.setenv(k, str(v))
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    return raw, pre, res
 
 
 def run(cmd, env, timeout=600, check=True, **kw) -> subprocess.CompletedProcess:

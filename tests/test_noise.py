@@ -5,10 +5,11 @@ numbers worked out by hand in the comments; every bad input refused before anyth
 import json
 
 import pytest
-from test_results import DS, trainer_dir, write_summary
+from conftest import planned_folders
+from test_compare import DS, trainer_dir, write_summary
 
 from nnunet_polydice.cli import main
-from nnunet_polydice.experiments import ablation, noise
+from nnunet_polydice.experiments import noise, sweep
 
 # hippocampus, amygdala Dice of nnUNetTrainer_3ep2it_s<seed> on fold 0 and 1
 RUNS = {(0, 0): (0.5, 0.2), (0, 1): (0.7, 0.2), (1, 0): (0.6, 0.3), (1, 1): (0.6, 0.5)}
@@ -16,13 +17,7 @@ RUNS = {(0, 0): (0.5, 0.2), (0, 1): (0.7, 0.2), (1, 0): (0.6, 0.3), (1, 1): (0.6
 
 @pytest.fixture
 def tree(tmp_path, monkeypatch):
-    raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
-    (raw / DS).mkdir(parents=True)
-    (pre / DS).mkdir(parents=True)
-    (pre / DS / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}}}))
-    for k, v in (("nnUNet_raw", raw), ("nnUNet_preprocessed", pre), ("nnUNet_results", res)):
-        monkeypatch.setenv(k, str(v))
-    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    raw, pre, res = planned_folders(tmp_path, monkeypatch, DS)
     for (fold, seed), (h, a) in RUNS.items():
         d = trainer_dir(res, f"nnUNetTrainer_3ep2it_s{seed}")
         write_summary(d / f"fold_{fold}" / "validation" / "summary.json", {1: h, 2: a})
@@ -63,12 +58,55 @@ def test_one_seed_has_no_sd_and_few_instances_are_said(tree):
     rep = noise.report("nnUNetTrainer_3ep2it", _dirs(tree / "res", seeds=(0,)), folds=2, seeds=1)
     assert rep.seed_sd("1") is None and rep.mdd("1", 0.0) is None
     text = "\n".join(rep.lines())
-    assert "A seed sd needs two seeds" in text and "smallest two-sided p is 2/2^2" in text
+    assert "hippocampus" not in text and "1: no seed sd (a seed sd needs two seeds with a value on at least one " \
+        "fold)." in text and "smallest two-sided p is 2/2^2" in text
+
+
+def test_a_class_absent_from_every_validation_reference_has_no_noise_value(tmp_path):
+    # the amygdala is in no validation reference; the runs paint 5 false-positive voxels (nnU-Net's Dice 0) or
+    # nothing (NaN): neither is a Dice of the amygdala, so no mean and no seed sd, and the report says why
+    dirs = {}
+    for (fold, seed), (h, fp) in {("0", 0): (0.5, 5), ("0", 1): (0.7, 0)}.items():
+        d = trainer_dir(tmp_path, f"nnUNetTrainer_s{seed}") / f"fold_{fold}"
+        write_summary(d / "validation" / "summary.json", {1: h, 2: 0.0 if fp else float("nan")}, absent={2: fp})
+        dirs[(fold, seed)] = d
+    rep = noise.report("nnUNetTrainer", dirs, folds=1, seeds=2)
+    assert rep.seed_sd("1") == pytest.approx(0.1 * 2 ** 0.5) and rep.seed_sd("2") is None
+    text = "\n".join(rep.lines({"1": "hippocampus", "2": "amygdala"}))
+    assert "amygdala: absent from the validation reference of fold 0 seed 0, fold 0 seed 1; left out there" in text
+    assert "amygdala: no seed sd (absent from the validation reference of every run" in text
+    row = next(line for line in text.splitlines() if line.startswith("amygdala "))
+    assert row.split()[1:] == ["-", "-", "-"]
+
+
+def test_runs_that_all_score_the_same_measure_no_noise(tmp_path):
+    # the reference predicted nothing in every run: Dice 0 everywhere, sd 0; an MDD of 0 would claim any
+    # difference detectable, so there is none, and the report says why
+    dirs = {}
+    for seed in (0, 1):
+        d = trainer_dir(tmp_path, f"nnUNetTrainer_s{seed}") / "fold_0"
+        write_summary(d / "validation" / "summary.json", {1: 0.0, 2: 0.0})
+        dirs[("0", seed)] = d
+    rep = noise.report("nnUNetTrainer", dirs, folds=1, seeds=2)
+    assert rep.seed_sd("1") is None and rep.mdd("1", 0.0) is None
+    assert "hippocampus: no seed sd (every run scored 0.0000: no noise could be measured)." in \
+        "\n".join(rep.lines({"1": "hippocampus"}))
+
+
+def test_a_damaged_summary_is_a_missing_run(tree):
+    path = tree / "res" / DS / "nnUNetTrainer_3ep2it_s1__nnUNetPlans__2d" / "fold_1" / "validation" / "summary.json"
+    data = json.loads(path.read_text())
+    data["mean"]["1"]["Dice"] = 5.0
+    path.write_text(json.dumps(data))
+    rep = noise.report("nnUNetTrainer_3ep2it", _dirs(tree / "res"), folds=2, seeds=2)
+    assert [(f, s) for f, s, _ in rep.missing] == [("1", 1)]
+    assert "mean/1/Dice = 5 is outside [0, 1]" in rep.missing[0][2]
+    assert ("1", 1) not in rep.values["1"]
 
 
 def test_cli_reports_from_finished_runs_without_training(tree, capsys, monkeypatch):
     started = []
-    monkeypatch.setattr(ablation.subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    monkeypatch.setattr(sweep.subprocess, "call", lambda *a, **k: started.append(a) or 0)
     assert main(["noise", "42", "2d", "--folds", "0", "1", "--seeds", "0", "1", "--schedule", "3x2",
                  "--no-train", "--settings", "8"]) == 0
     out = capsys.readouterr().out
@@ -95,7 +133,7 @@ def test_cli_reports_from_finished_runs_without_training(tree, capsys, monkeypat
 ])
 def test_bad_input_is_refused_before_anything_trains(tree, capsys, monkeypatch, extra, message):
     started = []
-    monkeypatch.setattr(ablation.subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    monkeypatch.setattr(sweep.subprocess, "call", lambda *a, **k: started.append(a) or 0)
     before = sorted(p.relative_to(tree) for p in tree.rglob("*"))
     assert main(["noise", "42", "2d", "--folds", "0", "--device", "cpu", *extra]) == 2
     assert message in capsys.readouterr().err

@@ -99,6 +99,23 @@ def test_a_replay_feeds_the_pruner_the_recorded_curve_and_costs_what_a_live_tune
     assert "Race: stopped: the leader was told apart from every rival." in lines, lines
 
 
+def test_no_winner_is_named_over_rivals_without_runs(grid, tmp_path):
+    # a budget of 6 iterations: the first search trial (3 x 2) finishes, the other two are refused for the
+    # budget. One setting with runs has no rival to be told apart from: the report names a leader, not a
+    # winner, and says who was not yet tried
+    setup = _setup(grid, tmp_path, budget="6", race=False, pruner="none")
+    summary, study = tune.run_replay(setup, 20, sampler="grid")
+    assert summary.look is not None and not summary.look.rivals
+    others = sorted(set(s.trainer for s in setup.space.settings) - {summary.look.leader})
+    assert sorted(summary.untried) == others
+    lines = tune.verdict_lines(summary)
+    assert not any(line.startswith("Winner") for line in lines), lines
+    assert lines[0].startswith(f"Leader: {summary.look.leader}  mean validation Dice ") and \
+        "no winner is named: no other setting has finished runs to be told apart from (not yet tried (no " \
+        "finished run): " in lines[0], lines
+    assert [r.status for r in summary.settings if r.setting.trainer == summary.look.leader] == ["leader"]
+
+
 def test_a_replay_with_a_budget_stops_where_a_live_tune_would(grid, tmp_path):
     # 12 iterations: the first search trial reserves 3 x 2 = 6, the second 6: the third (6 more) is not started
     setup = _setup(grid, tmp_path, budget="12", race=False, pruner="none")

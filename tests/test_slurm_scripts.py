@@ -1,5 +1,5 @@
 """The parts of a Slurm script (nnunet_polydice.experiments.slurm) that make it run from a plain login shell; the
-scripts themselves are checked in test_tune.py and test_ablation.py, and under a real sbatch in test_slurm.py."""
+scripts themselves are checked in test_tune.py and test_sweep.py, and under a real sbatch in test_slurm.py."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy.stats import wilcoxon
 
-from nnunet_polydice.experiments import results
 from nnunet_polydice.experiments import statistics as st
 
 Z_975, Z_80 = 1.959964, 0.841621  # norm.ppf(0.975), norm.ppf(0.8)
@@ -218,20 +217,6 @@ def test_instance_means_by_hand():
 
 
 # ------------------------------------------------------------------------- the single-seed functions
-
-@pytest.mark.parametrize("diffs, resamples, seed", [
-    ([0.1, -0.2, 0.3, 0.05, 0.0, 0.12], 1000, 0),
-    (list(np.random.default_rng(5).normal(size=300)), 20000, 7),  # several chunks of MAX_DRAWS
-])
-def test_bootstrap_ci_is_the_one_of_results(diffs, resamples, seed):
-    """The same numbers as results.bootstrap_ci, so that results.py can import it from here."""
-    assert st.bootstrap_ci(diffs, resamples, seed) == results.bootstrap_ci(diffs, resamples, seed)
-
-
-@pytest.mark.parametrize("diffs", [[0.0, 1, 2, 3, 4, 5], [0.3 - 0.2 - 0.1] * 3 + [0.1] * 6, [0.2, -0.1] * 4, []])
-def test_wilcoxon_p_is_the_one_of_results(diffs):
-    assert st.wilcoxon_p(diffs) == results.wilcoxon_p(diffs)
-
 
 @pytest.mark.parametrize("call, message", [
     (lambda: st.bootstrap_ci([]), "at least one difference"),

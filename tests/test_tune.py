@@ -25,6 +25,7 @@ from optuna.trial import TrialState, create_trial
 
 from nnunet_polydice.cli import main as cli_main
 from nnunet_polydice.experiments import racing, slurm, tune
+from nnunet_polydice.experiments.instance import Instance
 from nnunet_polydice.experiments.runs import PRUNED_MARKER
 from nnunet_polydice.experiments.tune import record, takeover
 from nnunet_polydice.integration import pruning
@@ -489,7 +490,7 @@ def test_summary_arithmetic(fake_results):
     tune.write_outputs(summary)  # the manifest lists tune.csv: it is ours to rewrite
     other = setup.out_dir / ".polydice_tune.json"
     other.unlink()
-    with pytest.raises(FileExistsError, match="tune.md exists and was not written by nnunet-polydice tune"):
+    with pytest.raises(FileExistsError, match="tune.md there was not written by nnunet-polydice tune"):
         tune.write_outputs(summary)
 
 
@@ -688,7 +689,7 @@ def test_tune_races_two_settings_on_two_seeds(tmp_path):
     values, cases = {}, {}
     for t in trials:
         for key, value in t.user_attrs["instance_values"].items():
-            inst, name = racing.parse_instance_key(key), t.user_attrs["trainer"]
+            inst, name = Instance.parse(key), t.user_attrs["trainer"]
             values.setdefault(name, {})[inst] = value
             summary = json.loads((_fold(work, f"{name}_s{inst[1]}") / "validation" / "summary.json").read_text())
             cases.setdefault(name, {})[inst] = tune.case_values(summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation, checks, outputs
+from nnunet_polydice.experiments import checks, nnunet_env, outputs, sweep
 
 
 def output_folder(out, default) -> Path:
@@ -57,10 +57,10 @@ def check_results_arguments(args, default_out_dir) -> tuple:
             folder that cannot be used; one sentence each.
     """
     checks.check_plans_name(args.plans)
-    folds = ablation.parse_folds(args.folds) if args.folds else None
+    folds = sweep.parse_folds(args.folds) if args.folds else None
     for name in args.trainers or ():
-        ablation.validate_trainer_name(name)
-    root = ablation.results_root()
-    dataset = ablation.resolve_dataset_name(args.dataset)
+        nnunet_env.validate_trainer_name(name)
+    root = nnunet_env.results_root()
+    dataset = nnunet_env.resolve_dataset_name(args.dataset)
     out_dir = output_folder(args.out, default_out_dir(root, dataset, args.configuration, args.plans))
     return root, dataset, folds, out_dir

@@ -15,3 +15,11 @@ def add_training_arguments(p, schedule_help: str) -> None:
     p.add_argument("--allow-random-split", action="store_true",
                    help="accept folds beyond splits_final.json: nnU-Net then trains them on a random 80:20 split "
                         "(with slices of one subject, neighbouring slices land in training and validation)")
+
+
+def training_of(args):
+    """The :class:`nnunet_polydice.experiments.sweep.Training` of parsed :func:`add_training_arguments` (and the
+    command's ``--folds``)."""
+    from nnunet_polydice.experiments.sweep import Training
+
+    return Training(args.dataset, args.configuration, args.plans, args.folds, args.device, args.allow_random_split)

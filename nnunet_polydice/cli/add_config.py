@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation, checks
+from nnunet_polydice.experiments import checks, nnunet_env
 from nnunet_polydice.experiments.demo import CPU_SCHEDULE
 from nnunet_polydice.experiments.workspace import CPU_ARCHITECTURE
 from nnunet_polydice.integration import plans as plans_lib
@@ -48,7 +48,7 @@ def run(args) -> int:
         raise ValueError(f"--max-features {args.max_features} is below --features {args.features}; the features "
                          f"double from --features up to --max-features.")
     plans_lib.check_configuration_name(args.name)
-    dataset = ablation.resolve_dataset_name(args.dataset)
+    dataset = nnunet_env.resolve_dataset_name(args.dataset)
     try:
         added = plans_lib.add_smaller_configuration(
             _plans_file(dataset, args.plans), name=args.name, base=args.base, n_stages=args.stages,

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 from nnunet_polydice.cli import _output
 from nnunet_polydice.cli._output import add_results_arguments, check_results_arguments, print_written
-from nnunet_polydice.experiments import checks, results
+from nnunet_polydice.experiments import checks, compare
+from nnunet_polydice.experiments.statistics import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 
 
 def run(args) -> int:
-    checks.check_int(args.bootstrap, "--bootstrap", results.MIN_RESAMPLES, checks.MAX_RESAMPLES)
+    checks.check_resamples(args.bootstrap)
     checks.check_seed(args.seed)
     seeds = None if args.seeds is None else checks.check_seeds(args.seeds)
-    results.check_metric(args.metric)
-    root, dataset, folds, out_dir = check_results_arguments(args, results.default_out_dir)
-    _output.check_owned_files(out_dir, "compare", ["comparison.md", "comparison.csv"], args.out)
-    comparison = results.compare(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
-                                 folds=folds, reference=args.reference or "nnUNetTrainer", metric=args.metric,
-                                 bootstrap=args.bootstrap, seed=args.seed, seeds=seeds,
-                                 reference_required=args.reference is not None)
-    print(comparison.text(), end="", flush=True)
-    print_written(out_dir, results.write_outputs(comparison, out_dir))
+    checks.check_metric(args.metric)
+    root, dataset, folds, out_dir = check_results_arguments(args, compare.default_out_dir)
+    _output.check_owned_files(out_dir, "compare", list(compare.OUTPUT_FILES), args.out)
+    selection = compare.Selection(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
+                                  folds=folds, seeds=seeds)
+    method = compare.Method(reference=args.reference or "nnUNetTrainer", metric=args.metric,
+                            bootstrap=args.bootstrap, seed=args.seed, reference_required=args.reference is not None)
+    comparison = compare.compare(selection, method)
+    print(compare.text(comparison), end="", flush=True)
+    print_written(out_dir, compare.write_outputs(comparison, out_dir))
     return 0
 
 
@@ -48,11 +50,11 @@ def register(sub) -> None:
                         "(_<E>ep<I>it) when that has results (default: nnUNetTrainer, which may be absent; a "
                         "trainer named here must have results)")
     p.add_argument("--metric", default="Dice", help="per-class metric of nnU-Net's summary: Dice (default), IoU, ...")
-    p.add_argument("--bootstrap", type=int, default=results.DEFAULT_BOOTSTRAP, metavar="N",
-                   help=f"bootstrap resamples of the paired 95%% CI, at least {results.MIN_RESAMPLES} "
-                        f"(default: {results.DEFAULT_BOOTSTRAP})")
-    p.add_argument("--seed", type=int, default=results.DEFAULT_SEED,
-                   help=f"seed of the bootstrap (numpy default_rng; default: {results.DEFAULT_SEED})")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
+                   help=f"bootstrap resamples of the paired 95%% CI, at least {checks.MIN_RESAMPLES} "
+                        f"(default: {DEFAULT_BOOTSTRAP})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help=f"seed of the bootstrap (numpy default_rng; default: {DEFAULT_SEED})")
     p.add_argument("--seeds", type=int, nargs="+", metavar="N",
                    help="only the seeded runs (trainer names ending in _s<N>) of these seeds; unseeded runs are "
                         "compared as they are (default: every seed found). Seeded runs of one setting are one row, "

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from nnunet_polydice.experiments import ablation, checks, demo
+from nnunet_polydice.experiments import checks, demo, sweep
 
 _CPU_MIN = demo.estimate_cpu_seconds(*demo.CPU_SCHEDULE) / 60
 
@@ -28,7 +28,7 @@ def _device(choice: str) -> str:
 def run(args) -> int:
     start = time.monotonic()
     device = _device(args.device)
-    schedule = ablation.parse_schedule(args.schedule) if args.schedule else demo.default_schedule(device)
+    schedule = sweep.parse_schedule(args.schedule) if args.schedule else demo.default_schedule(device)
     n = len(dict.fromkeys(args.trainers))
     if device == "cpu" and args.variant == "full" and args.data == "colin27":
         minutes = demo.estimate_cpu_seconds(*schedule, n_trainers=n) / 60

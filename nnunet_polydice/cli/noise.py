@@ -3,11 +3,8 @@ and the smallest difference the planned grid could detect."""
 
 from __future__ import annotations
 
-import json
-
-from nnunet_polydice.cli._training import add_training_arguments
-from nnunet_polydice.experiments import ablation, checks, noise
-from nnunet_polydice.experiments.results import check_metric, label_names
+from nnunet_polydice.cli._training import add_training_arguments, training_of
+from nnunet_polydice.experiments import checks, layout, noise, sweep
 from nnunet_polydice.integration.naming import split_seed
 
 
@@ -31,10 +28,10 @@ def run(args) -> int:
     plan_folds = None if args.plan_folds is None else checks.check_count(args.plan_folds, "--plan-folds", 100)
     plan_seeds = None if args.plan_seeds is None else checks.check_count(args.plan_seeds, "--plan-seeds", 1000)
     rho = _check_correlation(args.correlation)
-    check_metric(args.metric)
-    schedule = ablation.parse_schedule(args.schedule) if args.schedule else None
-    names = ablation.sweep_trainers(extra=[args.reference], baselines=(), schedule=schedule, seeds=seeds)
-    results, dataset, folds, jobs = ablation.checked_jobs(args, names)
+    checks.check_metric(args.metric)
+    schedule = sweep.parse_schedule(args.schedule) if args.schedule else None
+    names = sweep.sweep_trainers(extra=[args.reference], baselines=(), schedule=schedule, seeds=seeds)
+    results, dataset, folds, jobs = sweep.checked_jobs(names, training_of(args))
     todo = sum(j.command is not None for j in jobs)
     if args.dry_run or args.no_train:
         for i, job in enumerate(jobs, start=1):
@@ -43,19 +40,17 @@ def run(args) -> int:
             _say(f"{len(names)} seeded runs x {len(folds)} folds: {todo} to train (dry run: nothing started).")
             return 0
     elif todo:
-        failed = ablation.run_jobs(jobs, echo=_say)
+        failed = sweep.run_jobs(jobs, echo=_say)
         if failed:
             _say(f"{len(failed)} of {todo} runs failed; the report below leaves them out.")
-    fold_dirs = {(fold, seed): ablation.fold_folder(results, dataset, name, args.plans, args.configuration, fold)
+    fold_dirs = {(fold, seed): layout.fold_folder(results, dataset, name, args.plans, args.configuration, fold)
                  for name, seed in zip(names, seeds) for fold in folds}
     f_count, s_count = noise.planned_counts(folds, seeds, plan_folds, plan_seeds)
     rep = noise.report(split_seed(names[0])[0], fold_dirs, folds=f_count, seeds=s_count, settings=settings,
                        correlation=rho, metric=args.metric)
-    try:  # class names from the dataset.json nnU-Net copies into each results folder
-        labels = label_names(json.loads(
-            (results / dataset / f"{names[0]}__{args.plans}__{args.configuration}" / "dataset.json").read_text()))
-    except (OSError, ValueError):
-        labels = {}
+    # class names from the dataset.json nnU-Net copies into each results folder
+    labels = layout.read_label_names([layout.trainer_folder(results, dataset, names[0], args.plans,
+                                                            args.configuration)])
     for line in rep.lines(labels):
         _say(line)
     return 0 if not rep.missing else 1

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nnunet_polydice.cli._training import add_training_arguments
-from nnunet_polydice.experiments import ablation, paths, slurm
+from nnunet_polydice.cli._training import add_training_arguments, training_of
+from nnunet_polydice.experiments import paths, slurm, sweep
 
 
 def _say(text: str) -> None:
@@ -11,7 +11,7 @@ def _say(text: str) -> None:
 
 
 def _counts(jobs) -> str:
-    todo, finished, left = ablation.count_jobs(jobs)
+    todo, finished, left = sweep.count_jobs(jobs)
     text = f"{todo} to run, {finished} finished"
     return text + (f", {left} left alone (foreign or pruned)" if left else "")
 
@@ -20,18 +20,18 @@ def run(args) -> int:
     if args.slurm:
         paths.ensure_new_file(args.slurm, "--slurm")  # before any work, also for --dry-run
         slurm.check_environment()  # the script exports nnU-Net's folders
-    schedule = ablation.parse_schedule(args.schedule) if args.schedule else None
+    schedule = sweep.parse_schedule(args.schedule) if args.schedule else None
     baselines = args.baselines
     if baselines is None:  # the paper's baselines go with a grid; a list of --trainers alone is taken as it is
-        baselines = ablation.DEFAULT_BASELINES if (args.K or args.epsilon) else ()
-    trainers = ablation.sweep_trainers(args.families, args.K or (), args.epsilon or (), baselines=baselines,
+        baselines = sweep.DEFAULT_BASELINES if (args.K or args.epsilon) else ()
+    trainers = sweep.sweep_trainers(args.families, args.K or (), args.epsilon or (), baselines=baselines,
                                        extra=args.trainers, alpha=args.alpha, beta=args.beta, schedule=schedule,
                                        seeds=args.seeds or ())
-    _, _, folds, jobs = ablation.checked_jobs(args, trainers, npz=args.npz)
-    todo, finished, left = ablation.count_jobs(jobs)
+    _, _, folds, jobs = sweep.checked_jobs(trainers, training_of(args), npz=args.npz)
+    todo, finished, left = sweep.count_jobs(jobs)
 
     if args.print:
-        for line in ablation.shell_lines(jobs):
+        for line in sweep.shell_lines(jobs):
             print(line)
         return 0
     if args.slurm:
@@ -53,7 +53,7 @@ def run(args) -> int:
         _say(f"{len(trainers)} trainers x {len(folds)} folds: {_counts(jobs)} (dry run: nothing started).")
         return 0
 
-    failed = ablation.run_jobs(jobs, echo=_say)
+    failed = sweep.run_jobs(jobs, echo=_say)
     _say(f"Sweep done: {todo - len(failed)} of {todo} runs succeeded, {finished} were already finished"
          + (f", {left} left alone (foreign or pruned)." if left else "."))
     if failed:
@@ -79,20 +79,20 @@ def register(sub) -> None:
             "the reason shown. Runs one after the other, keeps going after a failure, exits 1 if any failed."))
     add_training_arguments(p, "short schedule: E epochs of I iterations, appended as _<E>ep<I>it to every name "
                               "(baselines included), e.g. 30x20")
-    p.add_argument("--folds", nargs="+", default=list(ablation.DEFAULT_FOLDS), metavar="FOLD",
+    p.add_argument("--folds", nargs="+", default=list(sweep.DEFAULT_FOLDS), metavar="FOLD",
                    help="folds to train, integers or 'all' (default: 0 1 2 3 4); each must be a fold of the "
                         "dataset's splits_final.json (0-4 while nnU-Net has not written one yet)")
     p.add_argument("--K", nargs="+", metavar="K", help="truncation orders of the grid: positive integers or inf")
     p.add_argument("--epsilon", nargs="+", type=float, metavar="EPS",
                    help="leading-coefficient perturbations of the grid (>= -1)")
-    p.add_argument("--families", nargs="+", default=list(ablation.DEFAULT_FAMILIES), metavar="FAMILY",
+    p.add_argument("--families", nargs="+", default=list(sweep.DEFAULT_FAMILIES), metavar="FAMILY",
                    help="Poly families of the grid (nnUNetTrainerPolyDice, nnUNetTrainerPolyDiceCE, "
                         "nnUNetTrainerPolyTversky, nnUNetTrainerPolyTverskyCE; default: the two Poly Dice families)")
     p.add_argument("--alpha", type=float, help="Tversky alpha of the Poly Tversky families (default 0.3)")
     p.add_argument("--beta", type=float, help="Tversky beta of the Poly Tversky families (default 0.7)")
     p.add_argument("--baselines", nargs="*", default=None, metavar="TRAINER",
                    help="baseline trainers trained beside the grid (default with --K/--epsilon: "
-                        + " ".join(ablation.DEFAULT_BASELINES) + "; default with only --trainers, and "
+                        + " ".join(sweep.DEFAULT_BASELINES) + "; default with only --trainers, and "
                         "'--baselines' alone: none)")
     p.add_argument("--trainers", nargs="+", default=[], metavar="NAME", help="extra trainer names to train")
     p.add_argument("--seeds", nargs="+", metavar="N",

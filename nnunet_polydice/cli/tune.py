@@ -6,7 +6,7 @@ import argparse
 import time
 
 from nnunet_polydice.cli._training import add_training_arguments
-from nnunet_polydice.experiments import ablation, checks, slurm, tune
+from nnunet_polydice.experiments import checks, slurm, sweep, tune
 from nnunet_polydice.experiments.paths import ensure_new_file
 from nnunet_polydice.integration.pruning import GRACE_PERIOD_S, PRUNERS
 
@@ -165,7 +165,7 @@ def register(sub) -> None:
 
 
 def _add_space_options(p) -> None:
-    p.add_argument("--families", nargs="+", default=list(ablation.DEFAULT_FAMILIES), metavar="FAMILY",
+    p.add_argument("--families", nargs="+", default=list(sweep.DEFAULT_FAMILIES), metavar="FAMILY",
                    help="Poly families of the space (default: nnUNetTrainerPolyDice nnUNetTrainerPolyDiceCE)")
     p.add_argument("--K", nargs="+", default=list(tune.DEFAULT_K), metavar="K",
                    help="truncation orders: positive integers or inf (default: " + " ".join(tune.DEFAULT_K) + ")")

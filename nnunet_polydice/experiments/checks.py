@@ -17,17 +17,20 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from nnunet_polydice.experiments.layout import NNUNET_METRICS
 from nnunet_polydice.experiments.paths import ensure_writable_dir
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS, MAX_SEED
 
-__all__ = ["MAX_SEED", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_RANGE_VALUES", "MAX_RESAMPLES", "MAX_COUNT", "MAX_WORKERS",
-           "check_int", "check_count", "check_seed", "check_seeds", "check_range", "check_schedule", "check_folds",
-           "check_output_folder", "check_files_free", "check_storage", "check_study_name", "check_plans_name"]
+__all__ = ["MAX_SEED", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_RANGE_VALUES", "MIN_RESAMPLES", "MAX_RESAMPLES",
+           "MAX_COUNT", "MAX_WORKERS", "check_int", "check_resamples", "check_metric", "check_count", "check_seed",
+           "check_seeds", "check_range", "check_schedule", "check_folds", "check_output_folder", "check_files_free",
+           "check_storage", "check_study_name", "check_plans_name"]
 
 #: Bounds of the sizes a user types; each is in the sentence that refuses a larger value. MAX_EPOCHS and
 #: MAX_ITERATIONS bound the schedule suffix of trainer names too, so they live in naming.
 MAX_RANGE_VALUES = 1000      # values one START:STOP:STEP range may expand to
+MIN_RESAMPLES = 100          # bootstrap resamples: the 2.5th percentile of fewer means is hardly an estimate
 MAX_RESAMPLES = 1_000_000    # bootstrap resamples: about 8 MB a row of 1000 cases at this bound
 MAX_COUNT = 10_000           # trials and other counts of things a command starts
 MAX_WORKERS = 1000           # processes (or array tasks) one command starts
@@ -58,6 +61,29 @@ def check_int(value, option: str, minimum: int, maximum: int) -> int:
     if not minimum <= number <= maximum:
         raise ValueError(f"{option} must be {allowed} (got {number}).")
     return number
+
+
+def check_resamples(value, option: str = "--bootstrap") -> int:
+    """``value`` as a number of bootstrap resamples, :data:`MIN_RESAMPLES` to :data:`MAX_RESAMPLES`
+    (:func:`check_int`); ``compare`` and its command check with this one sentence.
+
+    Raises:
+        ValueError: otherwise, naming ``option`` and both bounds.
+    """
+    return check_int(value, option, MIN_RESAMPLES, MAX_RESAMPLES)
+
+
+def check_metric(metric: str, option: str = "--metric") -> str:
+    """``metric`` when it is one of nnU-Net's per-class metrics (:data:`layout.NNUNET_METRICS`), checked before any
+    summary is read.
+
+    Raises:
+        ValueError: otherwise, naming the option and the metrics allowed.
+    """
+    if metric not in NNUNET_METRICS:
+        raise ValueError(f"{option} must be one of nnU-Net's per-class metrics {', '.join(NNUNET_METRICS)} "
+                         f"(got {metric!r}).")
+    return metric
 
 
 def check_seed(value, option: str = "--seed") -> int:

@@ -50,35 +50,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_polydice.experiments import outputs
-from nnunet_polydice.experiments.results import find_trainers, label_names, select_folds
+from nnunet_polydice.experiments.layout import (
+    find_configurations,
+    find_trainers,
+    fold_in,
+    label_names,
+    select_folds,
+    trainer_folder,
+)
+from nnunet_polydice.experiments.outputs import file_slug
 from nnunet_polydice.experiments.runs import fold_status
+from nnunet_polydice.integration.conventions import EMA_DECAY, ema_series, label_key
 from nnunet_polydice.integration.naming import setting_and_seed
 
-__all__ = [
-    "DEFAULT_THRESHOLD",
-    "EMA_DECAY",
-    "FIGSIZE",
-    "DPI",
-    "Epoch",
-    "FoldCurve",
-    "Curves",
-    "PlottedLine",
-    "parse_log",
-    "log_files",
-    "merge_logs",
-    "mean_foreground",
-    "ema",
-    "epochs_to_reach",
-    "class_names",
-    "collect",
-    "default_out_dir",
-    "write_outputs",
-]
+__all__ = ["DEFAULT_THRESHOLD", "EMA_DECAY", "FIGSIZE", "DPI", "Epoch", "FoldCurve", "Curves", "PlottedLine",
+           "parse_log", "log_files", "merge_logs", "mean_foreground", "ema", "epochs_to_reach", "class_names",
+           "collect", "default_out_dir", "write_outputs"]
 
 #: The EMA pseudo Dice the table's "epochs until" column waits for, unless given.
 DEFAULT_THRESHOLD = 0.1
-#: nnU-Net's logger: ema_t = EMA_DECAY * ema_(t-1) + (1 - EMA_DECAY) * m_t.
-EMA_DECAY = 0.9
 #: Size of every PNG: FIGSIZE inches at DPI dots per inch (800 x 500 pixels).
 FIGSIZE = (8.0, 5.0)
 DPI = 100
@@ -389,14 +379,10 @@ def mean_foreground(pseudo_dice: Sequence[float]) -> float:
 
 
 def ema(values: Sequence[float], decay: float = EMA_DECAY) -> list[float]:
-    """nnU-Net's moving average: ``ema_0 = v_0``, ``ema_t = decay * ema_(t-1) + (1 - decay) * v_t``.
-
-    A NaN value makes every later value NaN, as in nnU-Net's logger.
-    """
-    out: list[float] = []
-    for v in values:
-        out.append(v if not out else decay * out[-1] + (1 - decay) * v)
-    return out
+    """nnU-Net's moving average (:func:`nnunet_polydice.integration.conventions.ema_series`): ``ema_0 = v_0``,
+    ``ema_t = decay * ema_(t-1) + (1 - decay) * v_t``. A NaN value makes every later value NaN, as in nnU-Net's
+    logger (whose ``ema_fg_dice`` this recomputes; the pruner's per-label signal skips NaN instead)."""
+    return ema_series(values, decay)
 
 
 def epochs_to_reach(values: Sequence[float], threshold: float) -> int | None:
@@ -413,18 +399,12 @@ def class_names(dataset_json: dict) -> list[str] | None:
         lm = LabelManager(dataset_json["labels"], dataset_json.get("regions_class_order"))
         keys = lm.foreground_regions if lm.has_regions else lm.foreground_labels
         names = label_names(dataset_json)
-        return [names.get(str(tuple(int(v) for v in k)) if isinstance(k, (list, tuple)) else str(int(k)), str(k))
-                for k in keys]
+        return [names.get(label_key(k), str(k)) for k in keys]
     except (KeyError, TypeError, ValueError, AttributeError, AssertionError, RuntimeError):
         return None  # a malformed dataset.json: numbered classes instead
 
 
 # ---------------------------------------------------------------------------------------- collecting
-
-def _configurations(dataset_dir: Path, plans: str) -> list[str]:
-    suffix = f"__{plans}__"
-    return sorted({p.name.split(suffix, 1)[1] for p in dataset_dir.iterdir() if p.is_dir() and suffix in p.name})
-
 
 def collect(results, dataset_name: str, configuration: str, *, plans: str = "nnUNetPlans",
             trainers: Sequence[str] | None = None, folds: Sequence | None = None,
@@ -440,14 +420,14 @@ def collect(results, dataset_name: str, configuration: str, *, plans: str = "nnU
     Raises:
         ValueError: (one sentence, before any log is read) when the dataset has no results folder, no
             trainer folder of this configuration and plans, a requested trainer has none, no requested fold
-            has a fold folder (:func:`results.select_folds`), or no training_log_*.txt is found at all.
+            has a fold folder (:func:`layout.select_folds`), or no training_log_*.txt is found at all.
     """
     dataset_dir = Path(results) / dataset_name
     if not dataset_dir.is_dir():
         raise ValueError(f"{dataset_dir} does not exist: no results of {dataset_name} in nnUNet_results.")
     found = find_trainers(dataset_dir, plans, configuration)
     if not found:
-        configs = _configurations(dataset_dir, plans)
+        configs = find_configurations(dataset_dir, plans)
         raise ValueError(f"no trainer folders *__{plans}__{configuration} in {dataset_dir}; configurations with "
                          f"plans {plans} there: {', '.join(configs) or 'none'} (check the configuration and "
                          f"-p/--plans).")
@@ -456,9 +436,9 @@ def collect(results, dataset_name: str, configuration: str, *, plans: str = "nnU
     if unknown:
         raise ValueError(f"--trainers {unknown[0]} has no results folder {unknown[0]}__{plans}__{configuration}; "
                          f"trainers with results: {', '.join(found)}.")
-    tdir = {t: dataset_dir / f"{t}__{plans}__{configuration}" for t in trainers}
+    tdir = {t: trainer_folder(results, dataset_name, t, plans, configuration) for t in trainers}
     folds = select_folds(list(tdir.values()), folds)
-    files = {(t, f): log_files(tdir[t] / f"fold_{f}") for t in trainers for f in folds}
+    files = {(t, f): log_files(fold_in(tdir[t], f)) for t in trainers for f in folds}
     if not any(files.values()):
         raise ValueError(f"no training_log_*.txt in the fold folders of {', '.join(trainers)} "
                          f"(folds {', '.join(folds) or 'none'}) in {dataset_dir}: nothing trained yet?")
@@ -475,7 +455,7 @@ def collect(results, dataset_name: str, configuration: str, *, plans: str = "nnU
     n_classes = 0
     for t in trainers:
         for f in folds:
-            fold_dir = tdir[t] / f"fold_{f}"
+            fold_dir = fold_in(tdir[t], f)
             if not files[(t, f)]:
                 missing.append((t, f, "no training_log_*.txt" + ("" if fold_dir.is_dir() else " (no fold folder)")))
                 continue
@@ -502,10 +482,6 @@ def collect(results, dataset_name: str, configuration: str, *, plans: str = "nnU
 
 
 # ---------------------------------------------------------------------------------------- plotting
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_") or "class"
-
 
 def _band(runs: Sequence[FoldCurve], values) -> tuple[list, list, list, list]:
     """``(epochs, mean, low, high)`` over the folds that logged each epoch (NaN values left out)."""
@@ -575,7 +551,7 @@ def _figures(curves: Curves) -> list:
     figs = []
     slugs: list = []
     for i, name in enumerate(curves.classes):
-        slug = _slug(name)
+        slug = file_slug(name)
         slug = slug if slug not in slugs else f"{slug}_{i + 1}"
         slugs.append(slug)
         figs.append((f"curves_pseudo_dice_{slug}.png",

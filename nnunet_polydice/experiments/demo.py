@@ -8,7 +8,7 @@ Steps, each one resumable (run the demo again after a crash or a Ctrl-C and it g
 1. ``workspace.prepare_embedded``: the data set in ``<work>/nnUNet_raw``, nnU-Net's plans and ``2d``
    preprocessing (once), the smaller ``2d_cpu`` configuration, the contiguous-block splits;
 2. training of each trainer (with the schedule suffix ``_<E>ep<I>it``) on one fold through the sweep
-   machinery (``ablation.plan_jobs`` / ``run_jobs``): finished runs are skipped, started ones continued;
+   machinery (``sweep.plan_jobs`` / ``run_jobs``): finished runs are skipped, started ones continued;
 3. the held-out fold's images (and reference labels) copied to ``<work>/heldout_fold<f>/imagesTs``
    (``labelsTs``);
 4. ``nnUNetv2_predict`` of each trainer into ``<work>/predictions/<trainer>`` (skipped where the
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import math
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_polydice.experiments import ablation, checks, curves, datasets
+from nnunet_polydice.experiments import checks, curves, datasets, nnunet_env, sweep
+from nnunet_polydice.experiments.demo_report import (
+    MAX_SLICES,
+    dice_scores,
+    format_dice_table,
+    pick_slices,
+    write_prediction_figure,
+)
+from nnunet_polydice.experiments.layout import fold_folder
 from nnunet_polydice.experiments.workspace import prepare_embedded, run_logged, workspace_env
 from nnunet_polydice.integration.locate import nnunet_command
 from nnunet_polydice.integration.naming import split_schedule, split_seed
@@ -109,20 +116,6 @@ NNUNET_COMMANDS = ("nnUNetv2_plan_and_preprocess", "nnUNetv2_train", "nnUNetv2_p
 PICTURE = "demo_predictions.png"
 CURVES_FOLDER = "curves"
 
-#: At most this many slices in the picture (:func:`pick_slices`).
-MAX_SLICES = 4
-
-#: Outline colours of the classes 1, 2, ... (gold, magenta, cyan, lime, orange: apart from each other and from
-#: the grey of the image).
-CLASS_COLOURS = ("#ffd700", "#ff00ff", "#00ffff", "#32cd32", "#ff8c00")
-
-# Layout of the picture, in pixels at FIGURE_DPI: one square panel per column (image, reference, each trainer)
-# and row (slice), a band for the panel titles above each panel, a header (title) and a footer (legend).
-FIGURE_DPI = 100
-PANEL_PX = 240
-TITLE_PX = 40
-HEADER_PX = 40
-FOOTER_PX = 40
 
 
 class DemoStepError(RuntimeError):
@@ -164,159 +157,6 @@ def estimate_cpu_seconds(epochs: int, iterations: int, n_trainers: int = len(DEM
 
 
 # ------------------------------------------------------------------------------------------- Dice
-
-def dice_scores(predictions: Sequence[np.ndarray], references: Sequence[np.ndarray], labels: dict) -> dict:
-    """Per-class Dice of predicted against reference label maps (one array per case, same shapes).
-
-    For each foreground class ``c`` (``labels`` maps names to values; ``background`` is left out), with
-    ``P`` and ``G`` the pixels predicted as / labelled ``c``:
-
-    - ``pooled``: ``2 sum|P & G| / (sum|P| + sum|G|)`` with the sums over all cases (None when the class is
-      in no prediction and no reference);
-    - ``per_case_mean``: the mean over cases of ``2|P & G| / (|P| + |G|)``, over the cases where the class
-      is in the reference or the prediction (None when there is no such case);
-    - ``n_cases``: the number of those cases.
-
-    Raises:
-        ValueError: when the lists differ in length or a prediction and its reference differ in shape.
-    """
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} references.")
-    for i, (p, g) in enumerate(zip(predictions, references)):
-        if np.shape(p) != np.shape(g):
-            raise ValueError(f"case {i}: prediction shape {np.shape(p)} differs from reference shape {np.shape(g)}.")
-    out = {}
-    for name, value in labels.items():
-        if name == "background" or not isinstance(value, int):
-            continue
-        inter = total = 0
-        per_case = []
-        for p, g in zip(predictions, references):
-            pc, gc = np.asarray(p) == value, np.asarray(g) == value
-            i, s = int(np.count_nonzero(pc & gc)), int(np.count_nonzero(pc)) + int(np.count_nonzero(gc))
-            inter, total = inter + i, total + s
-            if s:
-                per_case.append(2.0 * i / s)
-        out[name] = {"pooled": 2.0 * inter / total if total else None,
-                     "per_case_mean": float(np.mean(per_case)) if per_case else None,
-                     "n_cases": len(per_case)}
-    return out
-
-
-def _num(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def format_dice_table(scores: dict, unit: str = "slices") -> str:
-    """A markdown table: one row per trainer, for each class the pooled Dice and the mean per-case Dice
-    (with the number of cases it averages)."""
-    trainers = list(scores)
-    classes = list(scores[trainers[0]]) if trainers else []
-    head = ["trainer"]
-    for c in classes:
-        head += [f"{c} pooled", f"{c} mean per {unit[:-1]} (n)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    for t in trainers:
-        cells = [t]
-        for c in classes:
-            s = scores[t][c]
-            cells += [_num(s["pooled"]), f"{_num(s['per_case_mean'])} ({s['n_cases']})"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------ picture
-
-def pick_slices(references: Sequence[np.ndarray], labels: dict, n: int = MAX_SLICES) -> list[tuple[int, int]]:
-    """The slices of the picture, as ``(case index, slice index)`` pairs; a case is an array ``(Z, H, W)``
-    (``Z`` 1 for the 2D data) and its slices are ``case[z]``.
-
-    The rule: first, for each foreground class in the order of ``labels``, the slice with the most reference
-    pixels of that class (when it has any), so that every class present is shown where it is largest; then the
-    slices with the most reference foreground pixels (all classes together), until there are ``n``. Ties go to
-    the earlier slice. Returned in case and slice order.
-    """
-    slices = [(i, z) for i, ref in enumerate(references) for z in range(np.shape(ref)[0])]
-    planes = [np.asarray(references[i][z]) for i, z in slices]
-    values = [v for k, v in labels.items() if k != "background" and isinstance(v, int)]
-    chosen: list[int] = []
-    for value in values:
-        counts = [np.count_nonzero(p == value) for p in planes]
-        k = int(np.argmax(counts)) if counts else 0  # argmax: the first of equal counts
-        if counts and counts[k] and k not in chosen:
-            chosen.append(k)
-    foreground = [np.count_nonzero(np.isin(p, values)) for p in planes]
-    for k in sorted(range(len(planes)), key=lambda k: (-foreground[k], k)):
-        if k not in chosen:
-            chosen.append(k)
-    return [slices[k] for k in sorted(chosen[:n])]
-
-
-def _outline(ax, label_slice: np.ndarray, values: Sequence[int]) -> None:
-    for value in values:
-        mask = (label_slice == value).astype(float)
-        if mask.any():
-            ax.contour(mask, levels=[0.5], colors=[CLASS_COLOURS[(value - 1) % len(CLASS_COLOURS)]],
-                       linewidths=1.6)
-
-
-def _slice_dice(pred: np.ndarray, ref: np.ndarray, labels: dict) -> str:
-    scores = dice_scores([pred], [ref], labels)
-    return "  ".join(f"{name} {_num(s['pooled'])}" for name, s in scores.items())
-
-
-def write_prediction_figure(path, images: Sequence[np.ndarray], references: Sequence[np.ndarray],
-                            predictions: dict, case_ids: Sequence[str], labels: dict, title: str,
-                            n: int = MAX_SLICES) -> Path:
-    """Draw the slices :func:`pick_slices` chooses into a PNG at ``path`` and return it.
-
-    One row per slice: the image (grey, 1st-99th percentile of the slice), the image with the reference
-    outlined, then the image with each trainer's prediction outlined (``predictions`` maps trainer names to
-    arrays like ``references``) and that slice's Dice per class in the panel title. Each class has its colour
-    (:data:`CLASS_COLOURS`, legend at the bottom). The size is fixed by the layout constants: ``(2 + number of
-    trainers) * PANEL_PX`` wide, ``HEADER_PX + rows * (TITLE_PX + PANEL_PX) + FOOTER_PX`` high, at FIGURE_DPI.
-    Uses matplotlib's Agg renderer through a Figure of its own (pyplot's state is not touched).
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    values = {name: v for name, v in labels.items() if name != "background" and isinstance(v, int)}
-    chosen = pick_slices(references, labels, n)
-    columns = ["image", "reference", *predictions]
-    width = len(columns) * PANEL_PX
-    height = HEADER_PX + len(chosen) * (TITLE_PX + PANEL_PX) + FOOTER_PX
-    fig = Figure(figsize=(width / FIGURE_DPI, height / FIGURE_DPI), dpi=FIGURE_DPI)
-    pad = 4
-    for row, (i, z) in enumerate(chosen):
-        image = np.asarray(images[i][z], dtype=float)
-        low, high = np.percentile(image, [1, 99])
-        ref = np.asarray(references[i][z])
-        top = height - HEADER_PX - row * (TITLE_PX + PANEL_PX) - TITLE_PX  # upper edge of the panels, from below
-        slice_id = case_ids[i] + (f" z={z}" if np.shape(references[i])[0] > 1 else "")
-        for col, column in enumerate(columns):
-            ax = fig.add_axes(((col * PANEL_PX + pad) / width, (top - PANEL_PX + pad) / height,
-                               (PANEL_PX - 2 * pad) / width, (PANEL_PX - 2 * pad) / height))
-            ax.imshow(image, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if column == "image":
-                ax.set_title(slice_id, fontsize=9)
-            elif column == "reference":
-                _outline(ax, ref, values.values())
-                ax.set_title("reference", fontsize=9)
-            else:
-                pred = np.asarray(predictions[column][i][z])
-                _outline(ax, pred, values.values())
-                ax.set_title(f"{column}\n{_slice_dice(pred, ref, labels)}", fontsize=8)
-    handles = [Line2D([], [], color=CLASS_COLOURS[(v - 1) % len(CLASS_COLOURS)], linewidth=2, label=name)
-               for name, v in values.items()]
-    fig.legend(handles=handles, loc="center", ncol=max(1, len(handles)), frameon=False, fontsize=9,
-               bbox_to_anchor=(0.5, FOOTER_PX / 2 / height))
-    fig.suptitle(title, fontsize=10, y=1 - HEADER_PX / 2 / height, va="center")
-    path = Path(path)
-    fig.savefig(path, dpi=FIGURE_DPI, format="png")
-    return path
-
 
 # -------------------------------------------------------------------------------------------- steps
 
@@ -402,6 +242,81 @@ def _predictions_current(out_dir: Path, cases: Sequence[str], inputs: Sequence[P
     return all(f.stat().st_mtime >= newest_input for f in files)
 
 
+class _Steps:
+    """The demo's numbered steps: a header line each, and a failure as :class:`DemoStepError` naming the step."""
+
+    total = 6
+
+    def __init__(self, echo: Callable[[str], None]):
+        self.echo = echo
+
+    def header(self, i: int, text: str) -> None:
+        self.echo(f"\n=== Step {i}/{self.total}: {text} ===")
+
+    def run(self, i: int, what: str, fn):
+        try:
+            return fn()
+        except RuntimeError as err:
+            raise DemoStepError(f"step {i}/{self.total} ({what}) failed: {err}") from err
+
+    def fail(self, i: int, what: str, why: str) -> DemoStepError:
+        return DemoStepError(f"step {i}/{self.total} ({what}) failed: {why}")
+
+
+def _checked_plan(data: str, variant: str, fold: int | None, schedule, device: str, trainers: Sequence[str],
+                  seed: int | None) -> tuple[DemoData, list, int, int, int, list[str]]:
+    """``(info, splits, fold, epochs, iterations, trainer names)`` of the demo's options, each checked (the
+    ``ValueError`` s of :func:`run_demo`, before any file is written)."""
+    if data not in DEMO_DATA:
+        raise ValueError(f"unknown demo data {data!r}; choose one of {', '.join(DEMO_DATA)}.")
+    info = DEMO_DATA[data]
+    if variant not in datasets.VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(datasets.VARIANTS)} (got {variant!r}).")
+    splits = datasets.splits_for(info.dataset, variant)
+    fold = info.fold if fold is None else int(fold)
+    if not 0 <= fold < len(splits):
+        raise ValueError(f"{info.dataset} has folds 0..{len(splits) - 1} (got --fold {fold}).")
+    epochs, iterations = schedule if schedule is not None else default_schedule(device)
+    names = sweep.sweep_trainers((), (), (), baselines=list(trainers), schedule=(epochs, iterations),
+                                 seeds=() if seed is None else [seed])
+    return info, splits, fold, epochs, iterations, names
+
+
+def _predict(steps: _Steps, work: Path, results: Path, dataset: str, names: Sequence[str], fold: int,
+             images: Path, cases: Sequence[str], device: str, env: dict) -> list[str]:
+    """Step 4: ``nnUNetv2_predict`` of each trainer into ``work/predictions/<trainer>``, skipping predictions
+    newer than the checkpoint and the images; the trainers skipped."""
+    skipped = []
+    inputs = sorted(images.glob("*.nii.gz"))
+    n_proc = "1" if device != "cuda" else "3"
+    for name in names:
+        out_dir = work / "predictions" / name
+        checkpoint = fold_folder(results, dataset, name, "nnUNetPlans", CPU_CONFIGURATION, fold) / \
+            "checkpoint_final.pth"
+        if _predictions_current(out_dir, cases, inputs, checkpoint):
+            steps.echo(f"{name}: predictions in {out_dir} are newer than the checkpoint and the images; skipped")
+            skipped.append(name)
+            continue
+        cmd = ["nnUNetv2_predict", "-i", str(images), "-o", str(out_dir), "-d", dataset, "-c", CPU_CONFIGURATION,
+               "-f", str(fold), "-tr", name, "-device", device, "-npp", n_proc, "-nps", n_proc]
+        steps.run(4, f"prediction with {name}", lambda cmd=cmd: run_logged(cmd, env, steps.echo))
+    return skipped
+
+
+def _score(steps: _Steps, work: Path, names: Sequence[str], cases: Sequence[str], references: list,
+           labels_of: dict) -> tuple[dict, dict]:
+    """Step 5: ``({trainer: Dice scores}, {trainer: predicted arrays})`` of the held-out cases."""
+    scores, predictions = {}, {}
+    for name in names:
+        out_dir = work / "predictions" / name
+        missing = [c for c in cases if not (out_dir / f"{c}.nii.gz").is_file()]
+        if missing:
+            raise steps.fail(5, "Dice", f"no prediction of {', '.join(missing)} in {out_dir}")
+        predictions[name] = [_read_array(out_dir / f"{c}.nii.gz") for c in cases]
+        scores[name] = dice_scores(predictions[name], references, labels_of)
+    return scores, predictions
+
+
 def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tuple[int, int] | None = None,
              trainers: Sequence[str] = DEMO_TRAINERS, device: str = "cpu", variant: str = "full",
              echo: Callable[[str], None] = print, environ: dict | None = None,
@@ -415,84 +330,44 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
         FileNotFoundError: when nnU-Net's commands are neither on PATH nor beside this interpreter.
         DemoStepError: when a step fails; the message names the step and the failing command.
     """
-    if data not in DEMO_DATA:
-        raise ValueError(f"unknown demo data {data!r}; choose one of {', '.join(DEMO_DATA)}.")
-    info = DEMO_DATA[data]
-    if variant not in datasets.VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(datasets.VARIANTS)} (got {variant!r}).")
-    splits = datasets.splits_for(info.dataset, variant)
-    fold = info.fold if fold is None else int(fold)
-    if not 0 <= fold < len(splits):
-        raise ValueError(f"{info.dataset} has folds 0..{len(splits) - 1} (got --fold {fold}).")
-    epochs, iterations = schedule if schedule is not None else default_schedule(device)
-    names = ablation.sweep_trainers((), (), (), baselines=list(trainers), schedule=(epochs, iterations),
-                                    seeds=() if seed is None else [seed])
+    info, splits, fold, epochs, iterations, names = _checked_plan(data, variant, fold, schedule, device, trainers,
+                                                                  seed)
     work = check_work_folder(work, info, variant)
     env = workspace_env(work, environ, cpu=(device != "cuda"))
     for command in NNUNET_COMMANDS:
         nnunet_command(command, env)  # beside this interpreter when not on PATH; a sentence when in neither
-    ablation.check_trainers_found(names, env)  # nnU-Net's own lookup: a typo gets "Did you mean", before planning
+    nnunet_env.check_trainers_found(names, env)  # nnU-Net's own lookup: a typo gets "Did you mean", before planning
     _write_marker(work, info, variant)
     cases = splits[fold]["val"]
-    n_steps = 6
+    steps = _Steps(echo)
 
-    def header(i: int, text: str) -> None:
-        echo(f"\n=== Step {i}/{n_steps}: {text} ===")
+    steps.header(1, f"{info.dataset} ({variant}) into {work}: nnU-Net planning and preprocessing (2d), "
+                    f"configuration {CPU_CONFIGURATION}, contiguous-block splits")
+    dataset = steps.run(1, "planning", lambda: prepare_embedded(info.dataset, work, variant=variant, echo=echo,
+                                                                 environ=env))
 
-    def step(i: int, what: str, fn):
-        try:
-            return fn()
-        except RuntimeError as err:
-            raise DemoStepError(f"step {i}/{n_steps} ({what}) failed: {err}") from err
-
-    header(1, f"{info.dataset} ({variant}) into {work}: nnU-Net planning and preprocessing (2d), "
-              f"configuration {CPU_CONFIGURATION}, contiguous-block splits")
-    dataset = step(1, "planning", lambda: prepare_embedded(info.dataset, work, variant=variant, echo=echo,
-                                                            environ=env))
-
-    header(2, f"training {', '.join(names)} on fold {fold} ({epochs} epochs x {iterations} iterations, "
-              f"device {device})")
+    steps.header(2, f"training {', '.join(names)} on fold {fold} ({epochs} epochs x {iterations} iterations, "
+                    f"device {device})")
     results = Path(env["nnUNet_results"])
-    jobs = ablation.plan_jobs(results, dataset, CPU_CONFIGURATION, names, [fold], device=device)
+    jobs = sweep.plan_jobs(results, dataset, CPU_CONFIGURATION, names, [fold], device=device)
     skipped = [j.trainer for j in jobs if j.command is None]
-    failed = ablation.run_jobs(jobs, environ=env, echo=echo)
+    failed = sweep.run_jobs(jobs, environ=env, echo=echo)
     if failed:
-        raise DemoStepError(f"step 2/{n_steps} (training) failed: "
-                            + "; ".join(f"{j.trainer} fold {j.fold}: {j.shell}" for j in failed))
+        raise steps.fail(2, "training", "; ".join(f"{j.trainer} fold {j.fold}: {j.shell}" for j in failed))
 
     heldout = work / f"heldout_fold{fold}"
-    header(3, f"copying the {len(cases)} held-out cases of fold {fold} to {heldout / 'imagesTs'}")
+    steps.header(3, f"copying the {len(cases)} held-out cases of fold {fold} to {heldout / 'imagesTs'}")
     images, labels = copy_heldout(Path(env["nnUNet_raw"]) / dataset, cases, heldout)
     echo(f"{len(cases)} cases: {', '.join(cases)}")
 
-    header(4, f"nnUNetv2_predict with each trainer (configuration {CPU_CONFIGURATION}, fold {fold}, "
-              f"device {device})")
-    skipped_prediction = []
-    inputs = sorted(images.glob("*.nii.gz"))
-    n_proc = "1" if device != "cuda" else "3"
-    for name in names:
-        out_dir = work / "predictions" / name
-        checkpoint = ablation.fold_folder(results, dataset, name, "nnUNetPlans", CPU_CONFIGURATION,
-                                          fold) / "checkpoint_final.pth"
-        if _predictions_current(out_dir, cases, inputs, checkpoint):
-            echo(f"{name}: predictions in {out_dir} are newer than the checkpoint and the images; skipped")
-            skipped_prediction.append(name)
-            continue
-        cmd = ["nnUNetv2_predict", "-i", str(images), "-o", str(out_dir), "-d", dataset, "-c", CPU_CONFIGURATION,
-               "-f", str(fold), "-tr", name, "-device", device, "-npp", n_proc, "-nps", n_proc]
-        step(4, f"prediction with {name}", lambda cmd=cmd: run_logged(cmd, env, echo))
+    steps.header(4, f"nnUNetv2_predict with each trainer (configuration {CPU_CONFIGURATION}, fold {fold}, "
+                    f"device {device})")
+    skipped_prediction = _predict(steps, work, results, dataset, names, fold, images, cases, device, env)
 
-    header(5, f"Dice per class on the {len(cases)} held-out cases of fold {fold}")
+    steps.header(5, f"Dice per class on the {len(cases)} held-out cases of fold {fold}")
     labels_of = datasets.get_dataset(dataset).labels
     references = [_read_array(labels / f"{c}.nii.gz") for c in cases]
-    scores, predictions = {}, {}
-    for name in names:
-        out_dir = work / "predictions" / name
-        missing = [c for c in cases if not (out_dir / f"{c}.nii.gz").is_file()]
-        if missing:
-            raise DemoStepError(f"step 5/{n_steps} (Dice) failed: no prediction of {', '.join(missing)} in {out_dir}")
-        predictions[name] = [_read_array(out_dir / f"{c}.nii.gz") for c in cases]
-        scores[name] = dice_scores(predictions[name], references, labels_of)
+    scores, predictions = _score(steps, work, names, cases, references, labels_of)
     unit = "slices" if datasets.get_dataset(dataset).dim == 2 else "volumes"
     table = format_dice_table(scores, unit=unit)
     table_file = work / "demo_dice.md"
@@ -500,16 +375,16 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
     table_file.write_text(report, encoding="utf-8")
 
     curves_dir = work / CURVES_FOLDER
-    header(6, f"pictures: held-out slices with reference and predictions ({PICTURE}), learning curves "
-              f"({CURVES_FOLDER}/)")
+    steps.header(6, f"pictures: held-out slices with reference and predictions ({PICTURE}), learning curves "
+                    f"({CURVES_FOLDER}/)")
     images_of = [_read_array(images / f"{c}_0000.nii.gz") for c in cases]
     shown = pick_slices(references, labels_of)
     echo(f"slices shown (per class the slice with the most reference pixels of it, then the most reference "
          f"foreground, at most {MAX_SLICES}): {', '.join(cases[i] for i, _ in shown)}")
-    picture = step(6, "picture of the predictions", lambda: write_prediction_figure(
+    picture = steps.run(6, "picture of the predictions", lambda: write_prediction_figure(
         work / PICTURE, images_of, references, predictions, cases, labels_of,
         f"{dataset} ({variant}): held-out fold {fold}, {epochs}x{iterations} iterations per trainer"))
-    curve_files = step(6, "learning curves", lambda: _write_curves(results, dataset, names, fold, curves_dir))
+    curve_files = steps.run(6, "learning curves", lambda: _write_curves(results, dataset, names, fold, curves_dir))
     table_file.write_text(report + _pictures_section(work, picture, curve_files), encoding="utf-8")
     return DemoResult(dataset, fold, names, scores, table, table_file, skipped, skipped_prediction, picture,
                       curve_files, environ={k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},

@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nnunet_polydice.experiments import statistics
-from nnunet_polydice.experiments.results import summary_values
+from nnunet_polydice.experiments.instance import Instance
+from nnunet_polydice.experiments.layout import (
+    FOREGROUND,
+    FOREGROUND_TITLE,
+    OVERLAP_METRICS,
+    SummaryError,
+    absent_from_reference,
+    summary_path,
+    summary_values,
+)
 from nnunet_polydice.experiments.runs import fold_status
-
-FOREGROUND = "foreground mean"
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,26 @@ class NoiseReport:
     correlation: float
     alpha: float = 0.05
     power: float = 0.8
+    absent: dict = field(default_factory=dict)  # {class key: [(fold, seed)]}: runs whose references lack it
 
     def seed_sd(self, key: str) -> float | None:
+        """The seed sd of a class (:func:`statistics.seed_sd`); None when no fold has two finite values, or when
+        every run scored the same (no noise could be measured: a zero sd would claim any difference detectable)."""
         values = {k: v for k, v in self.values[key].items() if math.isfinite(v)}
-        return statistics.seed_sd(values) if values else None
+        if len(set(values.values())) < 2:
+            return None
+        return statistics.seed_sd(values)
+
+    def why_no_sd(self, key: str) -> str | None:
+        """Why :meth:`seed_sd` of a class is None (None when it is not)."""
+        if self.seed_sd(key) is not None:
+            return None
+        values = [v for v in self.values[key].values() if math.isfinite(v)]
+        if len(values) >= 2 and len(set(values)) == 1:
+            return f"every run scored {values[0]:.4f}: no noise could be measured"
+        if self.absent.get(key) and not values:
+            return "absent from the validation reference of every run: no score to measure noise on"
+        return "a seed sd needs two seeds with a value on at least one fold"
 
     def mdd(self, key: str, correlation: float) -> float | None:
         sd = self.seed_sd(key)
@@ -54,12 +77,15 @@ class NoiseReport:
                                       alpha=self.alpha / self.settings, power=self.power)
 
     def lines(self, names: Mapping[str, str] | None = None) -> list[str]:
-        names = dict(names or {})
-        instances = sorted({i for v in self.values.values() for i in v}, key=lambda i: (i[0], i[1]))
+        names = {FOREGROUND: FOREGROUND_TITLE, **dict(names or {})}
+        instances = sorted({Instance.of(i) for v in self.values.values() for i in v})
         out = [f"Seed noise of {self.trainer}: {len(instances)} runs "
                f"({', '.join(f'fold {f} seed {s}' for f, s in instances)})."]
         for fold, seed, why in self.missing:
             out.append(f"  fold {fold} seed {seed}: no result ({why})")
+        for key, runs in self.absent.items():
+            out.append(f"  {names.get(key, key)}: absent from the validation reference of "
+                       f"{', '.join(Instance.of(i).label for i in runs)}; left out there (no overlap score)")
         n = self.folds * self.seeds
         out.append(f"Planned grid: {self.folds} fold(s) x {self.seeds} seed(s) = {n} instances per setting, "
                    f"{self.settings} setting(s) against the reference (level {self.alpha:g}/{self.settings}, "
@@ -82,8 +108,10 @@ class NoiseReport:
         if n < statistics.MIN_INSTANCES:
             out.append(f"With {n} instances per setting no Wilcoxon p can fall below 0.05 (the smallest two-sided "
                        f"p is 2/2^{n}); compare's verdict needs at least {statistics.MIN_INSTANCES} (folds x seeds).")
-        if any(self.seed_sd(k) is None for k in self.values):
-            out.append("A seed sd needs two seeds on at least one fold.")
+        for key in self.values:
+            why = self.why_no_sd(key)
+            if why:
+                out.append(f"{names.get(key, key)}: no seed sd ({why}).")
         return out
 
 
@@ -91,31 +119,43 @@ def _num(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def collect(fold_dirs: Mapping[tuple[str, int], object], metric: str = "Dice") -> tuple[dict, list]:
-    """``({class: {(fold, seed): value}}, missing)`` from the fold folders of a trainer's seeded runs.
+def collect(fold_dirs: Mapping[tuple[str, int], object], metric: str = "Dice") -> tuple[dict, list, dict]:
+    """``({class: {(fold, seed): value}}, missing, absent)`` from the fold folders of a trainer's seeded runs.
 
     Classes are keyed as nnU-Net's summary keys them, plus :data:`FOREGROUND`; a run that is not finished
-    (the rule ``sweep`` and ``compare`` use) is listed in ``missing`` with its state.
+    (the rule ``sweep`` and ``compare`` use) or whose summary is damaged is listed in ``missing`` with why. For
+    an overlap metric, a class that a run's validation references lack altogether (nnU-Net's 0 is then only
+    false positives, its NaN nothing predicted) has no value in that run: ``absent`` lists those runs.
     """
     values: dict = {}
     missing = []
+    absent: dict = {}
     for (fold, seed), folder in fold_dirs.items():
         status = fold_status(folder)
         if not status.finished or status.summary is None:
             missing.append((fold, seed, status.state + (f": {status.reason}" if status.reason else "")))
             continue
-        per_class, fg = summary_values(status.summary, metric)
+        try:
+            per_class, fg = summary_values(status.summary, metric)
+        except SummaryError as err:
+            missing.append((fold, seed, f"{err} ({summary_path(folder)})"))
+            continue
+        lacking = absent_from_reference(status.summary) if metric in OVERLAP_METRICS else {}
+        inst = Instance(fold, seed)
         for key, value in {**per_class, FOREGROUND: fg}.items():
-            values.setdefault(key, {})[(str(fold), int(seed))] = value
-    return values, missing
+            if key in lacking:
+                absent.setdefault(key, []).append(inst)
+                value = math.nan
+            values.setdefault(key, {})[inst] = value
+    return values, missing, absent
 
 
 def report(trainer: str, fold_dirs: Mapping, *, folds: int, seeds: int, settings: int = 1,
            correlation: float = 0.0, metric: str = "Dice") -> NoiseReport:
     """:class:`NoiseReport` of ``trainer`` from its seeded runs ``{(fold, seed): fold folder}``."""
-    values, missing = collect(fold_dirs, metric)
+    values, missing, absent = collect(fold_dirs, metric)
     return NoiseReport(trainer, values, missing, folds=folds, seeds=seeds, settings=settings,
-                       correlation=correlation)
+                       correlation=correlation, absent=absent)
 
 
 def planned_counts(folds: Sequence, seeds: Sequence, plan_folds: int | None, plan_seeds: int | None) -> tuple:

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnunet_polydice.experiments import checks
 from nnunet_polydice.experiments.paths import ensure_writable_dir
 
-__all__ = ["manifest_name", "check_out_dir", "default_out_dir", "OwnedFolder"]
+__all__ = ["file_slug", "manifest_name", "check_out_dir", "default_out_dir", "OwnedFolder"]
+
+
+def file_slug(text: str) -> str:
+    """``text`` as a part of a file name: every run of other characters than ASCII letters and digits one '_'
+    (``'class'`` when nothing is left)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_") or "class"
 
 
 def manifest_name(tool: str) -> str:
@@ -63,19 +71,15 @@ class OwnedFolder:
         except (ValueError, AttributeError):
             return set()
 
-    def claim(self, names: Sequence[str]) -> None:
-        """Create the folder and check that every name is free or the tool's own.
+    def claim(self, names: Sequence[str], option: str = "the output folder") -> None:
+        """Create the folder and check that every name is free or the tool's own
+        (:func:`nnunet_polydice.experiments.checks.check_files_free`, the one clash check and its sentence).
 
         Raises:
             FileExistsError: when a name exists and was not written by this tool; nothing is written then.
         """
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        owned = self.owned()
-        clash = [n for n in names if (self.out_dir / n).exists() and n not in owned]
-        if clash:
-            raise FileExistsError(f"{self.out_dir / clash[0]} exists and was not written by nnunet-polydice "
-                                  f"{self.tool}; refusing to overwrite it (move it away or choose another output "
-                                  f"folder).")
+        checks.check_files_free(self.out_dir, names, self.owned(), self.tool, option)
 
     def commit(self, names: Sequence[str]) -> None:
         """Remove the tool's files of an earlier run that are not in ``names``; list ``names`` in the manifest."""

@@ -39,10 +39,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nnunet_polydice.experiments import statistics
+from nnunet_polydice.experiments.instance import Instance
 
 __all__ = ["DEFAULT_BUDGET", "default_budget", "LEVEL", "SEPARATED", "EXHAUSTED", "BUDGET", "instance_order",
-           "instance_key",
-           "parse_instance_key", "search_block", "run_iterations", "grid_iterations", "parse_budget",
+           "search_block", "run_iterations", "grid_iterations", "parse_budget",
            "common_prefix", "seeds_per_fold_ok", "paired_ci", "Rival", "RaceStep", "race_step", "RaceResult",
            "run_race", "pooled_seed_sd"]
 
@@ -53,34 +53,21 @@ DEFAULT_BUDGET = "50%"
 LEVEL = 0.95
 SEPARATED, EXHAUSTED, BUDGET = "separated", "exhausted", "budget"
 
-Instance = tuple[str, int | None]
-
 
 # ------------------------------------------------------------------------------------------- instances
 
 def instance_order(folds: Sequence[str], seeds: Sequence[int | None]) -> list[Instance]:
-    """Seed-major: ``[(f, s) for s in seeds for f in folds]``.
+    """Seed-major: ``[Instance(f, s) for s in seeds for f in folds]``.
 
-    >>> instance_order(["0", "1"], [0, 1])
-    [('0', 0), ('1', 0), ('0', 1), ('1', 1)]
+    >>> [i.key for i in instance_order(["0", "1"], [0, 1])]
+    ['0:s0', '1:s0', '0:s1', '1:s1']
     """
-    return [(str(f), s) for s in seeds for f in folds]
+    return [Instance(f, s) for s in seeds for f in folds]
 
 
 def search_block(folds: Sequence[str], seeds: Sequence[int | None]) -> list[Instance]:
     """The instances a search trial trains: every fold with the first seed."""
     return instance_order(folds, list(seeds)[:1])
-
-
-def instance_key(instance: Instance) -> str:
-    """``'0:s1'`` (fold 0, seed 1) or ``'0'`` (fold 0, no seed): how trials store an instance."""
-    fold, seed = instance
-    return str(fold) if seed is None else f"{fold}:s{seed}"
-
-
-def parse_instance_key(key: str) -> Instance:
-    fold, _, seed = str(key).partition(":s")
-    return (fold, int(seed) if seed else None)
 
 
 # ------------------------------------------------------------------------------------------- budget
@@ -325,7 +312,7 @@ def run_race(contenders: Sequence[str], order: Sequence[Instance], *,
         values, cases = read(active)
         missing = [s for s in active if order[0] not in values.get(s, {})]
         for s in missing:
-            result.failed[s] = f"no finished run on {instance_key(order[0])}"
+            result.failed[s] = f"no finished run on {Instance.of(order[0]).key}"
         active = [s for s in active if s not in missing]
         if not active:
             return result
@@ -340,7 +327,7 @@ def run_race(contenders: Sequence[str], order: Sequence[Instance], *,
         if step.stop is not None:
             return result
         echo(f"race: {len(active)} contenders on {step.n} instances, leader {step.leader}; next "
-             f"{instance_key(step.next_instance)} for {len(step.to_train)}")
+             f"{Instance.of(step.next_instance).key} for {len(step.to_train)}")
         result.rounds += 1
         for s, reason in train(step.to_train, step.next_instance).items():
             result.failed[s] = reason
@@ -348,20 +335,15 @@ def run_race(contenders: Sequence[str], order: Sequence[Instance], *,
 
 
 def pooled_seed_sd(values: Mapping[str, Mapping]) -> tuple[float | None, int]:
-    """The run-to-run sd pooled over settings (within (setting, fold), over seeds), and its degrees of freedom::
+    """The run-to-run sd pooled over settings (within (setting, fold), over seeds), and its degrees of freedom
+    (:func:`statistics.pooled_sd` with one group per (setting, fold))::
 
         sd = sqrt( sum_s sum_f sum_seed (x - mean_sf)^2 / sum_s sum_f (n_sf - 1) )
 
     None (and 0) when no setting has two seeds on one fold.
     """
-    squares, dof = 0.0, 0
-    for per in values.values():
-        folds: dict[str, list[float]] = {}
+    groups: dict[str, list[float]] = {}
+    for setting, per in values.items():
         for (fold, _), v in per.items():
-            folds.setdefault(fold, []).append(float(v))
-        for xs in folds.values():
-            if len(xs) > 1:
-                m = pystats.fmean(xs)
-                squares += sum((x - m) ** 2 for x in xs)
-                dof += len(xs) - 1
-    return (math.sqrt(squares / dof), dof) if dof else (None, 0)
+            groups.setdefault(f"{setting} fold {fold}", []).append(float(v))
+    return statistics.pooled_sd(groups)

@@ -17,58 +17,24 @@ state                 files                                                  wha
 ``fresh``             none of these                                          ``nnUNetv2_train ...``
 ====================  =====================================================  ============================
 
-Only files are read (no network weights are loaded).
+Only files are read (no network weights are loaded). The folder layout and the summary's reader are
+:mod:`nnunet_polydice.experiments.layout`'s; the marker's name is
+:data:`nnunet_polydice.integration.pruning.PRUNED_MARKER`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from nnunet_polydice.experiments.layout import SummaryError, read_summary_json, summary_path
+from nnunet_polydice.integration.pruning import PRUNED_MARKER
 
 __all__ = ["STATES", "PRUNED_MARKER", "SummaryError", "FoldStatus", "read_summary_json", "fold_status",
            "fold_state"]
 
 #: What a (trainer, fold) needs, in the order of the module docstring's table.
 STATES = ("skip", "foreign", "pruned", "validate", "continue", "fresh")
-#: Written into a fold folder by ``tune`` when its pruner stops the run.
-PRUNED_MARKER = "polydice_pruned.json"
-_SUMMARY_KEYS = ("metric_per_case", "mean", "foreground_mean")
-
-
-class SummaryError(ValueError):
-    """A validation/summary.json that is missing or cannot be used; the message says why."""
-
-
-def read_summary_json(path) -> dict:
-    """nnU-Net's ``validation/summary.json`` as a dict.
-
-    Raises:
-        SummaryError: when the file is missing, empty, not valid JSON (e.g. truncated by a crash or a
-            full disk), not a JSON object, or lacks one of ``metric_per_case``, ``mean``,
-            ``foreground_mean``; the message names the reason.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SummaryError("no validation/summary.json (training unfinished or validation not run)") from None
-    except OSError as err:
-        raise SummaryError(f"validation/summary.json cannot be read ({err.strerror})") from None
-    if not text.strip():
-        raise SummaryError("validation/summary.json is empty")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SummaryError(f"validation/summary.json is not valid JSON (truncated?): {err.msg} at line "
-                           f"{err.lineno}") from None
-    if not isinstance(data, dict):
-        raise SummaryError(f"validation/summary.json holds a {type(data).__name__}, not nnU-Net's summary object")
-    missing = [k for k in _SUMMARY_KEYS if k not in data]
-    if missing:
-        raise SummaryError(f"validation/summary.json lacks {', '.join(missing)} (not written by nnU-Net's "
-                           "evaluation?)")
-    return data
 
 
 @dataclass(frozen=True)
@@ -91,15 +57,14 @@ def fold_status(folder) -> FoldStatus:
     folder = Path(folder)
     final = (folder / "checkpoint_final.pth").is_file()
     started = (folder / "checkpoint_latest.pth").is_file() or (folder / "checkpoint_best.pth").is_file()
-    summary_path = folder / "validation" / "summary.json"
     summary, problem = None, None
     try:
-        summary = read_summary_json(summary_path)
+        summary = read_summary_json(summary_path(folder))
     except SummaryError as err:
         problem = str(err)
     if final and summary is not None:
         return FoldStatus("skip", "finished", summary)
-    if not final and not started and summary_path.exists():
+    if not final and not started and summary_path(folder).exists():
         return FoldStatus("foreign", "validation/summary.json without any checkpoint (copied from elsewhere?); "
                                      "it is never trained over", summary, problem)
     if (folder / PRUNED_MARKER).is_file():

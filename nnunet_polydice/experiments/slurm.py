@@ -21,7 +21,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation
+from nnunet_polydice.experiments import nnunet_env, sweep
 from nnunet_polydice.experiments.paths import ensure_new_file, ensure_writable_dir
 from nnunet_polydice.experiments.tune.setup import TuneSetup, tune_argv
 from nnunet_polydice.integration.locate import nnunet_command, self_command, with_trainers_folder
@@ -149,7 +149,7 @@ def sweep_log_folder(script) -> Path:
     return Path(os.path.abspath(script)).parent / SWEEP_LOG_FOLDER
 
 
-def sweep_script(jobs: Sequence[ablation.Job], log_folder, environ: dict | None = None, *,
+def sweep_script(jobs: Sequence[sweep.Job], log_folder, environ: dict | None = None, *,
                  job_name: str = "polydice-sweep") -> str:
     """A bash script for ``sbatch``: one array task per job that needs a command (``#SBATCH --array=0-(n-1)``), the
     commands, ``nnUNetv2_train`` by absolute path (:func:`~nnunet_polydice.integration.locate.nnunet_command`), in a
@@ -164,10 +164,10 @@ def sweep_script(jobs: Sequence[ablation.Job], log_folder, environ: dict | None 
     if not todo:
         raise ValueError("every (trainer, fold) of this sweep is finished; there is nothing to submit.")
     exports = environment_lines(environ)
-    train = nnunet_command(ablation.TRAIN_EXECUTABLE, environ)
+    train = nnunet_command(nnunet_env.TRAIN_EXECUTABLE, environ)
     lines = _header(job_name, len(todo), log_folder,
                     ["Written by nnunet-polydice sweep: one array task per (trainer, fold) that is not finished."])
-    lines += [f"# {j.describe()}; left alone" for j in jobs if j.state in ablation.LEFT_ALONE]
+    lines += [f"# {j.describe()}; left alone" for j in jobs if j.state in sweep.LEFT_ALONE]
     lines += exports
     lines.append("COMMANDS=(")
     for j in todo:

@@ -37,44 +37,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "DEFAULT_BOOTSTRAP",
-    "DEFAULT_SEED",
-    "MIN_RESAMPLES",
-    "MIN_CASES",
-    "MIN_INSTANCES",
-    "ZERO_METHOD",
-    "MAX_DRAWS",
-    "BETTER",
-    "WORSE",
-    "WITHIN_NOISE",
-    "UNDETERMINED",
-    "Instance",
-    "InstanceComparison",
-    "bootstrap_ci",
-    "wilcoxon_p",
-    "crossed_cases",
-    "hierarchical_mean",
-    "hierarchical_bootstrap_means",
-    "hierarchical_bootstrap_ci",
-    "instance_means",
-    "wilcoxon_over_instances",
-    "holm",
-    "seed_sd",
-    "verdict",
-    "seeds_disagree",
-    "minimal_detectable_difference",
-    "planned_mdd",
-    "crn_variance_ratio",
-    "compare_instances",
-]
+from nnunet_polydice.experiments.instance import Instance
+
+__all__ = ["DEFAULT_BOOTSTRAP", "DEFAULT_SEED", "MIN_CASES", "MIN_INSTANCES", "ZERO_METHOD",
+           "MAX_DRAWS", "BETTER", "WORSE", "WITHIN_NOISE", "UNDETERMINED", "InstanceComparison",
+           "bootstrap_ci", "wilcoxon_p", "crossed_cases", "hierarchical_mean", "hierarchical_bootstrap_means",
+           "hierarchical_bootstrap_ci", "instance_means", "wilcoxon_over_instances", "holm", "seed_sd", "pooled_sd",
+           "verdict", "seeds_disagree", "minimal_detectable_difference", "planned_mdd", "crn_variance_ratio",
+           "compare_instances"]
 
 #: Bootstrap resamples of a confidence interval, unless given.
 DEFAULT_BOOTSTRAP = 10000
 #: Seed of numpy.random.default_rng for the bootstrap, unless given.
 DEFAULT_SEED = 0
-#: Fewest resamples accepted from a user: the 2.5th percentile of fewer means is hardly an estimate.
-MIN_RESAMPLES = 100
 #: Fewest paired cases for a CI, and fewest non-zero differences for a Wilcoxon p (with 5 the smallest
 #: possible two-sided p is 2/2^5 = 0.0625: nothing could be significant at 0.05).
 MIN_CASES = 6
@@ -91,8 +66,6 @@ WORSE = "worse"
 WITHIN_NOISE = "within noise"
 UNDETERMINED = "undetermined (too few instances)"
 
-#: ``(fold, seed)``: fold a string such as "0", seed an int or None (a run without a fixed seed).
-Instance = tuple[str, int | None]
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -123,10 +96,9 @@ def _check_instance(key) -> None:
         raise ValueError(f"an instance must be a (fold, seed) pair: fold a string, seed an int or None (got {key!r}).")
 
 
-def _instance_order(key: Instance):
-    """Sort key of an instance: by fold name, the unseeded run first, then by seed."""
-    fold, seed = key
-    return fold, seed is not None, seed or 0
+def _instance_order(key) -> tuple:
+    """Sort key of an instance: :attr:`Instance.sort_key` (the one order of runs)."""
+    return Instance.of(key).sort_key
 
 
 # -------------------------------------------------------------------------------------- bootstrap
@@ -429,12 +401,30 @@ def seed_sd(values_by_instance: Mapping) -> float | None:
     for key, value in values_by_instance.items():
         _check_instance(key)
         folds.setdefault(key[0], []).append(value)
+    return pooled_sd({f"fold {fold!r}": values for fold, values in folds.items()})[0]
+
+
+def pooled_sd(groups: Mapping) -> tuple[float | None, int]:
+    """The pooled within-group standard deviation and its degrees of freedom::
+
+        sd = sqrt( sum_g sum_i (x_gi - mean_g)^2 / sum_g (n_g - 1) )
+
+    over ``{group name: values}``; a group of one value adds nothing to either sum. The one formula of
+    :func:`seed_sd` (groups: the folds of one setting) and of the tuner's noise over all settings (groups: the
+    (setting, fold) pairs).
+
+    Returns:
+        ``(sd, dof)``, or ``(None, 0)`` when no group has two values.
+
+    Raises:
+        ValueError: a NaN or infinite value (naming its group).
+    """
     squares, dof = 0.0, 0
-    for fold, values in folds.items():
-        x = _finite(values, f"the values of fold {fold!r}")
+    for name, values in groups.items():
+        x = _finite(values, f"the values of {name}")
         squares += float(((x - x.mean()) ** 2).sum())
         dof += x.size - 1
-    return math.sqrt(squares / dof) if dof else None
+    return (math.sqrt(squares / dof), dof) if dof else (None, 0)
 
 
 def seeds_disagree(seed_sd_value: float | None, mean_difference: float | None) -> bool:

@@ -86,13 +86,6 @@ def prepare_embedded(key, work_dir, variant: str = "full", configuration: str | 
     return ds.name
 
 
-def default_device() -> str:
-    """'cuda' when torch sees a GPU, else 'cpu' (imports torch)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def environ_summary(env: dict) -> str:
     keys = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer", *CPU_PROCESS_DEFAULTS)
     return "\n".join(f"  {k}={env.get(k, '')}" for k in keys)

@@ -39,14 +39,17 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nnunet_polydice.integration.conventions import ema_series, label_key
 from nnunet_polydice.integration.curve_file import curve_payload, write_curve
 
-__all__ = ["TRIAL_ENV", "PRUNED_EXIT_CODE", "ABANDONED_EXIT_CODE", "REPORT_PREFIX", "JOURNAL_SCHEME", "sqlite_database",
-           "PRUNERS", "TrialLink", "open_storage", "storage_kind", "make_pruner", "ema", "signal_index",
-           "epoch_signal", "pruned_marker", "read_pruned_marker", "TrialReporter", "TrialPruningMixin"]
+__all__ = ["TRIAL_ENV", "PRUNED_MARKER", "PRUNED_EXIT_CODE", "ABANDONED_EXIT_CODE", "REPORT_PREFIX", "JOURNAL_SCHEME",
+           "sqlite_database", "PRUNERS", "TrialLink", "open_storage", "storage_kind", "make_pruner", "ema",
+           "signal_index", "epoch_signal", "pruned_marker", "read_pruned_marker", "TrialReporter", "TrialPruningMixin"]
 
 #: The environment variable ``tune`` sets for its ``nnUNetv2_train`` subprocesses.
 TRIAL_ENV = "NNUNET_POLYDICE_TRIAL"
+#: The marker file a pruned run leaves in its fold folder (:func:`pruned_marker`); ``runs.fold_status`` reads it.
+PRUNED_MARKER = "polydice_pruned.json"
 #: Exit status of a run the pruner stopped (the worker maps it to ``optuna.TrialPruned``).
 PRUNED_EXIT_CODE = 86
 #: Exit status of a run whose trial is no longer running in the study (stopped, checkpoint kept).
@@ -277,17 +280,13 @@ def make_pruner(spec: str, max_resource: int | None = None):
 
 def ema(values, weight_old: float = 0.9) -> float | None:
     """nnU-Net's moving average of a series (``new = 0.9 old + 0.1 value``, the first value as it is),
-    NaN values skipped; None when there is no finite value."""
-    out = None
-    for v in values:
-        v = float(v)
-        if math.isnan(v):
-            continue
-        out = v if out is None else weight_old * out + (1 - weight_old) * v
-    return out
+    NaN values skipped (a class absent from an epoch's validation batches has no value then), which is
+    :func:`conventions.ema_series` of the finite values; None when there is no finite value."""
+    series = ema_series([v for v in map(float, values) if not math.isnan(v)], weight_old)
+    return series[-1] if series else None
 
 
-def signal_index(label_key: str, foreground) -> int:
+def signal_index(key: str, foreground) -> int:
     """Position of a summary.json label key (``'2'``, or ``'(1, 2)'`` for a region) among nnU-Net's
     ``dice_per_class_or_region`` entries, which follow ``foreground`` (the label manager's
     ``foreground_regions`` or ``foreground_labels``).
@@ -295,10 +294,10 @@ def signal_index(label_key: str, foreground) -> int:
     Raises:
         ValueError: when the key is not among them.
     """
-    keys = [str(tuple(int(v) for v in f)) if isinstance(f, (list, tuple)) else str(int(f)) for f in foreground]
-    if label_key not in keys:
-        raise ValueError(f"label key {label_key!r} is not among this training's classes {keys}.")
-    return keys.index(label_key)
+    keys = [label_key(f) for f in foreground]
+    if key not in keys:
+        raise ValueError(f"label key {key!r} is not among this training's classes {keys}.")
+    return keys.index(key)
 
 
 def logger_reader(logger):
@@ -333,7 +332,7 @@ class TrialLink:
     max_resource: int | None = None
     step_offset: int = 0
     label_key: str | None = None
-    marker: str = "polydice_pruned.json"
+    marker: str = PRUNED_MARKER
     study_uid: str = ""
     worker_pid: int = 0  # the tune worker that started this nnUNetv2_train (its parent); 0: unknown
 

@@ -15,12 +15,13 @@ import statistics
 from collections.abc import Callable
 
 from nnunet_polydice.experiments import racing
+from nnunet_polydice.experiments.instance import Instance
 from nnunet_polydice.experiments.tune import record, takeover
 from nnunet_polydice.experiments.tune.budget import BudgetBusy, budget_lock, remaining_epochs, spent_iterations
 from nnunet_polydice.experiments.tune.optuna_api import frozen_of
 from nnunet_polydice.experiments.tune.record import FailKind
 from nnunet_polydice.experiments.tune.render import live_line
-from nnunet_polydice.experiments.tune.runner import RunFailed, RunInterrupted, RunOutcome, RunRequest, epoch_note, where
+from nnunet_polydice.experiments.tune.runner import RunFailed, RunInterrupted, RunOutcome, RunRequest, epoch_note
 from nnunet_polydice.experiments.tune.setup import CASE_STRIDE, TuneSetup, wilcoxon_unit
 from nnunet_polydice.experiments.tune.values import case_values
 
@@ -39,7 +40,7 @@ class Objective:
         """``(index in the instance order, (fold, seed))`` of what this trial trains."""
         order = self.setup.instances
         keys = record.race_keys(trial)
-        chosen = [racing.parse_instance_key(k) for k in keys] if keys else \
+        chosen = [Instance.parse(k) for k in keys] if keys else \
             racing.search_block(self.setup.folds, self.setup.seeds)
         return [(order.index(i), i) for i in chosen]
 
@@ -54,7 +55,7 @@ class Objective:
             if trial.user_attrs.get(record.INHERITED_EPOCHS) else {}
         cost = sum(remaining_epochs(index, self.setup.epochs, inherited) * self.setup.iterations
                    for index, inst in todo
-                   if not self.runner.is_finished(self.setup.run_name(setting, inst), inst[0]))
+                   if not self.runner.is_finished(self.setup.run_name(setting, inst), inst.fold))
         try:
             with budget_lock(self.setup.out_dir):
                 spent = spent_iterations(self.study, self.setup.iterations, exclude=trial.number)
@@ -79,7 +80,7 @@ class Objective:
         try:
             self._reserve(trial, setting, todo)
             self.echo(live_line(trial.number, setting, "RUNNING", note="started" + (
-                f" (race: {', '.join(racing.instance_key(i) for _, i in todo)})" if racing_trial else "") + (
+                f" (race: {', '.join(i.key for _, i in todo)})" if racing_trial else "") + (
                 f", continuing trial {record.continues(trial)}" if record.continues(trial) is not None else "")))
             for pos, (index, inst) in enumerate(todo):
                 outcome = self._run(trial, setting, index, inst, racing_trial)
@@ -103,22 +104,22 @@ class Objective:
         finally:
             if not abandoned:
                 trial.set_user_attr(record.EPOCHS_TRAINED, sum(o.epochs for o in outcomes) + stopped)
-                trial.set_user_attr(record.REUSED_FOLDS, [racing.instance_key(i) for (_, i), o in zip(todo, outcomes)
+                trial.set_user_attr(record.REUSED_FOLDS, [i.key for (_, i), o in zip(todo, outcomes)
                                                           if o.reused])
         return statistics.fmean(o.value for o in outcomes)
 
     def _run(self, trial, setting, index: int, inst, racing_trial: bool) -> RunOutcome:
         def on_epoch(epoch: int, value) -> None:
             self.echo(live_line(trial.number, setting, "RUNNING", value,
-                                note=f"{where(inst)} {epoch_note(epoch, self.setup.epochs)}"))
+                                note=f"{inst.label} {epoch_note(epoch, self.setup.epochs)}"))
 
         outcome = self.runner.run(RunRequest(trial, setting, index, inst, racing_trial, on_epoch))
         if outcome.reused:
-            self.echo(live_line(trial.number, setting, "RUNNING", outcome.value, note=f"{where(inst)} {outcome.note}"))
+            self.echo(live_line(trial.number, setting, "RUNNING", outcome.value, note=f"{inst.label} {outcome.note}"))
         return outcome
 
     def _record_value(self, trial, inst, outcome: RunOutcome) -> None:
-        values = {**record.instance_values(trial), racing.instance_key(inst): outcome.value}
+        values = {**record.instance_values(trial), inst.key: outcome.value}
         trial.set_user_attr(record.INSTANCE_VALUES, values)
 
     def _wilcoxon_report(self, trial, index: int, outcome: RunOutcome) -> None:

@@ -43,7 +43,7 @@ def race(setup: TuneSetup, study, runner, run_trials: Callable[[int], None],
         return finished_values(setup, runner, [by_name[n] for n in names])
 
     def train(names, inst):
-        key = racing.instance_key(inst)
+        key = inst.key
         for n in names:
             study.enqueue_trial(by_name[n].params, user_attrs={record.RACE_INSTANCES: [key],
                                                                record.ENQUEUED_AT: time.time()})

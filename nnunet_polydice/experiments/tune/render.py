@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nnunet_polydice.experiments import checks, racing
+from nnunet_polydice.experiments.instance import Instance
+from nnunet_polydice.experiments.layout import FOREGROUND
 from nnunet_polydice.experiments.outputs import OwnedFolder
 from nnunet_polydice.experiments.tune.report import Summary, TrialRow
 from nnunet_polydice.experiments.tune.setup import TuneSetup
@@ -60,10 +62,17 @@ def verdict_lines(summary: Summary) -> list[str]:
         mean = look.means[leader]
         cis = "; ".join(f"{_short(r.setting)} {r.difference:+.4f} [{r.ci[0]:+.4f}, {r.ci[1]:+.4f}]"
                         for r in look.rivals if r.setting in look.remaining)
-        if len(look.remaining) == 1:
+        untried = f"not yet tried (no finished run): {', '.join(map(_short, summary.untried))}"
+        if len(look.remaining) == 1 and not look.rivals and not summary.left:
+            lines.append(f"Leader: {leader}  mean validation Dice {mean:.4f} over {n} (fold, seed) runs; no winner "
+                         f"is named: no other setting has finished runs to be told apart from"
+                         + (f" ({untried})" if summary.untried else "") + ".")
+        elif len(look.remaining) == 1:
             lines.append(f"Winner: {leader}  mean validation Dice {mean:.4f} over {n} (fold, seed) runs, told "
-                         f"apart from every other contender" + (f" (separated: {', '.join(map(_short, summary.left))})"
-                                                                if summary.left else ""))
+                         f"apart from every other contender with runs ({len(look.rivals) + len(summary.left)})"
+                         + (f" (separated: {', '.join(map(_short, summary.left))})" if summary.left else ""))
+            if summary.untried:
+                lines.append(f"The winner of the settings with runs: {untried}.")
         else:
             others = [x for x in look.remaining if x != leader]
             default = summary.default_among(look.remaining)
@@ -161,13 +170,13 @@ def settings_csv(summary: Summary) -> str:
     for row in summary.settings:
         w.writerow([row.setting.trainer, len(row.values), "" if row.mean is None else repr(row.mean),
                     "" if row.seed_sd is None else repr(row.seed_sd), row.status,
-                    " ".join(f"{racing.instance_key(i)}={v!r}" for i, v in row.values.items())])
+                    " ".join(f"{Instance.of(i).key}={v!r}" for i, v in row.values.items())])
     return buf.getvalue()
 
 
 def markdown(summary: Summary, plot_name: str) -> str:
     s = summary.setup
-    what = f"mean[{s.label_key}] ({s.label})" if s.label else "foreground_mean"
+    what = f"mean[{s.label_key}] ({s.label})" if s.label else FOREGROUND
     over = (f"(fold, seed) runs, folds {', '.join(s.folds)} x seeds {' '.join(map(str, s.seeds))} (seed-major)"
             if s.seeded else f"folds {', '.join(s.folds)}")
     title = "Tuning" if s.replay is None else f"Tuning (a replay of {s.replay}: nothing trained)"

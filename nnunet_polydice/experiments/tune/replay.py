@@ -43,8 +43,8 @@ class GridRun:
 def _missing_command(setup: TuneSetup, missing: list) -> str:
     """The ``sweep --seeds`` command that would train the missing runs into the grid."""
     settings = sorted({trainer for trainer, _ in missing})
-    folds = sorted({inst[0] for _, inst in missing}, key=setup.folds.index)
-    seeds = sorted({inst[1] for _, inst in missing})
+    folds = sorted({inst.fold for _, inst in missing}, key=setup.folds.index)
+    seeds = sorted({inst.seed for _, inst in missing})
     argv = ["nnunet-polydice", "sweep", setup.dataset, setup.configuration, "--trainers", *settings,
             "--folds", *folds, "--seeds", *map(str, seeds), *(["-p", setup.plans] if setup.plans != "nnUNetPlans"
                                                               else [])]
@@ -66,7 +66,7 @@ def check_grid(setup: TuneSetup) -> dict:
     for s in setup.space.settings:
         for inst in setup.instances:
             trainer = setup.run_name(s, inst)
-            folder = setup.fold_folder(trainer, inst[0])
+            folder = setup.fold_folder(trainer, inst.fold)
             status = fold_status(folder)
             why = None
             try:
@@ -82,7 +82,7 @@ def check_grid(setup: TuneSetup) -> dict:
             if why is not None:
                 missing.append((s.trainer, inst, f"{folder}: {why}"))
             else:
-                runs[(trainer, inst[0])] = GridRun(status.summary, curve)
+                runs[(trainer, inst.fold)] = GridRun(status.summary, curve)
     if missing:
         raise ValueError(f"--replay {setup.replay} lacks {len(missing)} of the {len(runs) + len(missing)} runs the "
                          f"search space needs; the first: {missing[0][2]}. Train them with: "
@@ -127,7 +127,7 @@ class ReplayRunner:
 
     def run(self, request: RunRequest) -> RunOutcome:
         setup, inst, trial = self.setup, request.instance, request.trial
-        key = (setup.run_name(request.setting, inst), inst[0])
+        key = (setup.run_name(request.setting, inst), inst.fold)
         run, epochs = self.runs[key], setup.epochs
         if key in self.state.finished:
             return RunOutcome(fold_value(run.summary, setup.label_key), {}, run.summary, 0, reused=True,

@@ -8,7 +8,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nnunet_polydice.experiments import ablation, racing
+from nnunet_polydice.experiments import racing
+from nnunet_polydice.experiments.sweep import with_schedule
 from nnunet_polydice.experiments.tune import record
 from nnunet_polydice.experiments.tune.budget import spent_iterations
 from nnunet_polydice.experiments.tune.race import race_contenders
@@ -108,6 +109,7 @@ class Summary:
     left: dict = field(default_factory=dict)  # trainer -> the record of the look that separated it
     stop: str = ""
     noise: tuple = (None, 0)  # pooled run-to-run sd and its degrees of freedom
+    untried: list = field(default_factory=list)  # trainers whose trials are queued, running or failed, no result
 
     @property
     def reused(self) -> list:
@@ -127,7 +129,7 @@ class Summary:
             if setting is None:
                 continue
             space = self.setup.space
-            family_default = ablation.with_schedule(setting.family, space.epochs, space.iterations)
+            family_default = with_schedule(setting.family, space.epochs, space.iterations)
             if setting_and_seed(family_default)[0] == setting_and_seed(name)[0]:
                 return name
         return None
@@ -150,13 +152,16 @@ def summarize(study, setup: TuneSetup, runner, sampler_note: str = "") -> Summar
     contenders = {s.trainer: values[s.trainer] for s in race_contenders(study, setup) if values[s.trainer]}
     if contenders and racing.common_prefix(contenders, setup.instances):
         summary.look = racing.race_step(contenders, setup.instances, cases=cases)
+    finished = {r.setting for r in rows if r.state in ("COMPLETE", "PRUNED")}
+    summary.untried = [s.trainer for s in setup.space.settings if s in tried and s not in finished
+                       and s.trainer not in contenders and s.trainer not in summary.left]
     failed = kept["failed"]
     for s in setup.space.settings:
         if s not in tried:
             continue
         look = summary.look
         if look is not None and s.trainer == look.leader:
-            status = "winner" if len(look.remaining) == 1 else "leader"
+            status = "winner" if len(look.remaining) == 1 and (look.rivals or summary.left) else "leader"
         elif look is not None and s.trainer in look.remaining:
             r = next(r for r in look.rivals if r.setting == s.trainer)
             status = f"not told apart: leader {r.difference:+.4f} [{r.ci[0]:+.4f}, {r.ci[1]:+.4f}] over {r.n} runs"

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation
+from nnunet_polydice.experiments import nnunet_env
 from nnunet_polydice.experiments.runs import PRUNED_MARKER, fold_status
 from nnunet_polydice.experiments.tune import takeover
 from nnunet_polydice.experiments.tune.optuna_api import trial_id, trial_state
@@ -48,7 +48,7 @@ from nnunet_polydice.experiments.tune.values import fold_value
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.locate import with_trainers_folder
 
-__all__ = ["RunRequest", "RunOutcome", "RunFailed", "RunInterrupted", "LiveRunner", "LiveBackend", "where",
+__all__ = ["RunRequest", "RunOutcome", "RunFailed", "RunInterrupted", "LiveRunner", "LiveBackend",
            "epoch_note"]
 
 
@@ -95,11 +95,6 @@ class RunInterrupted(KeyboardInterrupt):
         self.epochs = int(epochs)
 
 
-def where(inst) -> str:
-    """``'fold 0'`` or ``'fold 0 seed 1'``."""
-    return f"fold {inst[0]}" + ("" if inst[1] is None else f" seed {inst[1]}")
-
-
 def epoch_note(epoch, epochs: int) -> str:
     """``'epoch 5 of 0-9'``: nnU-Net's 0-based epoch number (as its log prints "Epoch 5") and its range, the one
     convention of every line, table, marker and plot that says when a trial was pruned."""
@@ -109,12 +104,12 @@ def epoch_note(epoch, epochs: int) -> str:
 def pruned_text(epoch, epochs: int, inst, value) -> str:
     """The reason of a run the pruner stopped, live or replayed alike."""
     shown = "n/a" if value is None else format(value, ".4f")
-    return f"pruned after {epoch_note(epoch, epochs)} of {where(inst)} (value {shown})"
+    return f"pruned after {epoch_note(epoch, epochs)} of {inst.label} (value {shown})"
 
 
 def pruned_earlier_text(marker: dict, epochs: int, inst) -> str:
     return (f"pruned earlier in trial {marker.get('trial')} (after {epoch_note(marker.get('epoch', -1), epochs)} "
-            f"of {where(inst)})")
+            f"of {inst.label})")
 
 
 def _stop_process(proc: subprocess.Popen) -> None:
@@ -178,7 +173,7 @@ class LiveRunner:
 
     def _exe(self) -> str:
         if self.executable is None:
-            self.executable = ablation._executable(self.env)
+            self.executable = nnunet_env.train_executable(self.env)
         return self.executable
 
     def _trial_running(self, tid: int) -> bool:
@@ -189,18 +184,18 @@ class LiveRunner:
     def run(self, request: RunRequest) -> RunOutcome:
         """The run of ``request`` under its fold lock (a live lock of another trial: :attr:`FailKind.BUSY`)."""
         trial, setting, inst = request.trial, request.setting, request.instance
-        folder = self._folder(self.setup.run_name(setting, inst), inst[0])
+        folder = self._folder(self.setup.run_name(setting, inst), inst.fold)
         owner = takeover.lock_owner(self.host, os.getpid(), self.setup.study, self.uid, trial.number, trial_id(trial))
         holder = takeover.acquire_lock(folder, owner)
         if holder is not None:
             stale = takeover.lock_is_stale(holder, self.uid, self._trial_running, self.host,
                                            age=takeover.lock_age(folder), grace=self.setup.grace)
             if stale is None:
-                raise RunFailed(FailKind.BUSY, f"busy: {where(inst)} of {setting.trainer} is being trained by "
+                raise RunFailed(FailKind.BUSY, f"busy: {inst.label} of {setting.trainer} is being trained by "
                                                f"{takeover.holder_text(holder)}")
             (folder / takeover.LOCK_NAME).unlink(missing_ok=True)
             if takeover.acquire_lock(folder, owner) is not None:
-                raise RunFailed(FailKind.BUSY, f"busy: {where(inst)} of {setting.trainer} was taken meanwhile")
+                raise RunFailed(FailKind.BUSY, f"busy: {inst.label} of {setting.trainer} was taken meanwhile")
         try:
             with takeover.LockHeartbeat(folder / takeover.LOCK_NAME, takeover.heartbeat_interval(self.setup.grace)):
                 return self._run_locked(request, folder)
@@ -217,7 +212,7 @@ class LiveRunner:
                     raise ValueError(status.summary_problem)
                 value = fold_value(status.summary, self.setup.label_key)
             except ValueError as err:
-                raise RunFailed(FailKind.TRAINING, f"{where(inst)}: finished run unusable: {err}") from None
+                raise RunFailed(FailKind.TRAINING, f"{inst.label}: finished run unusable: {err}") from None
             return RunOutcome(value, {}, status.summary, 0, reused=True, note=f"reused ({state})")
         if state == "pruned":
             marker = pruning.read_pruned_marker(folder / PRUNED_MARKER)
@@ -247,13 +242,13 @@ class LiveRunner:
         """``nnUNetv2_train`` for ``state``; its cost is the epochs it reported (every epoch of the schedule when
         the pruner takes no curve, and so nothing is reported)."""
         inst, epochs, trial = request.instance, self.setup.epochs, request.trial
-        argv = ablation.train_command(self.setup.dataset, self.setup.configuration, inst[0],
+        argv = nnunet_env.train_command(self.setup.dataset, self.setup.configuration, inst.fold,
                                       self.setup.run_name(request.setting, inst), state, plans=self.setup.plans,
                                       device=self.setup.device)
         env = self._link_env(request)
         reports = pruning.TRIAL_ENV in env
-        suffix = "" if inst[1] is None else f"_s{inst[1]}"
-        log = self.setup.out_dir / "logs" / f"trial{trial.number:04d}_fold{inst[0]}{suffix}.log"
+        suffix = "" if inst.seed is None else f"_s{inst.seed}"
+        log = self.setup.out_dir / "logs" / f"trial{trial.number:04d}_fold{inst.fold}{suffix}.log"
         curve = {}
 
         def on_report(report: dict) -> None:
@@ -271,19 +266,19 @@ class LiveRunner:
             last = max(curve) if curve else -1
             return RunOutcome(None, curve, None, cost(), pruned=pruned_text(last, epochs, inst, curve.get(last)))
         if rc == pruning.ABANDONED_EXIT_CODE:
-            raise RunFailed(FailKind.ABANDONED, f"stopped on {where(inst)}: the trial is no longer running (taken "
+            raise RunFailed(FailKind.ABANDONED, f"stopped on {inst.label}: the trial is no longer running (taken "
                                                 f"for dead; its setting was enqueued again)", cost())
         if rc != 0:
-            raise RunFailed(FailKind.TRAINING, f"nnUNetv2_train exited with status {rc} on {where(inst)}; see {log}",
+            raise RunFailed(FailKind.TRAINING, f"nnUNetv2_train exited with status {rc} on {inst.label}; see {log}",
                             cost())
         done = fold_status(folder)
         if not done.finished:
-            raise RunFailed(FailKind.TRAINING, f"{where(inst)} is not finished after nnUNetv2_train "
+            raise RunFailed(FailKind.TRAINING, f"{inst.label} is not finished after nnUNetv2_train "
                                                f"({done.reason}); see {log}", cost())
         try:
             return RunOutcome(fold_value(done.summary, self.setup.label_key), curve, done.summary, cost())
         except ValueError as err:
-            raise RunFailed(FailKind.TRAINING, f"{where(inst)}: {err}", cost()) from None
+            raise RunFailed(FailKind.TRAINING, f"{inst.label}: {err}", cost()) from None
 
 
 class LiveBackend:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_polydice.experiments import ablation, checks, racing, results
+from nnunet_polydice.experiments import checks, layout, nnunet_env, racing, sweep
+from nnunet_polydice.experiments.instance import Instance
 from nnunet_polydice.experiments.outputs import check_out_dir
 from nnunet_polydice.experiments.tune import record, takeover
 from nnunet_polydice.experiments.tune.space import (
@@ -163,7 +164,7 @@ def resolve_label(name: str, dataset_json: dict) -> str:
     Raises:
         ValueError: for a name dataset.json does not have, with the names it has.
     """
-    keys = {v: k for k, v in results.label_names(dataset_json).items() if k != "0"}  # summary.json has no background
+    keys = {v: k for k, v in layout.label_names(dataset_json).items() if k != "0"}  # summary.json has no background
     if name not in keys:
         raise ValueError(f"--label {name!r} is not a label of this dataset; its labels: "
                          f"{', '.join(keys) or 'none'}.")
@@ -191,10 +192,10 @@ def label_key_of(label: str, ds_json: Path) -> str:
 def _live_environment(dataset, configuration: str, plans: str, folds, allow_random_split: bool, env: dict):
     """``(results folder, dataset name, folds, dataset.json)`` of a live tune, checked against nnU-Net's folders:
     the plans and configuration, the folds against splits_final.json."""
-    results_dir = ablation.results_root(env)
-    name = ablation.resolve_dataset_name(dataset)
-    plans_path = ablation.check_plans(name, plans, configuration, env)
-    split_folds = ablation.check_folds(name, ablation.parse_folds(folds) if folds else ["0"],
+    results_dir = nnunet_env.results_root(env)
+    name = nnunet_env.resolve_dataset_name(dataset)
+    plans_path = nnunet_env.check_plans(name, plans, configuration, env)
+    split_folds = nnunet_env.check_folds(name, sweep.parse_folds(folds) if folds else ["0"],
                                        allow_random_split=allow_random_split, environ=env)
     return results_dir, name, split_folds, plans_path.parent / "dataset.json"
 
@@ -220,12 +221,12 @@ def grid_environment(grid, dataset, configuration: str, plans: str, folds):
         have = ", ".join(d.name for d in sorted(grid.glob("Dataset*")) if d.is_dir()) or "none"
         raise ValueError(f"--replay {grid} holds no data set {text!r} (data sets there: {have}).")
     name = found[0].name
-    suffix = f"__{plans}__{configuration}"
+    suffix = layout.trainer_folder_name("", plans, configuration)
     jsons = sorted(found[0].glob(f"*{suffix}/dataset.json"))
     if not jsons:
         raise ValueError(f"--replay {grid}: {name} has no trainer folder of plans {plans!r} and configuration "
                          f"{configuration!r} with nnU-Net's dataset.json (folders '<trainer>{suffix}').")
-    split_folds = ablation.parse_folds(folds) if folds else ["0"]
+    split_folds = sweep.parse_folds(folds) if folds else ["0"]
     return grid, name, split_folds, jsons[0]
 
 
@@ -274,7 +275,7 @@ class TuneSetup:
 
     def run_name(self, setting: Setting, instance) -> str:
         """The trainer name of one run: the setting's name, with ``_s<N>`` for a seeded instance."""
-        return ablation.with_seed(setting.trainer, instance[1])
+        return sweep.with_seed(setting.trainer, Instance.of(instance).seed)
 
     @property
     def epochs(self) -> int:
@@ -297,10 +298,10 @@ class TuneSetup:
                 **({"seeds": list(self.seeds)} if self.seeded else {})}
 
     def fold_folder(self, trainer: str, fold: str) -> Path:
-        return ablation.fold_folder(self.results, self.dataset, trainer, self.plans, self.configuration, fold)
+        return layout.fold_folder(self.results, self.dataset, trainer, self.plans, self.configuration, fold)
 
 
-def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.DEFAULT_FAMILIES,
+def prepare(dataset, configuration: str, *, families: Sequence[str] = sweep.DEFAULT_FAMILIES,
             K_values: Sequence = DEFAULT_K, epsilons: Sequence = DEFAULT_EPSILON, folds: Sequence | None = None,
             schedule: str | None = None, plans: str = "nnUNetPlans", label: str | None = None,
             storage: str | None = None, study: str | None = None, out_dir=None, pruner: str | None = None,
@@ -309,8 +310,9 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
             race: bool | None = None, grace=None, replay=None) -> TuneSetup:
     """Check every input and return the :class:`TuneSetup` (nothing is trained, the storage is not opened).
 
-    The checks are ``sweep``'s where they are the same (:mod:`ablation`: dataset, plans and configuration,
-    folds against splits_final.json, and, with ``lookup``, every trainer name through nnU-Net's own lookup).
+    The checks are ``sweep``'s where they are the same (:mod:`~nnunet_polydice.experiments.nnunet_env`: dataset,
+    plans and configuration, folds against splits_final.json, and, with ``lookup``, every trainer name through
+    nnU-Net's own lookup).
 
     Raises:
         ValueError / FileNotFoundError: with a sentence, for an unknown dataset, plans or configuration, an
@@ -323,7 +325,7 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
     env = os.environ if environ is None else environ
     grace = pruning.GRACE_PERIOD_S if grace is None else \
         checks.check_int(grace, "--grace", takeover.MIN_GRACE_S, takeover.MAX_GRACE_S)
-    sched = ablation.parse_schedule(schedule) if schedule else None
+    sched = sweep.parse_schedule(schedule) if schedule else None
     seed_list = tuple(checks.check_seeds(seeds)) if seeds is not None else (None,)
     space = build_space(families, K_values, parse_epsilons(epsilons), sched)
     if race and space.size < 2:
@@ -365,7 +367,7 @@ def prepare(dataset, configuration: str, *, families: Sequence[str] = ablation.D
         out = check_out_dir(Path(results_dir).resolve() / name / "polydice_tune" / study, "the output folder")
     lookup = lookup and replay is None
     if lookup:
-        ablation.check_trainers_found([ablation.with_seed(s.trainer, seed) for seed in seed_list
+        nnunet_env.check_trainers_found([sweep.with_seed(s.trainer, seed) for seed in seed_list
                                        for s in space.settings], env)
     return TuneSetup(dataset=name, configuration=configuration, plans=plans, folds=tuple(split_folds), space=space,
                      storage=storage, study=study, out_dir=out, pruner=pruner, results=Path(results_dir).resolve(),

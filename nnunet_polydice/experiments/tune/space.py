@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from nnunet_polydice.experiments import ablation, checks
+from nnunet_polydice.experiments import checks, sweep
 from nnunet_polydice.integration.naming import (
     READY_EPSILON,
     READY_K,
@@ -129,7 +129,7 @@ class SearchSpace:
 def build_space(families: Sequence[str], K_values: Sequence, epsilons: Sequence[float],
                 schedule: tuple[int, int] | None = None) -> SearchSpace:
     """The space of ``families x K x epsilon``, every name made and checked by ``sweep``'s
-    :func:`ablation.sweep_trainers` (Poly families only, K and epsilon validated with their sentences).
+    :func:`sweep.sweep_trainers` (Poly families only, K and epsilon validated with their sentences).
 
     Values that name the same setting (``1`` and ``1.0``) are one token.
 
@@ -143,7 +143,7 @@ def build_space(families: Sequence[str], K_values: Sequence, epsilons: Sequence[
     for fam in dict.fromkeys(families):
         for K in K_values:
             for eps in epsilons:
-                name = ablation.sweep_trainers([fam], [K], [eps], baselines=(), schedule=schedule)[0]
+                name = sweep.sweep_trainers([fam], [K], [eps], baselines=(), schedule=schedule)[0]
                 spec = parse_trainer_name(name)
                 k_tok, e_tok = format_k(spec.K), format_number(spec.epsilon)
                 for seq, tok in ((fams, fam), (K_tokens, k_tok), (eps_tokens, e_tok)):

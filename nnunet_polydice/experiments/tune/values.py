@@ -8,7 +8,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from nnunet_polydice.experiments import results
+from nnunet_polydice.experiments.layout import per_case_values, summary_values
 from nnunet_polydice.experiments.tune.setup import TuneSetup
 from nnunet_polydice.experiments.tune.space import Setting
 
@@ -27,13 +27,14 @@ def fold_value(summary: dict, label_key: str | None = None) -> float:
         ValueError: when it is missing, or NaN for the label (or for every class).
     """
     try:
-        value = summary["foreground_mean"]["Dice"] if label_key is None else summary["mean"][label_key]["Dice"]
-    except (KeyError, TypeError):
-        raise ValueError(f"validation/summary.json has no Dice for {label_key or 'foreground_mean'}.") from None
-    value = math.nan if value is None else float(value)
+        per_class, foreground = summary_values(summary, "Dice")
+    except (KeyError, TypeError, ValueError) as err:  # SummaryError included: a damaged value enters no number
+        raise ValueError(f"validation/summary.json has no usable Dice: {err}") from None
+    if label_key is not None and label_key not in per_class:
+        raise ValueError(f"validation/summary.json has no Dice for {label_key}.")
+    value = foreground if label_key is None else per_class[label_key]
     if math.isnan(value) and label_key is None:
-        defined = [float(m["Dice"]) for m in summary.get("mean", {}).values()
-                   if isinstance(m, dict) and m.get("Dice") is not None and not math.isnan(float(m["Dice"]))]
+        defined = [v for v in per_class.values() if not math.isnan(v)]
         value = statistics.fmean(defined) if defined else math.nan
     if math.isnan(value):
         raise ValueError(f"validation Dice of {label_key or 'every foreground class'} is NaN (in neither the "
@@ -46,7 +47,7 @@ def case_values(summary: dict | None, label_key: str | None = None) -> dict:
     foreground classes that are defined for the case (NaN classes, absent from reference and prediction,
     left out); cases without any value left out; ``{}`` when the summary has no readable per-case part."""
     try:
-        per = results.per_case_values(summary or {})
+        per = per_case_values(summary or {})
     except (KeyError, TypeError, ValueError):
         return {}
     out = {}
@@ -70,7 +71,7 @@ def finished_values(setup: TuneSetup, runner, settings: Sequence[Setting], insta
     for s in settings:
         values[s.trainer], cases[s.trainer] = {}, {}
         for inst in setup.instances if instances is None else instances:
-            summary = runner.finished_summary(setup.run_name(s, inst), inst[0])
+            summary = runner.finished_summary(setup.run_name(s, inst), inst.fold)
             if summary is None:
                 continue
             try:

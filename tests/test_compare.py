@@ -1,4 +1,4 @@
-"""``nnunet-polydice compare`` (nnunet_polydice.experiments.results) on validation summaries written in tmp_path by
+"""``nnunet-polydice compare`` (nnunet_polydice.experiments.compare) on validation summaries written in tmp_path by
 nnU-Net's own ``save_summary_json``, with Dice values chosen so that every number can be checked by hand, and the
 paired statistics (bootstrap CI, Wilcoxon p) on differences whose answers are worked out in the comments."""
 
@@ -11,7 +11,19 @@ import numpy as np
 import pytest
 
 from nnunet_polydice.cli import main
-from nnunet_polydice.experiments import results
+from nnunet_polydice.experiments import compare as results
+from nnunet_polydice.experiments import statistics
+from nnunet_polydice.experiments.instance import Instance
+
+_SELECTION = ("plans", "trainers", "folds", "seeds")
+
+
+def run_compare(results_dir, dataset_name, configuration, **options):
+    """:func:`compare.compare` with the selection and the method given as one set of keyword options."""
+    selection = results.Selection(results_dir, dataset_name, configuration,
+                                  **{k: v for k, v in options.items() if k in _SELECTION})
+    method = results.Method(**{k: v for k, v in options.items() if k not in _SELECTION})
+    return results.compare(selection, method)
 
 save_summary_json = pytest.importorskip("nnunetv2.evaluation.evaluate_predictions").save_summary_json
 
@@ -31,7 +43,8 @@ def write_summary(path, dice: dict, absent: dict | None = None, finished: bool =
     for k, fp in absent.items():
         means[k].update(FP=float(fp), TP=0.0, FN=0.0, n_pred=float(fp), n_ref=0.0)
     fg = {m: float(sum(means[k][m] for k in means) / len(means)) for m in means[next(iter(means))]}
-    data = {"metric_per_case": [{"reference_file": "ref.nii.gz", "prediction_file": "pred.nii.gz",
+    # nnU-Net writes the prediction's path, inside the fold folder: no two runs' summaries are the same bytes
+    data = {"metric_per_case": [{"reference_file": "ref.nii.gz", "prediction_file": str(path.parent / "pred.nii.gz"),
                                  "metrics": {k: dict(v) for k, v in means.items()}}],
             "mean": means, "foreground_mean": fg}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +61,7 @@ def write_cases(path, cases: dict):
     for name, classes in cases.items():
         metrics = {k: {"Dice": d, "IoU": d / (2 - d), "FP": 0.0 if r else 3.0, "TP": 1.0, "FN": 1.0, "TN": 9.0,
                        "n_pred": 2.0, "n_ref": float(r)} for k, (d, r) in classes.items()}
-        per_case.append({"reference_file": f"/data/gt_segmentations/{name}", "prediction_file": f"/pred/{name}",
+        per_case.append({"reference_file": f"/data/gt_segmentations/{name}", "prediction_file": str(path.parent / name),
                          "metrics": metrics})
     keys = list(per_case[0]["metrics"])
     with warnings.catch_warnings():
@@ -109,7 +122,7 @@ def test_summary_files_are_in_nnunets_format(tree):
 
 
 def test_means_stds_and_differences_by_hand(tree):
-    c = results.compare(tree, DS, "2d")
+    c = run_compare(tree, DS, "2d")
     assert [r.trainer for r in c.rows] == sorted(DATA)
     assert c.folds == ["0", "1", "2"]
     assert c.classes == [("1", "hippocampus"), ("2", "amygdala")]
@@ -131,13 +144,13 @@ def test_means_stds_and_differences_by_hand(tree):
     assert k2.cells["1"].mean == pytest.approx(0.7)
     assert k2.cells["1"].std == pytest.approx(math.sqrt(0.02))  # sample std of 0.6, 0.8 (ddof = 1)
     # the difference is over the folds both have (0 and 1): (0.6 + 0.8) / 2 - (0.5 + 0.6) / 2, not 0.7 - 0.6
-    assert k2.diff_folds["1"] == ["0", "1"]
+    assert k2.diff_folds["1"] == [Instance("0"), Instance("1")]
     assert k2.diffs["1"] == pytest.approx(0.15) and k2.diffs["2"] == pytest.approx(0.6 - 0.25)
-    assert k1.diff_folds["1"] == ["0", "1", "2"]
+    assert k1.diff_folds["1"] == [Instance("0"), Instance("1"), Instance("2")]
 
 
 def test_reference_has_the_rows_schedule_if_that_exists(tree):
-    c = results.compare(tree, DS, "2d")
+    c = run_compare(tree, DS, "2d")
     short = c.row("nnUNetTrainerPolyDice_K1_eps0_3ep2it")
     assert short.reference == "nnUNetTrainer_3ep2it"
     assert short.diffs["1"] == pytest.approx(0.3) and short.diffs["2"] == pytest.approx(0.1)
@@ -161,7 +174,7 @@ def test_reference_rule(trainer, reference, available, expected):
 
 
 def test_missing_folds_and_trainers_are_reported(tree):
-    c = results.compare(tree, DS, "2d", trainers=["nnUNetTrainer", "nnUNetTrainerPolyDice_K2_eps0",
+    c = run_compare(tree, DS, "2d", trainers=["nnUNetTrainer", "nnUNetTrainerPolyDice_K2_eps0",
                                                   "nnUNetTrainerPolyDice_K9_eps0"], folds=["0", "1", "2", "3"])
     missing = [str(m) for m in c.missing]
     assert "nnUNetTrainerPolyDice_K2_eps0 / fold 2: training started, not finished (no checkpoint_final.pth)" \
@@ -172,44 +185,44 @@ def test_missing_folds_and_trainers_are_reported(tree):
     assert len(missing) == 4  # + K2_eps0 fold 3
     # the trainer without results keeps its row, with empty cells
     row = c.row("nnUNetTrainerPolyDice_K9_eps0")
-    assert row.n_folds == 0 and "-" in c.text().split("nnUNetTrainerPolyDice_K9_eps0 *")[1].splitlines()[0]
+    assert row.n_folds == 0 and "-" in results.text(c).split("nnUNetTrainerPolyDice_K9_eps0 *")[1].splitlines()[0]
 
 
 def test_nan_values_are_left_out_and_reported(tmp_path):
     d = trainer_dir(tmp_path, "nnUNetTrainer")
     write_summary(d / "fold_0" / "validation" / "summary.json", {1: 0.5, 2: float("nan")})
     write_summary(d / "fold_1" / "validation" / "summary.json", {1: 0.7, 2: 0.3})
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     row = c.row("nnUNetTrainer")
     assert row.cells["2"].n == 1 and row.cells["2"].mean == pytest.approx(0.3) and row.cells["2"].std is None
     assert row.cells["1"].mean == pytest.approx(0.6)
     assert "nnUNetTrainer / fold 0: class amygdala: Dice is NaN" in [str(m) for m in c.missing]
-    assert "[n=1]" in c.text()
+    assert "[n=1]" in results.text(c)
 
 
-def test_a_class_absent_from_a_folds_reference_is_left_out_of_overlap_metrics(tmp_path):
-    # contiguous folds: fold 0 has no amygdala. nnU-Net scores the 7 false-positive voxels there as Dice 0;
-    # fold 3 has none and nothing predicted (NaN). Neither is a Dice of the amygdala.
+def test_a_class_absent_from_a_folds_reference_counts_as_nnunet_scores_it(tmp_path):
+    # contiguous folds: fold 0 has no amygdala. nnU-Net scores the 7 false-positive voxels there as Dice 0,
+    # and that 0 counts (painting a structure where there is none is an error); fold 3 has none and nothing
+    # predicted (NaN): no Dice, left out.
     d = trainer_dir(tmp_path, "nnUNetTrainer")
     write_summary(d / "fold_0" / "validation" / "summary.json", {1: 0.5, 2: 0.0}, absent={2: 7})
     write_summary(d / "fold_1" / "validation" / "summary.json", {1: 0.7, 2: 0.3})
     write_summary(d / "fold_2" / "validation" / "summary.json", {1: 0.6, 2: 0.5})
     write_summary(d / "fold_3" / "validation" / "summary.json", {1: 0.6, 2: float("nan")}, absent={2: 0})
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     amyg = c.row("nnUNetTrainer").cells["2"]
-    assert amyg.values == {"1": 0.3, "2": 0.5}
-    assert amyg.mean == pytest.approx(0.4) and amyg.std == pytest.approx(math.sqrt(0.02))
+    assert amyg.values == {Instance("0"): 0.0, Instance("1"): 0.3, Instance("2"): 0.5}
+    # mean 0.8 / 3; sample sd: squares (0.8/3)^2 + (0.3 - 0.8/3)^2 + (0.5 - 0.8/3)^2 = 0.38/3, over 2
+    assert amyg.mean == pytest.approx(0.8 / 3) and amyg.std == pytest.approx(math.sqrt(0.38 / 6))
     assert c.row("nnUNetTrainer").cells["1"].mean == pytest.approx(0.6)  # (0.5 + 0.7 + 0.6 + 0.6) / 4
-    missing = [str(m) for m in c.missing]
-    assert ("nnUNetTrainer / fold 0: class amygdala: absent from the reference of every validation case, "
-            "left out (Dice 0.0000, 7 false-positive voxels)") in missing
-    assert ("nnUNetTrainer / fold 3: class amygdala: absent from the reference of every validation case, "
-            "left out (nothing predicted)") in missing
-    assert not any("Dice is NaN" in m and "amygdala" in m for m in missing)
-    assert "amygdala" in c.text() and "[n=2]" in c.text()
+    assert ("nnUNetTrainer / fold 0: class amygdala: absent from the reference of every validation case; 7 "
+            "false-positive voxels, so nnU-Net's Dice 0.0000 counts") in [str(m) for m in c.notes]
+    assert ("nnUNetTrainer / fold 3: class amygdala: Dice is NaN (in neither the reference nor the prediction of "
+            "any validation case)") in [str(m) for m in c.missing]
+    assert "amygdala" in results.text(c) and "[n=3]" in results.text(c)
     # other metrics keep the fold: the false positives are real numbers there
-    fp = results.compare(tmp_path, DS, "2d", metric="FP").row("nnUNetTrainer").cells["2"]
-    assert fp.values == {"0": 7.0, "1": 1.0, "2": 1.0, "3": 0.0}
+    fp = run_compare(tmp_path, DS, "2d", metric="FP").row("nnUNetTrainer").cells["2"]
+    assert fp.values == {Instance("0"): 7.0, Instance("1"): 1.0, Instance("2"): 1.0, Instance("3"): 0.0}
 
 
 def test_region_keys_take_their_names_from_dataset_json(tmp_path):
@@ -220,7 +233,7 @@ def test_region_keys_take_their_names_from_dataset_json(tmp_path):
     write_summary(d / "fold_0" / "validation" / "summary.json", {(1, 2): 0.8, 2: 0.6})
     data = json.loads((d / "fold_0" / "validation" / "summary.json").read_text())
     assert set(data["mean"]) == {"(1, 2)", "2"}
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     assert c.classes == [("(1, 2)", "whole tumour"), ("2", "core")]
     assert c.row("nnUNetTrainerPolyDice").cells["(1, 2)"].mean == pytest.approx(0.8)
 
@@ -228,15 +241,15 @@ def test_region_keys_take_their_names_from_dataset_json(tmp_path):
 def test_class_falls_back_to_the_key_without_dataset_json(tmp_path):
     d = tmp_path / DS / "nnUNetTrainer__nnUNetPlans__2d"
     write_summary(d / "fold_0" / "validation" / "summary.json", {10: 0.8, 2: 0.6})
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     assert c.classes == [("2", "2"), ("10", "10")]  # numeric order, not nnU-Net's string order
 
 
 def test_other_metric_and_bad_metric(tree):
-    c = results.compare(tree, DS, "2d", metric="IoU", trainers=["nnUNetTrainer"])
-    assert c.row("nnUNetTrainer").cells["1"].values["0"] == pytest.approx(0.5 / 1.5)
+    c = run_compare(tree, DS, "2d", metric="IoU", trainers=["nnUNetTrainer"])
+    assert c.row("nnUNetTrainer").cells["1"].values[Instance("0")] == pytest.approx(0.5 / 1.5)
     with pytest.raises(ValueError, match="per-class metrics .*got 'HD95'"):
-        results.compare(tree, DS, "2d", metric="HD95")
+        run_compare(tree, DS, "2d", metric="HD95")
 
 
 def test_cli_writes_md_csv_and_heatmaps(tree, capsys):
@@ -287,7 +300,7 @@ def test_cli_writes_md_csv_and_heatmaps(tree, capsys):
 
 
 def test_heatmap_grid_marks_missing_cells(tree):
-    c = results.compare(tree, DS, "2d")
+    c = run_compare(tree, DS, "2d")
     groups = results.heatmap_groups(c)
     assert list(groups) == ["nnUNetTrainerPolyDice"]
     assert sorted(groups["nnUNetTrainerPolyDice"]) == [(1, 0.0), (1, 1.0), (2, 0.0)]  # (2, 1.0) is a blank cell
@@ -327,7 +340,7 @@ def test_folds_and_trainers_arguments(tree, capsys):
 
 def test_a_trainer_folder_without_folds_is_reported(tmp_path):
     trainer_dir(tmp_path, "nnUNetTrainer")
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     assert c.folds == [] and [str(m) for m in c.missing][0] == "nnUNetTrainer: no fold_<f> folders with results"
 
 
@@ -349,15 +362,15 @@ def test_the_difference_is_over_the_folds_both_trainers_have(tmp_path, capsys, m
     poly = trainer_dir(tmp_path, "nnUNetTrainerPolyDice_K2_eps1")
     write_summary(poly / "fold_0" / "validation" / "summary.json", {1: 0.5, 2: 0.2})
     write_summary(poly / "fold_2" / "validation" / "summary.json", {1: 0.9, 2: 0.4})
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     row = c.row("nnUNetTrainerPolyDice_K2_eps1")
     assert row.cells["1"].mean == pytest.approx(0.7)
     assert row.diffs["1"] == 0.0 and row.diffs["2"] == 0.0 and row.diffs["foreground_mean"] == 0.0
-    assert row.diff_folds["1"] == ["0"]
+    assert row.diff_folds["1"] == [Instance("0")]
     assert row.paired["1"].folds == ["0"] and row.paired["1"].n == 1 and row.paired["1"].mean == 0.0
-    assert "0.7000 ± 0.2828 (+0.0000, 1 fold)" in c.text()
-    assert "| nnUNetTrainerPolyDice_K2_eps1 | 2/2 | 0.7000 ± 0.2828 (+0.0000, 1 fold) |" in c.markdown()
-    line = next(r for r in csv.DictReader(c.csv_text().splitlines()) if r["trainer"] == row.trainer
+    assert "0.7000 ± 0.2828 (+0.0000, 1 fold)" in results.text(c)
+    assert "| nnUNetTrainerPolyDice_K2_eps1 | 2/2 | 0.7000 ± 0.2828 (+0.0000, 1 fold) |" in results.markdown(c)
+    line = next(r for r in csv.DictReader(results.csv_text(c).splitlines()) if r["trainer"] == row.trainer
                 and r["class"] == "hippocampus")
     assert float(line["diff_to_reference"]) == 0.0 and line["diff_n_folds"] == "1" and line["diff_folds"] == "0"
 
@@ -366,11 +379,11 @@ def test_no_fold_in_common_gives_no_difference(tmp_path):
     write_summary(trainer_dir(tmp_path, "nnUNetTrainer") / "fold_0" / "validation" / "summary.json", {1: 0.5, 2: 0.2})
     write_summary(trainer_dir(tmp_path, "nnUNetTrainerPolyDice") / "fold_1" / "validation" / "summary.json",
                   {1: 0.9, 2: 0.4})
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     row = c.row("nnUNetTrainerPolyDice")
     assert row.diffs["1"] is None and row.diff_folds["1"] == []
     assert row.paired["1"].n == 0 and row.paired["1"].notes == ["no paired case"]
-    assert "0.9000 (no fold in common)" in c.text()
+    assert "0.9000 (no fold in common)" in results.text(c)
 
 
 # two folds of 4 cases; the hippocampus is in every case, the amygdala only in fold 1's
@@ -379,7 +392,8 @@ REF_CASES = {
     "1": {f"c{i}.nii.gz": {1: (0.5, 40), 2: (0.4, 10)} for i in range(4, 8)},
 }
 # hippocampus: +0.05, +0.10, ..., +0.40 in c0..c7; amygdala in fold 1: -0.1, +0.1, 0, +0.2. In fold 0 the Poly
-# trainer predicts amygdala voxels where the reference has none (Dice 0, n_ref 0): left out, as the NaNs
+# trainer predicts amygdala voxels where the reference has none (Dice 0, n_ref 0), the reference trainer
+# predicts none there (NaN)
 POLY_CASES = {
     "0": {f"c{i}.nii.gz": {1: (0.5 + 0.05 * (i + 1), 40), 2: (0.0, 0)} for i in range(4)},
     "1": {f"c{i}.nii.gz": {1: (0.5 + 0.05 * (i + 1), 40), 2: (a, 10)}
@@ -397,24 +411,27 @@ def cases_tree(tmp_path):
 
 
 def test_paired_per_case_statistics_by_hand(cases_tree):
-    c = results.compare(cases_tree, DS, "2d")
+    c = run_compare(cases_tree, DS, "2d")
     hip, amy, fg = (c.row("nnUNetTrainerPolyDice").paired[k] for k in ("1", "2", "foreground_mean"))
     # hippocampus: 8 differences 0.05 .. 0.40, mean 0.225; all positive, distinct: exact p = 2 / 2^8
     assert hip.folds == ["0", "1"] and hip.n == 8 and hip.left_out == 0 and hip.nonzero == 8
     assert hip.mean == pytest.approx(0.225)
     assert hip.p == pytest.approx(2 / 256)
     assert 0.05 <= hip.ci[0] < 0.225 < hip.ci[1] <= 0.40 and hip.excludes_zero
-    # amygdala: fold 0's four cases lack it (left out); -0.1, +0.1, 0, +0.2: mean 0.05, 3 non-zero
+    # amygdala: in fold 0 the reference trainer's value is NaN (it predicted none where there is none): those
+    # four cases are left out; -0.1, +0.1, 0, +0.2: mean 0.05, 3 non-zero
     assert amy.n == 4 and amy.left_out == 4 and amy.mean == pytest.approx(0.05) and amy.nonzero == 3
     assert amy.ci is None and amy.p is None and amy.notes == ["CI: only 4 cases", "p: only 3 non-zero differences"]
-    # per case, the foreground is the mean over the classes the case's reference has: fold 0 the hippocampus
-    # alone (0.05, 0.10, 0.15, 0.20), fold 1 the mean of both: (0.25 - 0.1) / 2, (0.30 + 0.1) / 2, 0.35 / 2,
-    # (0.40 + 0.2) / 2 = 0.075, 0.2, 0.175, 0.3: sum 1.25 over 8 cases; all positive: p = 2 / 2^8 again
-    assert fg.n == 8 and fg.mean == pytest.approx(1.25 / 8) and fg.p == pytest.approx(2 / 256)
-    # the fold cells keep the fold rule: the amygdala is absent from every reference of fold 0
-    assert c.row("nnUNetTrainerPolyDice").cells["2"].values == {"1": pytest.approx(0.45)}
+    # per case, the foreground is the mean over the classes defined for the case (nnU-Net's rule): in fold 0
+    # the Poly trainer's false-positive amygdala (0) counts, the reference's NaN does not:
+    # (0.5 + 0.05 (i + 1) + 0) / 2 - 0.5 = -0.225, -0.2, -0.175, -0.15 (sum -0.75); fold 1 the mean of both:
+    # (0.25 - 0.1) / 2, (0.30 + 0.1) / 2, 0.35 / 2, (0.40 + 0.2) / 2 = 0.075, 0.2, 0.175, 0.3 (sum +0.75).
+    # Mean 0; signed ranks of |d| (ties averaged): + 1 + 5.5 + 3.5 + 8 = 18 = - (2 + 3.5 + 5.5 + 7): p = 1
+    assert fg.n == 8 and fg.mean == pytest.approx(0.0) and fg.p == pytest.approx(1.0) and not fg.excludes_zero
+    # the fold cells follow the same rule: fold 0's false positives are nnU-Net's Dice 0
+    assert c.row("nnUNetTrainerPolyDice").cells["2"].values == {Instance("0"): 0.0, Instance("1"): pytest.approx(0.45)}
 
-    md = c.markdown()
+    md = results.markdown(c)
     assert "## Paired per-case differences to the reference" in md
     hip_line = next(line for line in md.splitlines() if line.startswith("| nnUNetTrainerPolyDice | nnUNetTrainer | "
                                                                         "hippocampus |"))
@@ -423,9 +440,10 @@ def test_paired_per_case_statistics_by_hand(cases_tree):
     amy_line = next(line for line in md.splitlines() if "| amygdala | 0, 1 |" in line)
     assert amy_line == ("| nnUNetTrainerPolyDice | nnUNetTrainer | amygdala | 0, 1 | 4 | 4 | +0.0500 | n/a | n/a | 3 | "
                         "CI: only 4 cases; p: only 3 non-zero differences |")
-    assert "* marks a CI that excludes 0" in md and "zero_method='wilcox'" in md and "n_ref = 0" in md
+    assert "* marks a CI that excludes 0" in md and "zero_method='wilcox'" in md and "counts, as in nnU-Net" in md
 
-    rows = {r["class"]: r for r in csv.DictReader(c.csv_text().splitlines()) if r["trainer"] == "nnUNetTrainerPolyDice"}
+    rows = {r["class"]: r for r in csv.DictReader(results.csv_text(c).splitlines())
+            if r["trainer"] == "nnUNetTrainerPolyDice"}
     assert rows["hippocampus"]["ci_excludes_zero"] == "true"
     assert float(rows["hippocampus"]["ci95_low"]) == hip.ci[0] and float(rows["hippocampus"]["wilcoxon_p"]) == hip.p
     assert rows["amygdala"]["paired_left_out"] == "4" and rows["amygdala"]["ci_excludes_zero"] == ""
@@ -435,7 +453,7 @@ def test_cases_without_a_match_are_reported(cases_tree):
     extra = dict(POLY_CASES["1"], **{"c9.nii.gz": {1: (0.9, 40), 2: (0.9, 10)}})
     write_cases(cases_tree / DS / "nnUNetTrainerPolyDice__nnUNetPlans__2d" / "fold_1" / "validation" / "summary.json",
                 extra)
-    c = results.compare(cases_tree, DS, "2d")
+    c = run_compare(cases_tree, DS, "2d")
     assert c.row("nnUNetTrainerPolyDice").paired["1"].n == 8  # c9 has no partner
     assert ("nnUNetTrainerPolyDice / fold 1: 1 validation cases without a match in nnUNetTrainer's fold 1 and 0 of "
             "its cases without one here: left out of the paired statistics (different splits?)") \
@@ -444,23 +462,23 @@ def test_cases_without_a_match_are_reported(cases_tree):
 
 def test_bootstrap_ci_contains_or_excludes_zero():
     # all differences +0.1: every resample has mean 0.1, so the interval is [0.1, 0.1] and excludes 0
-    low, high = results.bootstrap_ci([0.1] * 6)
+    low, high = statistics.bootstrap_ci([0.1] * 6)
     assert low == pytest.approx(0.1) and high == pytest.approx(0.1)
     assert results.paired_stats([0.1] * 6).excludes_zero
     # +0.1 and -0.1 five times each: the resampled means are symmetric about 0
-    low, high = results.bootstrap_ci([0.1] * 5 + [-0.1] * 5)
+    low, high = statistics.bootstrap_ci([0.1] * 5 + [-0.1] * 5)
     assert -0.1 <= low < 0 < high <= 0.1
     assert not results.paired_stats([0.1] * 5 + [-0.1] * 5).excludes_zero
     # 50 zeros and 50 ones: a resample's mean is Binomial(100, 1/2) / 100, whose 2.5 % and 97.5 % quantiles are
     # 40/100 and 60/100 (P(X <= 39) = 0.018, P(X <= 40) = 0.028; symmetric above); 10000 resamples hit them
-    low, high = results.bootstrap_ci([0.0] * 50 + [1.0] * 50)
+    low, high = statistics.bootstrap_ci([0.0] * 50 + [1.0] * 50)
     assert low == pytest.approx(0.40, abs=0.011) and high == pytest.approx(0.60, abs=0.011)
     # a fixed seed gives a fixed interval
     d = [0.3, -0.1, 0.25, 0.05, 0.0, 0.12, -0.02]
-    assert results.bootstrap_ci(d, seed=7) == results.bootstrap_ci(d, seed=7)
-    assert results.bootstrap_ci(d, resamples=500, seed=1) != results.bootstrap_ci(d, resamples=500, seed=2)
+    assert statistics.bootstrap_ci(d, seed=7) == statistics.bootstrap_ci(d, seed=7)
+    assert statistics.bootstrap_ci(d, resamples=500, seed=1) != statistics.bootstrap_ci(d, resamples=500, seed=2)
     with pytest.raises(ValueError, match="at least one difference"):
-        results.bootstrap_ci([])
+        statistics.bootstrap_ci([])
 
 
 @pytest.mark.parametrize("diffs, expected", [
@@ -476,14 +494,14 @@ def test_bootstrap_ci_contains_or_excludes_zero():
     ([0.1 + 0.2 - 0.3, 1, 2, 3, 4, 5, 6], 2 / 64),
 ])
 def test_wilcoxon_p_by_hand(diffs, expected):
-    p, why = results.wilcoxon_p(diffs)
+    p, why = statistics.wilcoxon_p(diffs)
     assert why is None and p == pytest.approx(expected)
 
 
 def test_wilcoxon_p_not_available():
-    assert results.wilcoxon_p([0.0] * 8) == (None, "all differences are zero")
-    assert results.wilcoxon_p([0.0, 1, 2, 3, 4, 5]) == (None, "only 5 non-zero differences")
-    assert results.wilcoxon_p([]) == (None, "only 0 non-zero differences")
+    assert statistics.wilcoxon_p([0.0] * 8) == (None, "all differences are zero")
+    assert statistics.wilcoxon_p([0.0, 1, 2, 3, 4, 5]) == (None, "only 5 non-zero differences")
+    assert statistics.wilcoxon_p([]) == (None, "only 0 non-zero differences")
 
 
 def test_paired_differences_pairs_by_case_and_leaves_out_absent_classes():
@@ -525,10 +543,11 @@ def test_an_unusable_summary_is_listed_and_the_rest_compared(tree, capsys):
             f"({wrong})") in missing
     assert (f"nnUNetTrainerPolyDice_K1_eps0_5ep2it / fold 0: validation/summary.json: metric_per_case is not a "
             f"list of cases ({bad_cases})") in missing
-    c = results.compare(tree, DS, "2d")
+    c = run_compare(tree, DS, "2d")
     k1_row = c.row("nnUNetTrainerPolyDice_K1_eps0")
     assert k1_row.folds == ["0", "2"] and k1_row.cells["1"].mean == pytest.approx(0.8)  # (0.7 + 0.9) / 2
-    assert k1_row.diffs["1"] == pytest.approx(0.8 - 0.6) and k1_row.diff_folds["1"] == ["0", "2"]  # ref (0.5, 0.7)
+    assert k1_row.diffs["1"] == pytest.approx(0.8 - 0.6)  # ref (0.5, 0.7)
+    assert k1_row.diff_folds["1"] == [Instance("0"), Instance("2")]
     assert c.row("nnUNetTrainer").folds == ["0", "1", "2"]
 
 
@@ -540,7 +559,7 @@ def test_fold_states_follow_the_sweep_rule(tree):
     (d / "fold_1" / "checkpoint_latest.pth").write_bytes(b"")
     (d / "fold_1" / "polydice_pruned.json").write_text("{}")  # stopped by the tuner's pruner
     (d / "fold_2" / "checkpoint_final.pth").unlink()  # a summary copied in without checkpoints: 'foreign'
-    c = results.compare(tree, DS, "2d", trainers=["nnUNetTrainer", "nnUNetTrainerPolyDice_K1_eps1"])
+    c = run_compare(tree, DS, "2d", trainers=["nnUNetTrainer", "nnUNetTrainerPolyDice_K1_eps1"])
     missing = [str(m) for m in c.missing]
     assert missing == [
         "nnUNetTrainerPolyDice_K1_eps1 / fold 0: training started, not finished (no checkpoint_final.pth)",
@@ -549,9 +568,9 @@ def test_fold_states_follow_the_sweep_rule(tree):
     assert [str(m) for m in c.notes] == [
         "nnUNetTrainerPolyDice_K1_eps1 / fold 2: compared from a validation/summary.json without any checkpoint "
         "(copied in; sweep never trains over it)"]
-    assert "Notes (1):" in c.text() and "## Notes" in c.markdown()
+    assert "Notes (1):" in results.text(c) and "## Notes" in results.markdown(c)
     (tree / DS / "nnUNetTrainer__nnUNetPlans__2d" / "fold_0" / "validation" / "summary.json").unlink()
-    c = results.compare(tree, DS, "2d", trainers=["nnUNetTrainer"])
+    c = run_compare(tree, DS, "2d", trainers=["nnUNetTrainer"])
     assert [str(m) for m in c.missing] == [
         "nnUNetTrainer / fold 0: checkpoint_final.pth but no validation/summary.json (validation not run)"]
 
@@ -565,7 +584,7 @@ def test_cli_bootstrap_and_seed(cases_tree, monkeypatch, capsys):
     row = next(r for r in csv.DictReader((out / "comparison.csv").open())
                if r["trainer"] == "nnUNetTrainerPolyDice" and r["class"] == "hippocampus")
     assert row["bootstrap_resamples"] == "500" and row["bootstrap_seed"] == "3"
-    assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx(results.bootstrap_ci(
+    assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx(statistics.bootstrap_ci(
         [0.05 * (i + 1) for i in range(8)], 500, 3), abs=1e-12)
     for bad in ("50", "0", "1000001", "1000000000"):   # 10**9 resamples: 7.5 GB a row, refused at once
         assert main(["compare", DS, "2d", "--out", str(out), "--bootstrap", bad]) == 2
@@ -623,7 +642,7 @@ def seeds_tree(tmp_path, monkeypatch):
 
 
 def test_seeded_settings_by_hand(seeds_tree):
-    c = results.compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=2000)
+    c = run_compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=2000)
     assert [(r.trainer, r.label) for r in c.rows] == [(UP, "seeds 0,1,2"), (FLAT, "seeds 0,1,2"),
                                                       (SEEDED_REF, "seeds 0,1,2")]  # folder names sorted
     up, flat = c.row(UP), c.row(FLAT)
@@ -649,15 +668,15 @@ def test_seeded_settings_by_hand(seeds_tree):
     # the amygdala is .5 everywhere: no non-zero difference, no p
     assert up.seeded["2"].result.p is None and up.seeded["2"].result.verdict.startswith("undetermined")
 
-    text = c.text()
+    text = results.text(c)
     assert results.SEEDED_TITLE in text and "seeds disagree" in text and "Holm" in text and "noise floor" in text
     line = next(x for x in text.splitlines() if x.startswith(f"{UP}  seeds 0,1,2  {SEEDED_REF}  hippocampus"))
     assert " 6 " in line and "0.0100" in line and "+0.0350" in line and "0.0312" in line and "0.0625" in line \
         and "within noise" in line
     assert f"{UP} [seeds 0,1,2]" in text and "0.5350 ± 0.0187 (+0.0350, 6 runs)" in text
-    md = c.markdown()
+    md = results.markdown(c)
     assert f"## {results.SEEDED_TITLE}" in md
-    rows = {(r["trainer"], r["class"]): r for r in csv.DictReader(c.csv_text().splitlines())}
+    rows = {(r["trainer"], r["class"]): r for r in csv.DictReader(results.csv_text(c).splitlines())}
     r = rows[(FLAT, "hippocampus")]
     assert r["runs"] == "seeds 0,1,2" and r["n_runs"] == "6"
     assert float(r["seed_sd"]) == pytest.approx(0.011547, abs=1e-6)
@@ -666,7 +685,7 @@ def test_seeded_settings_by_hand(seeds_tree):
     assert rows[(UP, "hippocampus")]["runs_paired"] == "6" and rows[(UP, "hippocampus")]["seeded_cases"] == "12"
 
     # UP alone against the reference: Holm over one row keeps 2/64 < .05, and the CI excludes 0: better
-    alone = results.compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=500,
+    alone = run_compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=500,
                             trainers=[f"{n}_s{s}" for n in (SEEDED_REF, UP) for s in (0, 1, 2)])
     assert alone.row(UP).seeded["1"].result.verdict == "better"
 
@@ -675,14 +694,14 @@ def test_seeded_and_unseeded_runs_of_one_setting_are_two_rows(seeds_tree):
     for f in ("0", "1"):
         write_run(seeds_tree, UP, f, 0.6)
         write_run(seeds_tree, SEEDED_REF, f, 0.5)
-    c = results.compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=500)
+    c = run_compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=500)
     seeded, unseeded = c.row(UP, seeded=True), c.row(UP, seeded=False)
     assert seeded is not unseeded and unseeded.label == "unseeded" and unseeded.seeds is None
     # each against its own kind: the unseeded row against the unseeded reference, +.1 on both folds
     assert unseeded.reference == SEEDED_REF and unseeded.diffs["1"] == pytest.approx(0.1)
     assert unseeded.paired["1"].mean == pytest.approx(0.1) and not unseeded.seeded
     assert seeded.seeded["1"].result.mean_difference == pytest.approx(0.035)
-    text = c.text()
+    text = results.text(c)
     assert f"{UP} [unseeded]" in text and f"{UP} [seeds 0,1,2]" in text and "never pooled" in text
 
 
@@ -693,23 +712,23 @@ def test_a_family_name_and_its_explicit_default_name_are_one_row(tmp_path):
     write_run(tmp_path, "nnUNetTrainerPolyDice", "0", 0.9)  # fold 0 under both names: the explicit one is compared
     write_run(tmp_path, default, "0", 0.7)
     write_run(tmp_path, default, "1", 0.8)
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     assert [r.trainer for r in c.rows] == ["nnUNetTrainer", default]
     row = c.row("nnUNetTrainerPolyDice")
     assert row is c.row(default) and row.members == ["nnUNetTrainerPolyDice", default]
-    assert row.cells["1"].values == {"0": pytest.approx(0.7), "1": pytest.approx(0.8)}
+    assert row.cells["1"].values == {Instance("0"): pytest.approx(0.7), Instance("1"): pytest.approx(0.8)}
     assert row.diffs["1"] == pytest.approx(0.25)
     notes = [str(m) for m in c.notes]
     assert (f"nnUNetTrainerPolyDice / fold 0: the same setting as {default}, which has fold 0 too: that one is "
             f"compared in the row {default}, this one not") in notes
-    assert "a family name and its explicit default name" in c.text()
+    assert "a family name and its explicit default name" in results.text(c)
 
 
 def test_a_seeded_row_whose_reference_has_only_unseeded_runs_says_so(tmp_path):
     for f in ("0", "1"):
         write_run(tmp_path, "nnUNetTrainer", f, 0.5)
         write_run(tmp_path, "nnUNetTrainerPolyDice_K1_eps0_s0", f, 0.6)
-    c = results.compare(tmp_path, DS, "2d")
+    c = run_compare(tmp_path, DS, "2d")
     row = c.row("nnUNetTrainerPolyDice_K1_eps0")
     assert row.seeds == [0] and row.reference is None and row.diffs == {}
     assert row.reference_note == ("the reference nnUNetTrainer has only unseeded runs: a seeded row is compared only "
@@ -766,3 +785,74 @@ def test_a_reference_given_by_its_schedule_or_seed_variant_or_other_name_is_acce
     assert results.check_reference("nnUNetTrainerPolyDice", ["nnUNetTrainerPolyDice_K2_eps1_s0"])
     with pytest.raises(ValueError, match="trainers with results: nnUNetTrainerPolyDice_K1_eps0"):
         results.check_reference("nnUNetTrainerPolyDice", ["nnUNetTrainerPolyDice_K1_eps0"])
+
+
+# ------------------------------------------------------------------------ damaged and duplicated results
+
+def _edit_summary(path, edit):
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda d: d["mean"]["1"].update(Dice=5.0), "mean/1/Dice = 5 is outside [0, 1]"),
+    (lambda d: d["foreground_mean"].update(Dice=-1.0), "foreground_mean/Dice = -1 is outside [0, 1]"),
+    (lambda d: d["metric_per_case"][0]["metrics"]["1"].update(Dice=7), "metric_per_case/0/metrics/1/Dice = 7 is"),
+    (lambda d: d["mean"]["1"].update(Dice=True), "mean/1/Dice = true is not a number"),
+    (lambda d: d["mean"]["1"].update(Dice=[0.5]), "mean/1/Dice = [0.5] is not a number"),
+    (lambda d: d["mean"]["1"].update(Dice={}), "mean/1/Dice = {} is not a number"),
+    (lambda d: d["mean"]["1"].update(Dice="abc"), 'mean/1/Dice = "abc" is not a number'),
+])
+def test_a_damaged_value_is_one_named_missing_line_and_enters_no_number(tree, edit, why):
+    path = tree / DS / "nnUNetTrainerPolyDice_K1_eps1__nnUNetPlans__2d" / "fold_1" / "validation" / "summary.json"
+    _edit_summary(path, edit)
+    c = run_compare(tree, DS, "2d")
+    row = c.row("nnUNetTrainerPolyDice_K1_eps1")
+    assert "1" not in row.folds and all(Instance("1") not in cell.values for cell in row.cells.values())
+    line = next(str(m) for m in c.missing if m.trainer == "nnUNetTrainerPolyDice_K1_eps1" and m.fold == "1")
+    assert why in line and str(path) in line
+
+
+def test_an_infinite_value_is_refused_by_the_one_reader(tmp_path):
+    path = trainer_dir(tmp_path, "nnUNetTrainer") / "fold_0" / "validation" / "summary.json"
+    write_summary(path, {1: 0.5, 2: 0.5})
+    path.write_text(path.read_text().replace('"Dice": 0.5', '"Dice": 1e400', 1))
+    c = run_compare(tmp_path, DS, "2d")
+    assert any("Dice = inf is not a finite number" in str(m) for m in c.missing) and not c.row("nnUNetTrainer").folds
+
+
+def test_a_linked_seed_folder_or_copied_summary_is_counted_once(seeds_tree):
+    (seeds_tree / DS / f"{UP}_s3__nnUNetPlans__2d").symlink_to(seeds_tree / DS / f"{UP}_s0__nnUNetPlans__2d")
+    copy = trainer_dir(seeds_tree, f"{FLAT}_s4") / "fold_1" / "validation"
+    copy.mkdir(parents=True)
+    src = seeds_tree / DS / f"{FLAT}_s2__nnUNetPlans__2d" / "fold_1"
+    (copy / "summary.json").write_bytes((src / "validation" / "summary.json").read_bytes())
+    (copy.parent / "checkpoint_final.pth").write_bytes(b"")
+    c = run_compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=200)
+    assert c.row(UP).seeds == [0, 1, 2] and c.row(UP).n_instances == 6
+    assert c.row(FLAT).n_instances == 6
+    missing = [str(m) for m in c.missing]
+    assert f"{UP}_s3 / fold 0: the same run as {UP}_s0 fold 0 (a linked folder or a copied " \
+           "validation/summary.json): counted once, there" in missing
+    assert any(m.startswith(f"{FLAT}_s4 / fold 1: the same run as {FLAT}_s2 fold 1") for m in missing)
+
+
+def test_only_fold_int_folders_are_folds(tree):
+    d = tree / DS / "nnUNetTrainer__nnUNetPlans__2d"
+    for name in ("fold_all", "fold_x", "fold_01"):
+        write_summary(d / name / "validation" / "summary.json", {1: 0.99, 2: 0.99})
+    c = run_compare(tree, DS, "2d")
+    assert c.folds == ["0", "1", "2"]
+
+
+def test_a_folder_with_a_non_canonical_seed_or_a_look_alike_name_is_left_out_and_said(seeds_tree):
+    for odd in (f"{SEEDED_REF}_s01", "nnUNetTrainer\u0391_3ep2it"):  # _s01; a Greek capital alpha
+        write_run(seeds_tree, odd, "0", 0.9)
+    c = run_compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=200)
+    assert [r.trainer for r in c.rows] == [UP, FLAT, SEEDED_REF]
+    missing = [str(m) for m in c.missing]
+    assert any(m.startswith(f"{SEEDED_REF}_s01: results folder left out: ") and "non-canonical" in m
+               for m in missing)
+    assert any("look-alike" in m for m in missing)
+    assert not any("no results" in m for m in missing)

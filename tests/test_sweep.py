@@ -1,4 +1,5 @@
-"""``nnunet-polydice sweep`` (nnunet_polydice.experiments.ablation): which trainings a grid needs and how each is run.
+"""``nnunet-polydice sweep`` (experiments.sweep and experiments.nnunet_env): which trainings a grid needs and how
+each is run.
 
 No training here: the results tree is built in tmp_path with the files nnU-Net writes (empty
 checkpoints, since the sweep only checks that they exist) and nnUNetv2_train is replaced by a recorder.
@@ -10,9 +11,10 @@ import stat
 from types import SimpleNamespace
 
 import pytest
+from conftest import planned_folders
 
 from nnunet_polydice.cli import main
-from nnunet_polydice.experiments import ablation
+from nnunet_polydice.experiments import nnunet_env, runs, sweep
 from nnunet_polydice.integration.locate import nnunet_command, trainers_folder
 
 DS = "Dataset042_Toy"
@@ -22,7 +24,7 @@ PD, PDCE = "nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE"
 # ------------------------------------------------------------------------------------ trainer list
 
 def test_grid_names_and_order_families_then_K_then_epsilon_then_baselines_then_extra():
-    names = ablation.sweep_trainers([PD, PDCE], [1, "inf"], [0, 1], baselines=["nnUNetTrainer"],
+    names = sweep.sweep_trainers([PD, PDCE], [1, "inf"], [0, 1], baselines=["nnUNetTrainer"],
                                     extra=["nnUNetTrainerPolyDice_K1_eps0", "nnUNetTrainerDiceLoss"])
     assert names == [
         "nnUNetTrainerPolyDice_K1_eps0", "nnUNetTrainerPolyDice_K1_eps1",
@@ -34,22 +36,22 @@ def test_grid_names_and_order_families_then_K_then_epsilon_then_baselines_then_e
 
 
 def test_schedule_goes_on_every_name_baselines_and_extra_included():
-    names = ablation.sweep_trainers([PD], ["2"], [0.5], baselines=["nnUNetTrainer", "nnUNetTrainerTversky"],
-                                    extra=["nnUNetTrainerDiceLoss"], schedule=ablation.parse_schedule("30x20"))
+    names = sweep.sweep_trainers([PD], ["2"], [0.5], baselines=["nnUNetTrainer", "nnUNetTrainerTversky"],
+                                    extra=["nnUNetTrainerDiceLoss"], schedule=sweep.parse_schedule("30x20"))
     assert names == ["nnUNetTrainerPolyDice_K2_eps0p5_30ep20it", "nnUNetTrainer_30ep20it",
                      "nnUNetTrainerTversky_30ep20it", "nnUNetTrainerDiceLoss_30ep20it"]
 
 
 def test_default_baselines_are_the_papers_comparisons():
-    names = ablation.sweep_trainers([PD], [1], [0])
+    names = sweep.sweep_trainers([PD], [1], [0])
     assert names == ["nnUNetTrainerPolyDice_K1_eps0", "nnUNetTrainer", "nnUNetTrainerDiceLoss",
                      "nnUNetTrainerTversky", "nnUNetTrainerFocalTversky"]
 
 
 def test_poly_tversky_families_get_default_or_given_alpha_beta():
-    assert ablation.sweep_trainers(["nnUNetTrainerPolyTversky"], [2], [0], baselines=[]) == \
+    assert sweep.sweep_trainers(["nnUNetTrainerPolyTversky"], [2], [0], baselines=[]) == \
         ["nnUNetTrainerPolyTversky_K2_eps0_a0p3_b0p7"]
-    assert ablation.sweep_trainers(["nnUNetTrainerPolyTverskyCE"], [2], [0], baselines=[], alpha=0.4, beta=0.6) == \
+    assert sweep.sweep_trainers(["nnUNetTrainerPolyTverskyCE"], [2], [0], baselines=[], alpha=0.4, beta=0.6) == \
         ["nnUNetTrainerPolyTverskyCE_K2_eps0_a0p4_b0p6"]
 
 
@@ -69,18 +71,18 @@ def test_poly_tversky_families_get_default_or_given_alpha_beta():
 def test_bad_settings_are_refused_with_a_sentence(kwargs, message):
     kwargs.setdefault("families", [PD])
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        ablation.sweep_trainers(**kwargs)
+        sweep.sweep_trainers(**kwargs)
 
 
 @pytest.mark.parametrize("text, value", [("30x20", (30, 20)), ("2ep5it", (2, 5)), (" 1x1 ", (1, 1))])
 def test_schedule_text(text, value):
-    assert ablation.parse_schedule(text) == value
+    assert sweep.parse_schedule(text) == value
 
 
 @pytest.mark.parametrize("text", ["0x5", "30", "3x", "axb", "3x0"])
 def test_bad_schedule_text(text):
     with pytest.raises(ValueError, match="<epochs>x<iterations>"):
-        ablation.parse_schedule(text)
+        sweep.parse_schedule(text)
 
 
 # ------------------------------------------------------------------------------------------ states
@@ -120,16 +122,16 @@ def test_fold_state_from_the_files_nnunet_writes(tmp_path, files, state):
         _touch(tmp_path / "fold_0" / name)
         if name.endswith(".json"):
             (tmp_path / "fold_0" / name).write_text(content[kind])
-    assert ablation.fold_state(tmp_path / "fold_0") == state
+    assert runs.fold_state(tmp_path / "fold_0") == state
 
 
 def test_train_command_flags():
-    assert ablation.train_command(DS, "2d", 0, "T", "fresh") == \
+    assert nnunet_env.train_command(DS, "2d", 0, "T", "fresh") == \
         ("nnUNetv2_train", DS, "2d", "0", "-tr", "T", "-p", "nnUNetPlans")
-    assert ablation.train_command(DS, "2d", 1, "T", "continue", plans="P", device="cpu", npz=True) == \
+    assert nnunet_env.train_command(DS, "2d", 1, "T", "continue", plans="P", device="cpu", npz=True) == \
         ("nnUNetv2_train", DS, "2d", "1", "-tr", "T", "-p", "P", "-device", "cpu", "--npz", "--c")
-    assert ablation.train_command(DS, "2d", 2, "T", "validate", npz=True)[-2:] == ("--npz", "--val")
-    assert ablation.train_command(DS, "2d", 2, "T", "skip") is None
+    assert nnunet_env.train_command(DS, "2d", 2, "T", "validate", npz=True)[-2:] == ("--npz", "--val")
+    assert nnunet_env.train_command(DS, "2d", 2, "T", "skip") is None
 
 
 # ---------------------------------------------------------------------------------- command line
@@ -212,7 +214,7 @@ def test_default_baselines_come_with_a_grid_not_with_a_list_of_trainers(tree, ca
 
 def test_dry_run_shows_every_state_and_runs_nothing(tree, capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
     assert main(["sweep", *GRID, "--dry-run"]) == 0
     out = capsys.readouterr().out
     states = [line for line in out.splitlines() if line.startswith("[")]
@@ -236,7 +238,7 @@ def test_run_streams_states_keeps_going_after_a_failure_and_exits_1(tree, capsys
         calls.append((list(argv), env))
         return 3 if argv[argv.index("-tr") + 1] == "nnUNetTrainerPolyDice_K1_eps1" and argv[3] == "0" else 0
 
-    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=fake_call))
+    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=fake_call))
     monkeypatch.setenv("MY_OWN_VARIABLE", "kept")
     assert main(["sweep", *GRID]) == 1
     out = capsys.readouterr().out
@@ -258,7 +260,7 @@ def test_run_streams_states_keeps_going_after_a_failure_and_exits_1(tree, capsys
 
 
 def test_run_all_succeed_exits_0(tree, capsys, monkeypatch):
-    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda argv, env: 0))
+    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda argv, env: 0))
     assert main(["sweep", *GRID]) == 0
     assert "4 of 4 runs succeeded" in capsys.readouterr().out
 
@@ -330,7 +332,7 @@ def test_bad_K_or_epsilon_is_refused_before_anything_runs(tmp_path, capsys, monk
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.delenv(k, raising=False)  # refused before nnU-Net's folders are even looked at
     calls = []
-    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
     assert main(["sweep", "42", "2d", *grid]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nnunet-polydice sweep: error: ") and message in err
@@ -353,14 +355,14 @@ def test_unknown_dataset_id_is_one_line(tree, capsys):
 
 
 def test_run_jobs_reports_a_command_that_cannot_start():
-    jobs = [ablation.Job("T", "0", "fresh", ("nnUNetv2_train", DS, "2d", "0", "-tr", "T", "-p", "P")),
-            ablation.Job("U", "0", "skip", None)]
+    jobs = [sweep.Job("T", "0", "fresh", ("nnUNetv2_train", DS, "2d", "0", "-tr", "T", "-p", "P")),
+            sweep.Job("U", "0", "skip", None)]
     seen = []
 
     def broken(argv, env):
         raise FileNotFoundError("no such file")
 
-    failed = ablation.run_jobs(jobs, environ={}, echo=seen.append, runner=broken)
+    failed = sweep.run_jobs(jobs, environ={}, echo=seen.append, runner=broken)
     assert failed == [jobs[0]]
     assert seen[0] == "[1/2] T fold 0: fresh" and "could not start" in seen[1] and seen[2] == "[2/2] U fold 0: skip"
 
@@ -371,7 +373,7 @@ def _refused(argv, capsys, monkeypatch):
     """Run the sweep with nnUNetv2_train replaced by a recorder; assert exit 2, one error line, nothing run or
     printed; return the error line."""
     calls = []
-    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert calls == [] and captured.out == ""
@@ -479,7 +481,7 @@ def test_foreign_and_pruned_are_shown_with_their_reason_and_never_run(tree, caps
     pruned = res / "nnUNetTrainerPolyDice_K1_eps0__nnUNetPlans__2d" / "fold_1"
     (pruned / "polydice_pruned.json").write_text("{}")
     calls = []
-    monkeypatch.setattr(ablation, "subprocess", SimpleNamespace(call=lambda argv, env: calls.append(argv) or 0))
+    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda argv, env: calls.append(argv) or 0))
     assert main(["sweep", *GRID, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert ("[2/6] nnUNetTrainerPolyDice_K1_eps0 fold 1: pruned - stopped early by the tuner's pruner (checkpoint "
@@ -505,13 +507,7 @@ def test_foreign_and_pruned_are_shown_with_their_reason_and_never_run(tree, caps
 def test_sweep_end_to_end_validates_a_truncated_summary_and_leaves_a_copied_one_byte_identical(tmp_path, capsys,
                                                                                               monkeypatch):
     """The real sweep command with a stand-in nnUNetv2_train on PATH that records its arguments."""
-    raw, pre, res = tmp_path / "raw", tmp_path / "pre", tmp_path / "res"
-    (raw / DS).mkdir(parents=True)
-    (pre / DS).mkdir(parents=True)
-    (pre / DS / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}}}))
-    for k, v in (("nnUNet_raw", raw), ("nnUNet_preprocessed", pre), ("nnUNet_results", res)):
-        monkeypatch.setenv(k, str(v))
-    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    raw, pre, res = planned_folders(tmp_path, monkeypatch, DS)
     bin_dir, record = tmp_path / "bin", tmp_path / "calls.txt"
     bin_dir.mkdir()
     fake = bin_dir / "nnUNetv2_train"
@@ -550,11 +546,11 @@ def test_slurm_file_in_a_missing_folder_is_refused_before_any_work(tmp_path, cap
 # ------------------------------------------------------------------------------------------ seeds
 
 def test_seeds_repeat_every_name_seeds_outer_after_the_schedule():
-    names = ablation.sweep_trainers([PD], [2], [1.0], baselines=["nnUNetTrainer"], schedule=(30, 40), seeds=[0, 2])
+    names = sweep.sweep_trainers([PD], [2], [1.0], baselines=["nnUNetTrainer"], schedule=(30, 40), seeds=[0, 2])
     assert names == ["nnUNetTrainerPolyDice_K2_eps1_30ep40it_s0", "nnUNetTrainer_30ep40it_s0",
                      "nnUNetTrainerPolyDice_K2_eps1_30ep40it_s2", "nnUNetTrainer_30ep40it_s2"]
     # a seeded extra name takes the schedule before its seed, and keeps its seed when it is among --seeds
-    assert ablation.sweep_trainers(extra=["nnUNetTrainer_s2"], baselines=(), schedule=(3, 2), seeds=[2]) == \
+    assert sweep.sweep_trainers(extra=["nnUNetTrainer_s2"], baselines=(), schedule=(3, 2), seeds=[2]) == \
         ["nnUNetTrainer_3ep2it_s2"]
 
 
@@ -568,17 +564,17 @@ def test_seeds_repeat_every_name_seeds_outer_after_the_schedule():
 ])
 def test_bad_seeds_are_refused_with_the_range(seeds, message):
     with pytest.raises(ValueError, match=message):
-        ablation.sweep_trainers(extra=["nnUNetTrainer"], baselines=(), seeds=seeds)
+        sweep.sweep_trainers(extra=["nnUNetTrainer"], baselines=(), seeds=seeds)
 
 
 def test_a_name_with_another_seed_is_refused():
     with pytest.raises(ValueError, match="already has the seed _s3"):
-        ablation.sweep_trainers(extra=["nnUNetTrainer_s3"], baselines=(), seeds=[1])
+        sweep.sweep_trainers(extra=["nnUNetTrainer_s3"], baselines=(), seeds=[1])
 
 
 def test_sweep_seeds_on_the_command_line_refused_before_anything(tree, capsys, monkeypatch):
     started = []
-    monkeypatch.setattr(ablation.subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    monkeypatch.setattr(sweep.subprocess, "call", lambda *a, **k: started.append(a) or 0)
     assert main(["sweep", *GRID, "--seeds", "1", "1"]) == 2
     assert "seed 1 more than once" in capsys.readouterr().err and not started
     assert main(["sweep", *GRID, "--seeds", "0", "--print"]) == 0
