@@ -101,3 +101,35 @@ def test_suggestions_come_from_our_catalogue_and_nnunets_trainer_classes():
     assert closest_name("nnUNetTrainerPolyDice_K2_eps1 ", ["nnUNetTrainerPolyDice_K2_eps1"]) == \
         "nnUNetTrainerPolyDice_K2_eps1"
     assert closest_name("somethingelse", ["nnUNetTrainer"]) is None
+
+
+@pytest.mark.parametrize("name, says", [
+    ("nnUNetTrainerPolyDice_2ep3it_s01", "spells its seed in a non-canonical way"),
+    ("nnUNetTrainer_s1_s1", "has two seed suffixes"),
+])
+def test_nnunetv2_train_answers_a_malformed_name_with_its_sentence_alone(tmp_path, name, says):
+    """Through nnU-Net's own command: our sentence is all of stderr (no traceback through nnU-Net's lookup), status 2."""
+    import subprocess
+
+    from nnunet_polydice.integration.locate import nnunet_command
+
+    env = with_trainers_folder({k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")})
+    env.update({k: str(tmp_path / k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")},
+               PYTHONWARNINGS="ignore")
+    proc = subprocess.run([nnunet_command("nnUNetv2_train"), "1", "2d", "0", "-tr", name, "-device", "cpu"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"nnUNetv2_train: error: Trainer name {name!r} ") and says in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_a_malformed_name_still_raises_outside_nnunets_commands(trainers_module):
+    """In a library call (here: pytest's process), the name's error is raised as before, not an exit."""
+    from nnunet_polydice.integration.lookup import exit_in_nnunet_command
+
+    with pytest.raises(InvalidTrainerName, match="two seed suffixes"):
+        getattr(trainers_module, "nnUNetTrainer_s1_s1")
+    exit_in_nnunet_command(ValueError("x"), program="/usr/bin/python")  # returns
+    with pytest.raises(SystemExit) as stop:
+        exit_in_nnunet_command(ValueError("x"), program="/venv/bin/nnUNetv2_predict")
+    assert stop.value.code == 2

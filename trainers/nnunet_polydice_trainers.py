@@ -11,7 +11,8 @@ nnU-Net's generic "could not find". Every class reports to a ``tune`` trial when
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_polydice.integration.naming import parse_trainer_name, ready_grid
+from nnunet_polydice.integration.lookup import exit_in_nnunet_command
+from nnunet_polydice.integration.naming import InvalidTrainerName, parse_trainer_name, ready_grid
 from nnunet_polydice.integration.pruning import TrialPruningMixin
 from nnunet_polydice.integration.seeding import SeededRunMixin
 from nnunet_polydice.integration.trainer import (
@@ -96,7 +97,11 @@ def _make_trainer_class(name):
 
 
 def __getattr__(name):
-    cls = _make_trainer_class(name)
+    try:
+        cls = _make_trainer_class(name)
+    except InvalidTrainerName as error:  # inside nnUNetv2_train & co.: the sentence alone, exit status 2
+        exit_in_nnunet_command(error)
+        raise
     if cls is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return cls

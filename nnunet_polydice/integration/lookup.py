@@ -15,6 +15,7 @@ import importlib
 import io
 import os
 import pkgutil
+import sys
 import unicodedata
 from collections.abc import Iterable, Mapping
 
@@ -27,13 +28,26 @@ from nnunet_polydice.integration.naming import (
     split_seed,
 )
 
-__all__ = ["TrainerNotFound", "find_trainer_class", "check_trainers", "nnunet_trainer_names", "closest_name"]
+__all__ = ["TrainerNotFound", "find_trainer_class", "check_trainers", "nnunet_trainer_names", "closest_name",
+           "exit_in_nnunet_command"]
 
 _EXT = "nnUNet_extTrainer"
 
 
 class TrainerNotFound(ValueError):
     """nnU-Net's lookup does not find the name, or finds something that is not an nnU-Net trainer class."""
+
+
+def exit_in_nnunet_command(error: Exception, program: str | None = None) -> None:
+    """In one of nnU-Net's own commands (the program, ``sys.argv[0]`` unless ``program`` is given, is named
+    ``nnUNetv2_*``): print ``<program>: error: <error>`` to stderr and exit with status 2, so that a malformed
+    trainer name is answered by its sentence alone instead of the last line of a 35-line traceback through
+    nnU-Net's lookup. Anywhere else (this package's commands, a notebook, a test) it returns and the caller
+    raises ``error`` as usual."""
+    name = os.path.basename(sys.argv[0] if program is None else program)
+    if name.startswith("nnUNetv2_"):
+        print(f"{name}: error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def _set_ext(value: str | None) -> None:
