@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nnunet_polydice.cli import main
-from nnunet_polydice.experiments import checks
+from nnunet_polydice.experiments import checks, paths
 from nnunet_polydice.integration.naming import MAX_SEED
 
 
@@ -104,14 +104,32 @@ def test_files_of_the_user_are_never_claimed(tmp_path):
         checks.check_files_free(tmp_path, ["b.md"], owned=set(), tool="curves")
 
 
+def test_names_longer_than_the_file_system_allows_are_refused_before_any_look(tmp_path):
+    """ENAMETOOLONG as a sentence naming the option, before exists() would raise it."""
+    long = "x" * 300
+    for check in (checks.check_output_folder, paths.ensure_writable_dir, paths.ensure_new_file):
+        with pytest.raises(ValueError, match=r"--out: the name 'x{40}'\.\.\. is 300 bytes long; the file system "
+                                             r"allows at most 255 bytes a name"):
+            check(tmp_path / long / "inner", "--out")
+    deep = tmp_path.joinpath(*["d" * 200] * 25)
+    with pytest.raises(ValueError, match=r"--raw: the path is \d+ bytes long; the file system allows at most 4096"):
+        checks.check_output_folder(deep, "--raw")
+    for url in (f"journal://{tmp_path / long}.journal", f"sqlite:///{tmp_path / long}.sqlite"):
+        with pytest.raises(ValueError, match=r"--storage '.*'\.\.\.: the name 'x{40}'\.\.\. is 30\d bytes long"):
+            checks.check_storage(url)
+    assert list(tmp_path.iterdir()) == []  # nothing created
+    assert paths.check_path_length(tmp_path / ("y" * 255), "--out") == tmp_path / ("y" * 255)
+
+
 def test_storages(tmp_path):
     journal = tmp_path / "j.log"
     assert checks.check_storage(f"journal://{journal}") == f"journal://{journal}"       # new file
-    journal.write_text('{"op_code": 0, "study_name": "s"}\n')
+    journal.write_text('{"op_code":0,"worker_id":"w","study_name":"s","directions":[1]}\n')  # Optuna's first line
     assert checks.check_storage(f"journal://{journal}")                                 # an Optuna journal
     (tmp_path / "empty.log").write_text("")
     assert checks.check_storage(f"journal://{tmp_path / 'empty.log'}")
-    for text in ("hello\n", "[1, 2]\n", '{"a": 1}\n', "\x00\x01binary"):
+    for text in ("hello\n", "[1, 2]\n", '{"a": 1}\n', "\x00\x01binary", '{"op_code": 0}\n',  # foreign JSON too
+                 '{"op_code": 4, "study_id": 0}\n', '{"op_code": 0, "study_name": "s", "directions": 1}\n'):
         (tmp_path / "mine.txt").write_text(text)
         with pytest.raises(ValueError, match=r"exists and it is not an Optuna journal"):
             checks.check_storage(f"journal://{tmp_path / 'mine.txt'}")
@@ -174,6 +192,38 @@ def test_a_closed_pipe_ends_quietly(argv):
     proc.stdout.close()   # the reader is gone before the first line is written, as with `| head` at its end
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("argv", [["list"], ["datasets"]])
+def test_stdout_on_a_full_device_is_one_sentence_on_stderr(argv):
+    tool = Path(sys.executable).parent / "nnunet-polydice"
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([str(tool), *argv], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (f"nnunet-polydice {argv[0]}: error: cannot write to standard output (No space left on "
+                           f"device).\n")
+
+
+def test_with_stderr_closed_the_error_sentence_stays_out_of_stdout():
+    tool = Path(sys.executable).parent / "nnunet-polydice"
+    proc = subprocess.run(["sh", "-c", f"'{tool}' list nnUNetTrainerBogus 2>&-"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+
+
+def test_a_path_the_system_refuses_after_the_checks_is_one_sentence(monkeypatch, capsys, tmp_path):
+    """The safety net behind the checks: an OSError of any command is its file, the system's words and a hint."""
+    from nnunet_polydice.cli import catalogue
+
+    def refused(args):
+        raise OSError(28, "No space left on device", str(tmp_path / "table.md"))
+
+    monkeypatch.setattr(catalogue, "run", refused)
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"nnunet-polydice list: error: {tmp_path / 'table.md'}: No space left on device. Free some space "
+                   f"(or write elsewhere) and run the command again.\n")
 
 
 def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):

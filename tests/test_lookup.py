@@ -108,7 +108,7 @@ def test_suggestions_come_from_our_catalogue_and_nnunets_trainer_classes():
     ("nnUNetTrainer_s1_s1", "has two seed suffixes"),
 ])
 def test_nnunetv2_train_answers_a_malformed_name_with_its_sentence_alone(tmp_path, name, says):
-    """Through nnU-Net's own command: our sentence is all of stderr (no traceback through nnU-Net's lookup), status 2."""
+    """Through nnU-Net's own command: our sentence is all of stderr (no traceback through its lookup), status 2."""
     import subprocess
 
     from nnunet_polydice.integration.locate import nnunet_command
@@ -128,7 +128,7 @@ def test_a_malformed_name_still_raises_outside_nnunets_commands(trainers_module)
     from nnunet_polydice.integration.lookup import exit_in_nnunet_command
 
     with pytest.raises(InvalidTrainerName, match="two seed suffixes"):
-        getattr(trainers_module, "nnUNetTrainer_s1_s1")
+        trainers_module.nnUNetTrainer_s1_s1  # noqa: B018 (the lookup nnU-Net makes)
     exit_in_nnunet_command(ValueError("x"), program="/usr/bin/python")  # returns
     with pytest.raises(SystemExit) as stop:
         exit_in_nnunet_command(ValueError("x"), program="/venv/bin/nnUNetv2_predict")

@@ -76,6 +76,21 @@ def test_nnunets_own_configuration_names_are_refused(name, tmp_path):
     assert check_configuration_name("3d_fullres_cpu") == "3d_fullres_cpu"
 
 
+def test_configuration_names_are_short_ascii_folder_names(tmp_path):
+    """A configuration's name is part of every results folder (<trainer>__<plans>__<configuration>, at most 255
+    bytes): 48 characters at most; other scripts' letters and digits are refused. Nothing is written."""
+    from nnunet_polydice.integration.plans import check_configuration_name
+
+    assert check_configuration_name("c" * 48) == "c" * 48
+    path = tmp_path / "nnUNetPlans.json"
+    path.write_text(json.dumps(_plans(), indent=4))
+    before = path.read_text()
+    for name in ("c" * 49, "c" * 300, "2d_\uff11", "d\u00e9mo"):
+        with pytest.raises(ValueError, match=r"cannot name an nnU-Net configuration: use 1 to 48 ASCII"):
+            add_smaller_configuration(path, name=name)
+    assert path.read_text() == before
+
+
 @pytest.fixture
 def fake_plans(tmp_path, monkeypatch):
     """A user's nnU-Net folders with the plans of :func:`_plans` (patch 192 x 160, pooling up to 32)."""
@@ -276,6 +291,8 @@ def test_add_config_sizes_and_a_chain(user):
     (["--batch-size", "none"], "--batch-size must be keep or an integer from 1 to 1024 (got 'none')."),
     (["--features", "16", "--max-features", "8"], "--max-features 8 is below --features 16"),
     (["--name", "2d__x"], "--name '2d__x' cannot name an nnU-Net configuration"),
+    (["--name", "c" * 300], f"--name {'c' * 40!r}... (300 characters) cannot name an nnU-Net configuration: use 1 to "
+                            f"48 ASCII letters"),
     (["-p", "nnUNetResEncUNetMPlans"], "no plans file"),
 ])
 def test_add_config_refusals_change_nothing(user, args, message):

@@ -600,3 +600,14 @@ def test_one_setting_is_trained_once_whichever_of_its_names_finished_it(tree, ca
     out = capsys.readouterr().out
     assert "nnUNetTrainerPolyDice_s4 fold 0: skip - finished as nnUNetTrainerPolyDice_K2_eps1_s4" in out
     assert "nnUNetTrainerPolyDice_s5 fold 0: fresh" in out
+
+
+def test_an_unknown_dataset_is_one_sentence_with_the_folders_nnunet_looked_in(tmp_path, monkeypatch):
+    """nnU-Net's RuntimeError lists the three folders on lines of their own: all of it, on one line."""
+    raw, pre, res = planned_folders(tmp_path, monkeypatch, DS)
+    with pytest.raises(ValueError) as err:
+        nnunet_env.resolve_dataset_name("999")
+    text = str(err.value)
+    assert text.startswith("cannot resolve dataset '999': Could not find a dataset with the ID 999.")
+    assert "\n" not in text
+    assert f"folders: nnUNet_preprocessed={pre}, nnUNet_results={res}, nnUNet_raw={raw}, If something" in text

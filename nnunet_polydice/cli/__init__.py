@@ -4,6 +4,7 @@ exposes ``register(subparsers)``; the library modules never import this package.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -36,17 +37,58 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full device or a closed stream fails here, where it is answered, not at exit
+        return status
     except (ValueError, FileExistsError, FileNotFoundError) as err:
-        print(f"nnunet-polydice {args.command}: error: {err}", file=sys.stderr)
+        if isinstance(err, OSError) and err.errno is not None:  # raised by the system, not by a check
+            return _os_error(args.command, err)
+        _error(args.command, err)
         return 2
     except KeyboardInterrupt:  # Ctrl-C (or tune's SIGTERM): one line, no traceback, the shell's status for SIGINT
         lead = "\n" if _isatty(sys.stderr) else ""  # a terminal has echoed ^C: end that line first
-        print(f"{lead}nnunet-polydice {args.command}: interrupted.", file=sys.stderr, flush=True)
+        if sys.stderr is not None:
+            print(f"{lead}nnunet-polydice {args.command}: interrupted.", file=sys.stderr, flush=True)
         return 130
     except BrokenPipeError:  # the reader (e.g. head) has gone: stop quietly, as POSIX tools do
         _silence_stdout()
         return 141
+    except OSError as err:  # a path the system refused (too long, disk full, ...) or a stream that cannot be written
+        return _os_error(args.command, err)
+
+
+def _error(command: str, text) -> None:
+    """``nnunet-polydice COMMAND: error: TEXT`` on stderr; nothing when stderr is closed (``2>&-``: Python then has
+    no sys.stderr, and print would put the sentence on stdout, into the data stream)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        print(f"nnunet-polydice {command}: error: {text}", file=stream, flush=True)
+    except (OSError, ValueError):  # stderr itself full or closed: the exit status is all that is left
+        pass
+
+
+def os_error_text(err: OSError) -> str:
+    """One sentence for an OSError: the file it concerns (when it names one), what the system said, and what
+    helps for the usual causes."""
+    what = err.strerror or str(err) or type(err).__name__
+    if err.filename is None:
+        return f"cannot write to standard output ({what})."
+    where = f"{err.filename}: "
+    full = " Free some space (or write elsewhere) and run the command again."
+    hint = {errno.ENAMETOOLONG: " Give a shorter path.", errno.ENOSPC: full, errno.EDQUOT: full, errno.EFBIG: full,
+            errno.EACCES: " Give a path you can write to.", errno.EROFS: " Give a path you can write to."}
+    return f"{where}{what}.{hint.get(err.errno, '')}"
+
+
+def _os_error(command: str, err: OSError) -> int:
+    """Answer an OSError with its sentence (:func:`os_error_text`), exit status 1; when it came from stdout (no file
+    name), stdout is pointed at /dev/null so that the interpreter's final flush does not fail again."""
+    if err.filename is None:
+        _silence_stdout()
+    _error(command, os_error_text(err))
+    return 1
 
 
 def _isatty(stream) -> bool:

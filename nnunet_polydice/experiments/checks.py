@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from nnunet_polydice.experiments.layout import NNUNET_METRICS
-from nnunet_polydice.experiments.paths import ensure_writable_dir
+from nnunet_polydice.experiments.paths import check_path_length, ensure_writable_dir
 from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS, MAX_SEED
 
@@ -181,9 +181,10 @@ def check_output_folder(path, option: str = "--out") -> Path:
     folder, never a chain of them from the root), and the command can write there.
 
     Raises:
-        ValueError: when neither it nor its parent is an existing folder, or it cannot be written.
+        ValueError: when neither it nor its parent is an existing folder, a name is too long
+            (:func:`paths.check_path_length`), or it cannot be written.
     """
-    path = Path(path)
+    path = check_path_length(path, option)
     if not path.exists() and not path.is_symlink() and not path.absolute().parent.exists():
         raise ValueError(f"{option} {path}: its parent folder {path.absolute().parent} does not exist; give an "
                          f"existing folder, or a new one inside an existing folder.")
@@ -222,8 +223,10 @@ def _journal_problem(path: Path) -> str | None:
         record = json.loads(first)
     except ValueError:
         record = None
-    if not isinstance(record, dict) or "op_code" not in record:
-        return "it is not an Optuna journal (its first line is not a journal record)"
+    # Optuna's journal opens with the creation of a study (op_code 0, JournalOperation.CREATE_STUDY)
+    if not (isinstance(record, dict) and record.get("op_code") == 0 and isinstance(record.get("study_name"), str)
+            and isinstance(record.get("directions"), list)):
+        return "it is not an Optuna journal (its first line is not the record that creates a study)"
     return None
 
 
@@ -237,7 +240,7 @@ def check_storage(url: str, option: str = "--storage") -> str:
     """
     kind = pruning.storage_kind(url)
     if kind == "journal":
-        path = pruning.journal_path(url)
+        path = check_path_length(pruning.journal_path(url), f"{option} {url[:60]!r}...")
         if not path.parent.is_dir():
             raise ValueError(f"{option} {url!r}: the folder {path.parent} does not exist; give a journal file in an "
                              f"existing folder.")
@@ -251,7 +254,7 @@ def check_storage(url: str, option: str = "--storage") -> str:
             raise ValueError(f"{option} {url!r} is an in-memory SQLite database, which lives and dies with one "
                              f"process: the trainers cannot report to it and nothing would be kept. Give "
                              f"sqlite:///path/file.sqlite3, or leave {option} out for the journal file.")
-        folder = Path(database).parent
+        folder = check_path_length(database, f"{option} {url[:60]!r}...").parent
         if not folder.is_dir():
             raise ValueError(f"{option} {url!r}: the folder {folder} does not exist; give a database file in an "
                              f"existing folder.")

@@ -69,8 +69,9 @@ def resolve_dataset_name(dataset: str | int) -> str:
     try:
         return str(maybe_convert_to_dataset_name(dataset))
     except (RuntimeError, AssertionError) as err:
-        first = " ".join(str(err).split("\n")[0].split())
-        raise ValueError(f"cannot resolve dataset {dataset!r}: {first}") from None
+        lines = [" ".join(line.split()) for line in str(err).splitlines() if line.strip()]
+        text = " ".join([lines[0], ", ".join(lines[1:])]) if lines else type(err).__name__  # the folders it lists
+        raise ValueError(f"cannot resolve dataset {dataset!r}: {text}") from None
 
 
 def results_root(environ: dict | None = None) -> Path:

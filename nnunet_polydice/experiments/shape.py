@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_polydice.experiments import outputs
-from nnunet_polydice.experiments.paths import ensure_new_file, ensure_writable_dir
+from nnunet_polydice.experiments.paths import check_path_length, ensure_new_file, ensure_writable_dir
 from nnunet_polydice.integration.naming import format_k, parse_trainer_name
 from nnunet_polydice.loss.settings import DEFAULT_EPSILON, validate_poly
 
@@ -174,7 +174,7 @@ def image_path(path=DEFAULT_FILE, option: str = "--out") -> Path:
             ones it can), or when its folder does not exist or cannot be written.
         FileExistsError: when the file exists and was not written by plot-shape (it is never overwritten).
     """
-    path = Path(path)
+    path = check_path_length(path, option)
     if path.is_dir():
         path = path / DEFAULT_FILE
     formats = image_formats()

@@ -29,7 +29,10 @@ CPU_CONFIGURATION = "2d_cpu"
 PLANS_INDENT = 4
 
 # A configuration name becomes part of nnU-Net's result folder <trainer>__<plans>__<configuration>.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: An added configuration's name: part of every results folder <trainer>__<plans>__<configuration>, a name that the
+#: file system limits to 255 bytes, so it is kept short (nnU-Net's own are at most 19 characters).
+MAX_CONFIGURATION_NAME = 48
+_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_CONFIGURATION_NAME - 1}}}", re.ASCII)
 
 #: The configurations nnU-Net's own planners write and its commands know by name (the cascade trains
 #: 3d_cascade_fullres on 3d_lowres predictions): a configuration added by hand never takes one of these names.
@@ -123,16 +126,18 @@ def smaller_configuration(plans: dict, base: str = "2d", n_stages: int = 5, base
 
 
 def check_configuration_name(name: str) -> str:
-    """``name`` if it can name an added nnU-Net configuration: letters, digits, ``_``, ``-`` and ``.``, starting
-    with a letter or digit, without ``__`` (nnU-Net's separator in result folder names), and none of nnU-Net's own
-    names (:data:`RESERVED_CONFIGURATIONS`).
+    """``name`` if it can name an added nnU-Net configuration: 1 to :data:`MAX_CONFIGURATION_NAME` ASCII letters,
+    digits, ``_``, ``-`` and ``.``, starting with a letter or digit, without ``__`` (nnU-Net's separator in result
+    folder names), and none of nnU-Net's own names (:data:`RESERVED_CONFIGURATIONS`).
 
     Raises:
         ValueError: otherwise, with the rule.
     """
     if not _NAME.fullmatch(name) or "__" in name:
-        raise ValueError(f"--name {name!r} cannot name an nnU-Net configuration: use letters, digits, '_', '-' and "
-                         f"'.', starting with a letter or digit, without '__' (e.g. 2d_cpu).")
+        shown = f"{name[:40]!r}... ({len(name)} characters)" if len(name) > MAX_CONFIGURATION_NAME else repr(name)
+        raise ValueError(f"--name {shown} cannot name an nnU-Net configuration: use 1 to {MAX_CONFIGURATION_NAME} "
+                         f"ASCII letters, digits, '_', '-' and '.', starting with a letter or digit, without '__' "
+                         f"(e.g. 2d_cpu).")
     if name.lower() in RESERVED_CONFIGURATIONS:
         raise ValueError(f"--name {name!r} is one of nnU-Net's own configuration names "
                          f"({', '.join(RESERVED_CONFIGURATIONS)}), which its planners write and its commands expect "
