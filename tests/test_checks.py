@@ -226,6 +226,53 @@ def test_a_path_the_system_refuses_after_the_checks_is_one_sentence(monkeypatch,
                    f"(or write elsewhere) and run the command again.\n")
 
 
+@pytest.mark.parametrize("argv, option, shown", [
+    (["compare", "1", "2d", "--seeds", "0", "--seeds", "1"], "--seeds", "(0, then 1)"),
+    (["sweep", "1", "2d", "--seeds", "0", "1", "--seeds", "2"], "--seeds", "(0 1, then 2)"),
+    (["plot-shape", "--out", "a.png", "--out", "b.png"], "--out", "(a.png, then b.png)"),
+    (["add-config", "1", "--stages", "3", "--stages", "4"], "--stages", "(3, then 4)"),
+])
+def test_an_option_given_twice_is_refused_not_half_dropped(capsys, tmp_path, monkeypatch, argv, option, shown):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and list(tmp_path.iterdir()) == []
+    assert (f"error: argument {option}: given more than once {shown}; give it once, with all its values"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["compare", "1", "2d", "--seeds", "9" * 5000], "--seeds must be an integer from 0 to 4294967295 (got a number "
+                                                    "of 5000 digits)."),
+    (["compare", "1", "2d", "--bootstrap", "9" * 5000], "--bootstrap must be an integer from 100 to 1000000 (got a "
+                                                        "number of 5000 digits)."),
+    (["tune", "1", "2d", "--trials", "9" * 5000], "--trials must be an integer from 1 to 10000 (got a number of 5000 "
+                                                  "digits)."),
+    (["tune", "1", "2d", "--grace", "9" * 5000], "--grace must be an integer from 6 to 86400 (got a number of 5000 "
+                                                 "digits)."),
+    (["demo", "--seed", "9" * 5000], "--seed must be an integer from 0 to 4294967295 (got a number of 5000 digits)."),
+    (["demo", "--fold", "9" * 5000], "--fold must be an integer from 0 to 4 (got a number of 5000 digits)."),
+])
+def test_integers_past_pythons_conversion_limit_name_their_option(capsys, tmp_path, monkeypatch, argv, says):
+    monkeypatch.chdir(tmp_path)
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(key, str(tmp_path / key))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and "4300" not in err and len(err) < 500
+
+
+def test_no_help_shows_a_doubled_percent_sign(capsys):
+    """argparse %-formats help strings but not descriptions: a '%%' in a description is shown as it is."""
+    from nnunet_polydice.cli import COMMANDS
+
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command.replace("_", "-").replace("catalogue", "list"), "--help"])
+        out = capsys.readouterr().out
+        assert "usage: nnunet-polydice" in out and "%%" not in out, command
+
+
 def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
     from nnunet_polydice.cli import catalogue
 

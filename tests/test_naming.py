@@ -1,6 +1,7 @@
 """The trainer-name grammar (nnunet_polydice.integration.naming): pure Python, no nnU-Net needed."""
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -248,3 +249,19 @@ def test_trainer_name_builds_seeded_names():
         "nnUNetTrainerPolyDice_K3_eps0p5_30ep40it_s0"
     with pytest.raises(ValueError, match="from 0 to"):
         trainer_name("nnUNetTrainerPolyDice", seed=-1)
+
+
+@pytest.mark.parametrize("name, says", [
+    ("nnUNetTrainerPolyDice_s" + "9" * 5000, "the seed suffix _s<N> needs N from 0 to 4294967295 (got "
+                                             "9999999999999999999999999999999999999999... (5000 digits))"),
+    ("nnUNetTrainer_" + "9" * 5000 + "ep3it", "takes epochs from 1 to 10000 and iterations from 1 to 10000"),
+    ("nnUNetTrainerPolyDice_K" + "9" * 5000 + "_eps0", "K is at most 1000 (or inf)"),
+    ("nnUNetTrainerPolyDice_K1001_eps0", "K is at most 1000 (or inf)"),
+    ("nnUNetTrainerPolyDice_K1_eps" + "9" * 5000, "every other number is finite"),
+])
+def test_numbers_too_long_for_python_are_refused_with_the_names_sentence(name, says):
+    """Python converts at most 4300 digits to an int and names no option when it refuses; the grammar's bounds are
+    checked on the digits first, and the name is quoted by its start and length."""
+    with pytest.raises(InvalidTrainerName, match=re.escape(says)) as err:
+        parse_trainer_name(name)
+    assert "4300" not in str(err.value) and len(str(err.value)) < 1000

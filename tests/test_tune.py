@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -164,6 +165,17 @@ def test_pruner_specs():
         pruning.make_pruner("median:warmup=3")
     with pytest.raises(ValueError, match="'n_warmup_steps' is not keyword=value"):
         pruning.make_pruner("median:n_warmup_steps")
+    # a keyword given twice, counts that are not integers, numbers that are not finite: refused, never taken
+    for spec, says in (("median:n_warmup_steps=1,n_warmup_steps=2", "n_warmup_steps is given twice"),
+                       ("median:n_startup_trials=1e400", "n_startup_trials takes a finite number (got '1e400')"),
+                       ("median:n_startup_trials=2.5", "n_startup_trials counts trials or steps and takes an integer"),
+                       ("median:n_startup_trials=" + "9" * 5000, "takes an integer of at most 18 digits"),
+                       ("threshold:lower=nan", "lower takes a finite number (got 'nan')"),
+                       ("threshold:upper=inf", "upper takes a finite number (got 'inf')"),
+                       ("percentile:percentile=-inf", "percentile takes a finite number")):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            pruning.make_pruner(spec)
+    assert isinstance(pruning.make_pruner("sha:min_resource=auto"), optuna.pruners.SuccessiveHalvingPruner)
 
 
 # ------------------------------------------------------------------------------------- the pruning hook
@@ -715,6 +727,19 @@ def _snapshot(folder):
 TUNE = ["tune", "991", "2d", "--families", "nnUNetTrainerPolyDice", "--K", "2", "--epsilon", "0", "--schedule", "2x2"]
 
 
+def _replacing(argv: list[str], extra: list[str]) -> list[str]:
+    """``argv + extra``, without the options of ``argv`` (and their values) that ``extra`` gives again: an option may
+    be given once."""
+    given = {a for a in extra if a.startswith("--")}
+    kept, skipping = [], False
+    for a in argv:
+        if a.startswith("-"):
+            skipping = a in given
+        if not skipping:
+            kept.append(a)
+    return kept + extra
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--trials", "0"], "--trials must be an integer from 1 to 10000 (got 0)."),
     (["--trials", "-1"], "--trials must be an integer from 1 to 10000 (got -1)."),
@@ -744,13 +769,16 @@ TUNE = ["tune", "991", "2d", "--families", "nnUNetTrainerPolyDice", "--K", "2", 
     (["--seeds", "-1"], "--seeds must be an integer from 0 to 4294967295 (got -1)."),
     (["--seeds", "0", "1", "--race"], "--race needs at least two settings to race; the space has one (K=2 eps=0)"),
     (["--K", "2", "3", "--race"], "--race needs at least two seeds (--seeds 0 1 2)"),
-    (["--pruner", "wilcoxon-cases:p=0.1"], "'p=0.1' is not one of WilcoxonPruner's keywords"),
+    (["--pruner", "wilcoxon-cases:p=0.1"], "WilcoxonPruner takes no p; its keywords: p_threshold, n_startup_steps"),
+    (["--pruner", "foo"], "unknown pruner 'foo'; allowed: median, percentile, sha, hyperband, threshold, none, "
+                          "wilcoxon-instances, wilcoxon-cases"),
+    (["--pruner", "wilcoxon-cases:p_threshold=nan"], "p_threshold takes a finite number (got 'nan')"),
     (["--pruner", "wilcoxon-instances:p_threshold=2"], "WilcoxonPruner refuses these values"),
 ])
 def test_tune_refuses_before_any_study_folder_or_file(fake_results, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(fake_results)
     before = _snapshot(fake_results)
-    assert cli_main([*TUNE, *extra]) == 2
+    assert cli_main(_replacing(TUNE, extra)) == 2
     err = capsys.readouterr().err
     assert err.startswith("nnunet-polydice tune: error: ") and message in err and "Traceback" not in err
     assert _snapshot(fake_results) == before

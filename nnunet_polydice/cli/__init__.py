@@ -16,8 +16,36 @@ COMMANDS = ("catalogue", "doctor", "link", "demo", "datasets", "add_config", "sw
             "curves", "plot_shape")
 
 
+class _StoreOnce(argparse._StoreAction):
+    """argparse's default action (store), refusing an option given twice (``--seeds 0 --seeds 1`` would keep only
+    the last): the user is told, instead of half of what was typed being dropped without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = parser.__dict__.setdefault("_polydice_given", {})
+        if option_string is not None and self.dest in given:
+            shown = " ".join(map(str, values)) if isinstance(values, list) else values
+            raise argparse.ArgumentError(self, f"given more than once ({given[self.dest]}, then {shown}); give it "
+                                               f"once, with all its values")
+        given[self.dest] = " ".join(map(str, values)) if isinstance(values, list) else values
+        super().__call__(parser, namespace, values, option_string)
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of every command and sub-command (sub-parsers are made of the parent's class): an option that
+    stores a value may be given once (:class:`_StoreOnce`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.__dict__.pop("_polydice_given", None)  # what this parse has seen, not an earlier one
+        return super().parse_known_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nnunet-polydice",
         description="Polynomial Dice loss trainers for nnU-Net v2: catalogue, checks, demo and ablation tools.")
     parser.add_argument("--version", action="version", version=f"nnunet-polydice {__version__}")

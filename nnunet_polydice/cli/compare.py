@@ -10,8 +10,7 @@ from nnunet_polydice.experiments.statistics import DEFAULT_BOOTSTRAP, DEFAULT_SE
 
 
 def run(args) -> int:
-    checks.check_resamples(args.bootstrap)
-    checks.check_seed(args.seed)
+    bootstrap, seed = checks.check_resamples(args.bootstrap), checks.check_seed(args.seed)
     seeds = None if args.seeds is None else checks.check_seeds(args.seeds)
     checks.check_metric(args.metric)
     root, dataset, folds, out_dir = check_results_arguments(args, compare.default_out_dir)
@@ -19,7 +18,7 @@ def run(args) -> int:
     selection = compare.Selection(root, dataset, args.configuration, plans=args.plans, trainers=args.trainers,
                                   folds=folds, seeds=seeds)
     method = compare.Method(reference=args.reference or "nnUNetTrainer", metric=args.metric,
-                            bootstrap=args.bootstrap, seed=args.seed, reference_required=args.reference is not None)
+                            bootstrap=bootstrap, seed=seed, reference_required=args.reference is not None)
     comparison = compare.compare(selection, method)
     print(compare.text(comparison), end="", flush=True)
     print_written(out_dir, compare.write_outputs(comparison, out_dir))
@@ -36,12 +35,13 @@ def register(sub) -> None:
             "summary, the rule sweep uses) and write comparison.md, comparison.csv and, for each Poly family with at "
             "least two (K, epsilon) settings, one heat map per class. The difference to the reference is over the "
             "folds both trainers have; per validation case (matched by reference file, pooled over those folds) "
-            "come the mean difference, a percentile bootstrap 95%% CI and the two-sided Wilcoxon signed-rank p "
+            "come the mean difference, a percentile bootstrap 95% CI and the two-sided Wilcoxon signed-rank p "
             "(zero differences dropped). Seeded runs (trainer names ending in _s<N>) are grouped per setting: one "
             "row of all its (fold, seed) runs, compared with the reference's runs of the same fold and seed, and "
             "--seeds keeps only the runs of the seeds given. Missing trainers, unfinished, pruned or unreadable "
-            "folds and NaN values are listed, never dropped; a fold (or case) whose validation reference lacks a "
-            "class is left out of that class's Dice/IoU (nnU-Net scores false positives there as 0) and listed. In "
+            "folds and NaN values are listed, never dropped. A case whose validation reference lacks a class counts "
+            "as nnU-Net scores it: Dice 0 when the prediction paints the class there, left out (NaN) only when both "
+            "are empty; a fold with only such cases is noted. In "
             "the output folder only files this command wrote before (listed in .polydice_compare.json) are "
             "overwritten."))
     add_results_arguments(p, "compare", "compare")
@@ -50,12 +50,12 @@ def register(sub) -> None:
                         "(_<E>ep<I>it) when that has results (default: nnUNetTrainer, which may be absent; a "
                         "trainer named here must have results)")
     p.add_argument("--metric", default="Dice", help="per-class metric of nnU-Net's summary: Dice (default), IoU, ...")
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
+    p.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, metavar="N",
                    help=f"bootstrap resamples of the paired 95%% CI, at least {checks.MIN_RESAMPLES} "
                         f"(default: {DEFAULT_BOOTSTRAP})")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+    p.add_argument("--seed", default=DEFAULT_SEED,
                    help=f"seed of the bootstrap (numpy default_rng; default: {DEFAULT_SEED})")
-    p.add_argument("--seeds", type=int, nargs="+", metavar="N",
+    p.add_argument("--seeds", nargs="+", metavar="N",
                    help="only the seeded runs (trainer names ending in _s<N>) of these seeds; unseeded runs are "
                         "compared as they are (default: every seed found). Seeded runs of one setting are one row, "
                         "compared with the reference's runs of the same fold and seed")

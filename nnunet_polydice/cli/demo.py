@@ -107,7 +107,7 @@ def register(sub) -> None:
     p.add_argument("--data", choices=sorted(demo.DEMO_DATA), default="colin27",
                    help="embedded data set: colin27 (Colin27/AAL coronal slices, hippocampus and amygdala; "
                         "default) or dsb2018 (nuclei, the balanced control)")
-    p.add_argument("--fold", type=int, default=None,
+    p.add_argument("--fold", default=None,
                    help="held-out fold (default: 3 for colin27, the only block with both hippocampus and "
                         "amygdala; 0 for dsb2018)")
     p.add_argument("--schedule", metavar="ExI",

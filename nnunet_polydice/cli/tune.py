@@ -21,7 +21,7 @@ def _setup(args) -> tune.TuneSetup:
     args.workers = checks.check_count(args.workers, "--workers", checks.MAX_WORKERS)
     args.seed = checks.check_seed(args.seed)
     if args.worker_index is not None:
-        checks.check_int(args.worker_index, "--worker-index", 0, checks.MAX_WORKERS - 1)
+        args.worker_index = checks.check_int(args.worker_index, "--worker-index", 0, checks.MAX_WORKERS - 1)
     if args.replay is not None:
         checks.check_replay_options(args.workers, status=args.status, slurm=args.slurm, storage=args.storage,
                                     worker_index=args.worker_index)
@@ -180,13 +180,13 @@ def _add_space_options(p) -> None:
 
 
 def _add_study_options(p) -> None:
-    p.add_argument("--trials", type=int, default=20, metavar="N",
+    p.add_argument("--trials", default=20, metavar="N",
                    help="trials this command runs, over all its workers (default 20; never more than the untried "
                         "settings)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", default=1, metavar="N",
                    help="workers on this machine, each training one run at a time (default 1); with --slurm: "
                         "array tasks")
-    p.add_argument("--seed", type=int, default=0, help="seed of the grid order and of the samplers (default 0)")
+    p.add_argument("--seed", default=0, help="seed of the grid order and of the samplers (default 0)")
     p.add_argument("--seeds", nargs="+", metavar="N",
                    help="training seeds: every setting's runs are (fold, seed) pairs, each a seeded nnU-Net training "
                         "(<name>_s<N>); a search trial trains every fold with the first seed, racing adds the others "
@@ -238,5 +238,5 @@ def _add_study_options(p) -> None:
                         "--seeds, earlier tunes): nothing is trained, every run the tune asks for is read from DIR "
                         "and its recorded curve fed to the pruner, so its decisions and cost are a live tune's; the "
                         "study lives in memory; needs --seeds (default --out: ./polydice_replay/<study>)")
-    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-outputs", action="store_true", help=argparse.SUPPRESS)

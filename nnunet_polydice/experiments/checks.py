@@ -20,7 +20,7 @@ from pathlib import Path
 from nnunet_polydice.experiments.layout import NNUNET_METRICS
 from nnunet_polydice.experiments.paths import check_path_length, ensure_writable_dir
 from nnunet_polydice.integration import pruning
-from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS, MAX_SEED
+from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS, MAX_SEED, shown_number
 
 __all__ = ["MAX_SEED", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_RANGE_VALUES", "MIN_RESAMPLES", "MAX_RESAMPLES",
            "MAX_COUNT", "MAX_WORKERS", "check_int", "check_resamples", "check_metric", "check_count", "check_seed",
@@ -42,7 +42,9 @@ def _as_int(value, option: str, allowed: str) -> int:
         text = value.strip()
         digits = text[1:] if text[:1] in "+-" else text
         if not digits.isascii() or not digits.isdigit():
-            raise ValueError(f"{option} must be {allowed} (got {value!r}).")
+            raise ValueError(f"{option} must be {allowed} (got {shown_number(value)!r}).")
+        if len(digits.lstrip("0")) > 4000:  # Python converts at most 4300 digits, with a sentence naming no option
+            raise ValueError(f"{option} must be {allowed} (got a number of {len(digits)} digits).")
         return int(text)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{option} must be {allowed} (got {value!r}).")

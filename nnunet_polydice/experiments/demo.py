@@ -273,9 +273,7 @@ def _checked_plan(data: str, variant: str, fold: int | None, schedule, device: s
     if variant not in datasets.VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(datasets.VARIANTS)} (got {variant!r}).")
     splits = datasets.splits_for(info.dataset, variant)
-    fold = info.fold if fold is None else int(fold)
-    if not 0 <= fold < len(splits):
-        raise ValueError(f"{info.dataset} has folds 0..{len(splits) - 1} (got --fold {fold}).")
+    fold = info.fold if fold is None else checks.check_int(fold, "--fold", 0, len(splits) - 1)
     epochs, iterations = schedule if schedule is not None else default_schedule(device)
     names = sweep.sweep_trainers((), (), (), baselines=list(trainers), schedule=(epochs, iterations),
                                  seeds=() if seed is None else [seed])

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from nnunet_polydice.loss.families import FAMILIES, PARAMETERS, Family, format_k
+from nnunet_polydice.loss.settings import MAX_K
 
 __all__ = ["FAMILIES", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_SEED", "Family", "InvalidTrainerName", "TrainerSpec",
            "catalogue_names", "format_k", "format_number", "is_class_name", "parse_number", "parse_trainer_name",
@@ -76,6 +77,20 @@ class InvalidTrainerName(ValueError):
     """A name of one of our families that does not follow the grammar or names a disallowed setting."""
 
 
+def capped_int(digits: str, cap: int) -> int:
+    """``int(digits)`` for a string of ASCII digits, or ``cap + 1`` when it has more digits than ``cap`` (leading
+    zeros aside): a bound check then refuses it with its own sentence, where Python would refuse to convert more
+    than 4300 digits with a message that names no option."""
+    significant = digits.lstrip("0")
+    return cap + 1 if len(significant) > len(str(cap)) else int(digits)
+
+
+def shown_number(text: str) -> str:
+    """A typed number (or name) as an error message quotes it: itself, or its start and its length when long."""
+    unit = "digits" if text.isdigit() else "characters"
+    return text if len(text) <= 80 else f"{text[:40]}... ({len(text)} {unit})"
+
+
 def schedule_suffix(epochs: int | None, iterations: int | None) -> str:
     """``_<E>ep<I>it`` for a short schedule, ``''`` for nnU-Net's own (both None)."""
     if epochs is None and iterations is None:
@@ -99,11 +114,12 @@ def split_schedule(name: str, whole: str | None = None) -> tuple[str, int | None
         raise InvalidTrainerName(
             f"Trainer name {shown!r}: the schedule suffix _<epochs>ep<iterations>it needs positive integers "
             f"without leading zeros (got {m.group(0)!r}), e.g. _20ep50it.")
-    epochs, iterations = int(m.group(1)), int(m.group(2))
+    epochs, iterations = capped_int(m.group(1), MAX_EPOCHS), capped_int(m.group(2), MAX_ITERATIONS)
     if epochs > MAX_EPOCHS or iterations > MAX_ITERATIONS:
         raise InvalidTrainerName(
-            f"Trainer name {shown!r}: the schedule suffix _<epochs>ep<iterations>it takes epochs from 1 to "
-            f"{MAX_EPOCHS} and iterations from 1 to {MAX_ITERATIONS} (got {m.group(0)!r}), e.g. _20ep50it.")
+            f"Trainer name {shown_number(shown)!r}: the schedule suffix _<epochs>ep<iterations>it takes epochs from 1 "
+            f"to {MAX_EPOCHS} and iterations from 1 to {MAX_ITERATIONS} (got {shown_number(m.group(0))!r}), e.g. "
+            f"_20ep50it.")
     return name[: m.start()], epochs, iterations
 
 
@@ -128,10 +144,10 @@ def split_seed(name: str) -> tuple[str, int | None]:
     if m is None:
         return name, None
     rest, digits = name[: m.start()], m.group(1)
-    seed = int(digits)
+    seed = capped_int(digits, MAX_SEED)
     if seed > MAX_SEED:
-        raise InvalidTrainerName(f"Trainer name {name!r}: the seed suffix _s<N> needs N from 0 to {MAX_SEED} "
-                                 f"(got {digits}).")
+        raise InvalidTrainerName(f"Trainer name {shown_number(name)!r}: the seed suffix _s<N> needs N from 0 to "
+                                 f"{MAX_SEED} (got {shown_number(digits)}).")
     if digits != str(seed):
         raise InvalidTrainerName(f"Trainer name {name!r} spells its seed in a non-canonical way; the canonical "
                                  f"name is {rest + seed_suffix(seed)!r} (no leading zeros).")
@@ -277,8 +293,13 @@ def parse_trainer_name(name: str) -> TrainerSpec | None:
         raise InvalidTrainerName(f"Trainer name {name!r} is not a valid {family.name} name. "
                                  + _allowed_sentence(family))
     tokens = dict(zip(family.params, m.groups()))
-    values = {p: (math.inf if tok == "inf" else int(tok)) if p == "K" else parse_number(tok)
+    values = {p: (math.inf if tok == "inf" else capped_int(tok, MAX_K)) if p == "K" else parse_number(tok)
               for p, tok in tokens.items()}
+    finite = all(math.isfinite(v) for p, v in values.items() if p != "K")
+    if math.inf > values.get("K", 0) > MAX_K or not finite:
+        raise InvalidTrainerName(f"Trainer name {shown_number(name)!r} is not a valid {family.name} name: K is at "
+                                 f"most {MAX_K} (or inf) and every other number is finite. "
+                                 + _allowed_sentence(family))
     canonical_tokens = {p: _token(p, v) for p, v in values.items()}
     if canonical_tokens != tokens:
         canonical = family.name + "".join(f"_{p}{canonical_tokens[p]}" for p in family.params)

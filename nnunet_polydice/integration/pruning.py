@@ -213,6 +213,11 @@ PRUNERS = {
 }
 
 
+#: The keywords of Optuna's pruners that count trials or steps: integers only (``'auto'`` where Optuna allows it).
+INTEGER_KEYWORDS = ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials", "min_resource",
+                    "max_resource", "reduction_factor", "min_early_stopping_rate", "bootstrap_count", "n_startup_steps")
+
+
 def _parse_value(text: str):
     for kind in (int, float):
         try:
@@ -222,32 +227,55 @@ def _parse_value(text: str):
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
-def parse_pruner(spec: str) -> tuple[str, dict]:
-    """``'median:n_warmup_steps=10,n_startup_trials=4'`` -> ``('median', {...})`` (values as int, float,
-    bool or text), checked against the Optuna class's keywords.
+def _checked_value(spec: str, key: str, text: str):
+    """The value of ``key=text``: an integer for :data:`INTEGER_KEYWORDS`, a finite number otherwise (or
+    true/false/none/auto, which Optuna's own check judges).
 
     Raises:
-        ValueError: for an unknown name or keyword, or a malformed ``key=value``.
+        ValueError: for a huge integer, a non-integer count, or inf / nan.
+    """
+    digits = text.lstrip("+-")
+    if digits.isdigit() and len(digits) > 18:
+        raise ValueError(f"--pruner {spec!r}: {key} takes an integer of at most 18 digits (got {len(digits)} digits).")
+    value = _parse_value(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"--pruner {spec!r}: {key} takes a finite number (got {text!r}).")
+    if key in INTEGER_KEYWORDS and isinstance(value, float):
+        raise ValueError(f"--pruner {spec!r}: {key} counts trials or steps and takes an integer (got {text!r}).")
+    return value
+
+
+def parse_pruner(spec: str, names: dict[str, str] | None = None) -> tuple[str, dict]:
+    """``'median:n_warmup_steps=10,n_startup_trials=4'`` -> ``('median', {...})`` (values as int, float,
+    bool or text: :func:`_checked_value`), checked against the Optuna class's keywords. ``names`` maps the
+    names allowed to Optuna's pruner classes (default :data:`PRUNERS`; the tuner adds its own).
+
+    Raises:
+        ValueError: for an unknown name or keyword, a keyword given twice, a malformed ``key=value`` or a
+            value that is not a finite number of the keyword's kind; the sentence names what is allowed.
     """
     import optuna
 
+    names = PRUNERS if names is None else names
     name, _, rest = str(spec).strip().partition(":")
     name = name.strip().lower()
-    if name not in PRUNERS:
-        raise ValueError(f"--pruner {spec!r}: unknown pruner {name!r}; allowed: {', '.join(PRUNERS)} "
+    if name not in names:
+        raise ValueError(f"--pruner {spec!r}: unknown pruner {name!r}; allowed: {', '.join(names)} "
                          f"(optionally followed by :keyword=value,... with Optuna's keywords).")
+    cls = getattr(optuna.pruners, names[name])
+    allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
     kwargs = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
-        if not eq or not key.strip():
+        key = key.strip()
+        if not eq or not key:
             raise ValueError(f"--pruner {spec!r}: {item!r} is not keyword=value.")
-        kwargs[key.strip()] = _parse_value(value.strip())
-    cls = getattr(optuna.pruners, PRUNERS[name])
-    allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(f"--pruner {spec!r}: {PRUNERS[name]} takes no {', '.join(unknown)}; its keywords: "
-                         f"{', '.join(allowed) or 'none'}.")
+        if key not in allowed:
+            raise ValueError(f"--pruner {spec!r}: {names[name]} takes no {key}; its keywords: "
+                             f"{', '.join(allowed) or 'none'}.")
+        if key in kwargs:
+            raise ValueError(f"--pruner {spec!r}: {key} is given twice; give each keyword once.")
+        kwargs[key] = _checked_value(spec, key, value.strip())
     return name, kwargs
 
 

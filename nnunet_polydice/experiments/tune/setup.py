@@ -86,20 +86,12 @@ def make_study_pruner(spec: str, max_resource: int | None = None):
     """
     import optuna
 
-    name, _, rest = str(spec).strip().partition(":")
-    if name.strip().lower() not in WILCOXON_PRUNERS:
+    name, kwargs = pruning.parse_pruner(spec, {**pruning.PRUNERS, **dict.fromkeys(WILCOXON_PRUNERS, "WilcoxonPruner")})
+    if name not in WILCOXON_PRUNERS:
         return pruning.make_pruner(spec, max_resource)
-    kwargs = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or key not in ("p_threshold", "n_startup_steps"):
-            raise ValueError(f"--pruner {spec!r}: {item!r} is not one of WilcoxonPruner's keywords "
-                             f"p_threshold=P, n_startup_steps=N.")
-        try:
-            kwargs[key] = float(value) if key == "p_threshold" else int(value)
-        except ValueError:
-            raise ValueError(f"--pruner {spec!r}: {key} takes a number, not {value.strip()!r}.") from None
+    texts = [f"{k}={v!r}" for k, v in kwargs.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
+    if texts:
+        raise ValueError(f"--pruner {spec!r}: WilcoxonPruner takes numbers, not {', '.join(texts)}.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
