@@ -365,3 +365,25 @@ def test_a_plans_identifier_that_is_a_path_is_refused_by_every_command(planned, 
     assert main([*command, "-p", plans]) == 2
     assert f"-p/--plans {plans!r} is not a plans identifier" in capsys.readouterr().err
     assert sorted(p.relative_to(planned) for p in planned.rglob("*")) == before
+
+
+def test_numbers_and_counts_in_other_scripts_digits_are_refused():
+    """Python's float() and int() read '１２' (fullwidth) and '٧' (Arabic-Indic) as 12 and 7: values nobody typed."""
+    from nnunet_polydice.experiments import racing, shape
+    from nnunet_polydice.loss.settings import validate_poly
+
+    assert checks.check_number(" -1e-3 ", "--epsilon") == -0.001 and checks.check_number(2, "--at") == 2.0
+    for text in ("\uff11\uff12", "\u0667", "inf", "nan", "", True):
+        with pytest.raises(ValueError, match=r"--epsilon must be a finite number written in ASCII"):
+            checks.check_number(text, "--epsilon")
+    for text in ("\uff11\uff12", "\u0667"):
+        with pytest.raises(ValueError, match=r"--seed must be an integer from 0 to 4294967295"):
+            checks.check_seed(text)
+        with pytest.raises(ValueError, match=r"K must be a positive integer"):
+            validate_poly(text, 0.0)
+    with pytest.raises(ValueError, match=r"no larger than 1000, or inf for the full series \(got a number of 5000"):
+        validate_poly("9" * 5000, 0.0)
+    assert racing.parse_budget("500", grid=1000, run=10) == 500
+    with pytest.raises(ValueError, match=r"plot-shape draws epsilon from -1 to 1000 \(got 1e\+308\)"):
+        shape.parse_setting("K=2,eps=1e308")
+    assert shape.parse_setting("K=2,eps=1000").epsilon == 1000.0

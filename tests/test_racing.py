@@ -59,7 +59,12 @@ def test_budget_words(text, expected):
     ("abc", "is neither a number of training iterations nor a share of the grid"),
     ("", "is neither"),
     ("nan", "is neither a number"),
-    ("1e400", "a share of the grid must be above 0"),
+    ("1e400", "a number in exponent notation could be read as iterations or as a share"),
+    ("1e3", "write the iterations as an integer (250) or the share with a point or %"),  # 1000 < grid, not 100 %
+    ("2.5E-1", "exponent notation"),
+    ("\uff15\uff10\uff10", "is neither a number of training iterations nor a share"),  # fullwidth 500
+    ("\u0665\u0660%", "is neither a number"),
+    ("9" * 5000, "is more than the full grid (1000 training iterations)"),
     ("5", "is 5 training iterations, less than one run (10)"),
     ("0.5%", "is 5 training iterations, less than one run (10)"),
 ])

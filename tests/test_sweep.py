@@ -611,3 +611,12 @@ def test_an_unknown_dataset_is_one_sentence_with_the_folders_nnunet_looked_in(tm
     assert text.startswith("cannot resolve dataset '999': Could not find a dataset with the ID 999.")
     assert "\n" not in text
     assert f"folders: nnUNet_preprocessed={pre}, nnUNet_results={res}, nnUNet_raw={raw}, If something" in text
+
+
+@pytest.mark.parametrize("typed", ["\u0664\u0662", "\uff14\uff12", "Dataset\uff10\uff14\uff12_Toy"])
+def test_a_dataset_typed_in_other_scripts_digits_is_refused_not_resolved(tmp_path, monkeypatch, typed):
+    """nnU-Net's int() reads Arabic-Indic or fullwidth digits as 42: a data set the user did not type."""
+    planned_folders(tmp_path, monkeypatch, DS)
+    assert nnunet_env.resolve_dataset_name("42") == DS
+    with pytest.raises(ValueError, match=r"give its id in ASCII digits 0-9 \(e\.g\. 731\) or its folder name"):
+        nnunet_env.resolve_dataset_name(typed)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nnunet_polydice.experiments import shape
+from nnunet_polydice.cli._types import checked
+from nnunet_polydice.experiments import checks, shape
 from nnunet_polydice.loss.settings import DEFAULT_EPSILON
 
 
@@ -33,6 +34,7 @@ def register(sub) -> None:
                         f"{shape.MANIFEST} beside it); any other file is never overwritten. Its extension sets the "
                         f"format (.png, .pdf, .svg, ...); a folder gets {shape.DEFAULT_FILE} inside it (default: "
                         f"{shape.DEFAULT_FILE} in the current folder)")
-    p.add_argument("--at", nargs="+", type=float, default=list(shape.DEFAULT_POINTS), metavar="D",
+    p.add_argument("--at", nargs="+", type=checked(checks.check_number, "--at"), default=list(shape.DEFAULT_POINTS),
+                   metavar="D",
                    help="Dice values of the printed table (default: 0.1 0.5 0.9)")
     p.set_defaults(func=run)

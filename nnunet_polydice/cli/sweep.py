@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from nnunet_polydice.cli._training import add_training_arguments, training_of
-from nnunet_polydice.experiments import paths, slurm, sweep
+from nnunet_polydice.cli._types import checked
+from nnunet_polydice.experiments import checks, paths, slurm, sweep
 
 
 def _say(text: str) -> None:
@@ -83,13 +84,15 @@ def register(sub) -> None:
                    help="folds to train, integers or 'all' (default: 0 1 2 3 4); each must be a fold of the "
                         "dataset's splits_final.json (0-4 while nnU-Net has not written one yet)")
     p.add_argument("--K", nargs="+", metavar="K", help="truncation orders of the grid: positive integers or inf")
-    p.add_argument("--epsilon", nargs="+", type=float, metavar="EPS",
+    p.add_argument("--epsilon", nargs="+", type=checked(checks.check_number, "--epsilon"), metavar="EPS",
                    help="leading-coefficient perturbations of the grid (>= -1)")
     p.add_argument("--families", nargs="+", default=list(sweep.DEFAULT_FAMILIES), metavar="FAMILY",
                    help="Poly families of the grid (nnUNetTrainerPolyDice, nnUNetTrainerPolyDiceCE, "
                         "nnUNetTrainerPolyTversky, nnUNetTrainerPolyTverskyCE; default: the two Poly Dice families)")
-    p.add_argument("--alpha", type=float, help="Tversky alpha of the Poly Tversky families (default 0.3)")
-    p.add_argument("--beta", type=float, help="Tversky beta of the Poly Tversky families (default 0.7)")
+    p.add_argument("--alpha", type=checked(checks.check_number, "--alpha"),
+                   help="Tversky alpha of the Poly Tversky families (default 0.3)")
+    p.add_argument("--beta", type=checked(checks.check_number, "--beta"),
+                   help="Tversky beta of the Poly Tversky families (default 0.7)")
     p.add_argument("--baselines", nargs="*", default=None, metavar="TRAINER",
                    help="baseline trainers trained beside the grid (default with --K/--epsilon: "
                         + " ".join(sweep.DEFAULT_BASELINES) + "; default with only --trainers, and "

@@ -10,6 +10,7 @@ commands call them before a study is opened, a folder made, a file written or a 
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import operator
 import re
@@ -23,7 +24,8 @@ from nnunet_polydice.integration import pruning
 from nnunet_polydice.integration.naming import MAX_EPOCHS, MAX_ITERATIONS, MAX_SEED, shown_number
 
 __all__ = ["MAX_SEED", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_RANGE_VALUES", "MIN_RESAMPLES", "MAX_RESAMPLES",
-           "MAX_COUNT", "MAX_WORKERS", "check_int", "check_resamples", "check_metric", "check_count", "check_seed",
+           "MAX_COUNT", "MAX_WORKERS", "check_int", "check_number", "check_resamples", "check_metric", "check_count",
+           "check_seed",
            "check_seeds", "check_range", "check_schedule", "check_folds", "check_output_folder", "check_files_free",
            "check_storage", "check_study_name", "check_plans_name"]
 
@@ -111,6 +113,31 @@ def check_seeds(values, option: str = "--seeds") -> list[int]:
     if repeated:
         raise ValueError(f"{option} gives the seed {repeated[0]} more than once; give each seed once.")
     return seeds
+
+
+def check_number(value, option: str) -> float:
+    """``value`` (a number, or text in ASCII that spells one) as a finite float. Python's ``float()`` reads other
+    scripts' digits ('１２' as 12.0): a value the user did not type.
+
+    Raises:
+        ValueError: for other text, bools, inf and nan; the sentence names ``option``.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        number = math.nan
+        if text.isascii():
+            try:
+                number = float(text)
+            except ValueError:
+                pass
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{option} must be a finite number written in ASCII, e.g. 0.5 or -1e-3 (got "
+                         f"{shown_number(str(value))!r}).")
+    return number
 
 
 def check_count(value, option: str, maximum: int = MAX_COUNT, minimum: int = 1) -> int:

@@ -62,9 +62,14 @@ def resolve_dataset_name(dataset: str | int) -> str:
     (``maybe_convert_to_dataset_name``, which looks in nnUNet_raw, nnUNet_preprocessed and nnUNet_results).
 
     Raises:
-        ValueError: when nnU-Net cannot resolve it (its message, on one line).
+        ValueError: when it is not ASCII (nnU-Net's ``int()`` would read '٧٣١' or '７３１' as 731: a data set the
+            user did not type) or nnU-Net cannot resolve it (its message, on one line).
     """
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    if not str(dataset).isascii():
+        raise ValueError(f"dataset {dataset!r}: give its id in ASCII digits 0-9 (e.g. 731) or its folder name "
+                         f"(e.g. Dataset731_Colin27AAL).")
 
     try:
         return str(maybe_convert_to_dataset_name(dataset))

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from nnunet_polydice.experiments import statistics
 from nnunet_polydice.experiments.instance import Instance
+from nnunet_polydice.integration.naming import capped_int
 
 __all__ = ["DEFAULT_BUDGET", "default_budget", "LEVEL", "SEPARATED", "EXHAUSTED", "BUDGET", "instance_order",
            "search_block", "run_iterations", "grid_iterations", "parse_budget",
@@ -99,21 +100,28 @@ def parse_budget(text, grid: int, run: int, option: str = "--budget") -> int:
     point (``0.25``, ``1.0``): that share of ``grid``, rounded down.
 
     Raises:
-        ValueError: for text that is neither, a budget of 0 or less, one above the grid, or one below the cost
-            of one run (nothing could be trained).
+        ValueError: for text that is neither (exponent notation and other scripts' digits included), a budget of
+            0 or less, one above the grid, or one below the cost of one run (nothing could be trained).
     """
     raw = str(text).strip()
     word = raw.lower()
     example = f"e.g. 25%, 0.25 or {max(run, grid // 4)} (iterations)"
+    if "e" in word.replace("it", "") and any(c.isdigit() for c in word):
+        raise ValueError(f"{option} {raw!r}: a number in exponent notation could be read as iterations or as a "
+                         f"share; write the iterations as an integer ({grid // 4}) or the share with a point or % "
+                         f"({example}).")
     try:
+        if not word.isascii():  # Python's float() and int() read other scripts' digits ('１２' as 12)
+            raise ValueError
         if word.endswith("%"):
             share = float(word[:-1]) / 100
             kind = "share"
-        elif "." in word or "e" in word.replace("it", ""):
+        elif "." in word:
             share = float(word)
             kind = "share"
         else:
-            value = int(word[:-2] if word.endswith("it") else word)
+            digits = word[:-2] if word.endswith("it") else word
+            value = capped_int(digits, grid) if digits.isdigit() else int(digits)
             kind = "iterations"
     except ValueError:
         raise ValueError(f"{option} {raw!r} is neither a number of training iterations nor a share of the grid "

@@ -71,6 +71,18 @@ class ShapeSetting:
     index: str = "D"  # 'D' (Dice) or 'T' (Tversky index)
 
 
+#: The largest |epsilon| a plot shows: beyond it the curves are epsilon times a straight line, and near float's
+#: range matplotlib cannot place the ticks of the axis (1e308 stopped it with "arange: cannot compute length").
+MAX_PLOT_EPSILON = 1000.0
+
+
+def _plottable(setting: ShapeSetting, text: str) -> ShapeSetting:
+    if abs(setting.epsilon or 0.0) > MAX_PLOT_EPSILON:
+        raise ValueError(f"setting {text!r}: plot-shape draws epsilon from -1 to {MAX_PLOT_EPSILON:g} (got "
+                         f"{setting.epsilon:g}); a larger epsilon only scales the straight line epsilon * (1 - D).")
+    return setting
+
+
 def parse_setting(text: str) -> ShapeSetting:
     """``'K=2,eps=1'`` or a trainer name -> :class:`ShapeSetting`.
 
@@ -79,7 +91,8 @@ def parse_setting(text: str) -> ShapeSetting:
 
     Raises:
         ValueError: for an unknown or repeated key, a bad K or epsilon (the sentence of :func:`validate_poly`),
-            or a trainer whose loss is not a function of the Dice or Tversky index alone.
+            an epsilon above :data:`MAX_PLOT_EPSILON`, or a trainer whose loss is not a function of the Dice or
+            Tversky index alone.
     """
     text = str(text).strip()
     if "=" in text:
@@ -101,14 +114,14 @@ def parse_setting(text: str) -> ShapeSetting:
         except ValueError:
             raise ValueError(f"setting {text!r}: epsilon must be a number (got {values['epsilon']!r}).") from None
         K, eps, _ = validate_poly(values["K"], eps)
-        return ShapeSetting(f"K={format_k(K)}, eps={eps:g}", "poly", K, eps)
+        return _plottable(ShapeSetting(f"K={format_k(K)}, eps={eps:g}", "poly", K, eps), text)
     spec = parse_trainer_name(text)
     if spec is None or spec.family is None:
         raise ValueError(f"{text!r} is neither a setting K=<K>,eps=<epsilon> nor a trainer of nnunet-polydice; the "
                          f"loss of nnU-Net's own trainers is not a function of the Dice alone.")
     kind = spec.family.loss
     K, epsilon, gamma = kind.shape(spec.loss_kwargs())
-    return ShapeSetting(text, "poly" if gamma is None else "focal", K, epsilon, gamma, kind.index)
+    return _plottable(ShapeSetting(text, "poly" if gamma is None else "focal", K, epsilon, gamma, kind.index), text)
 
 
 def _as_setting(s) -> ShapeSetting:

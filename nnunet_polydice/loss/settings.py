@@ -89,7 +89,10 @@ def _normalise_K(K):
         text = K.strip().lower()
         if text in ("inf", "infinity", "+inf"):
             return math.inf
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # int() would read other scripts' digits ('３' as 3)
+            if len(text.lstrip("0")) > len(str(MAX_K)):  # and refuse over 4300 digits naming no K
+                raise ValueError(f"K must be a positive integer no larger than {MAX_K}, or inf for the full series "
+                                 f"(got a number of {len(text)} digits).")
             K = int(text)
         else:
             raise ValueError(message)

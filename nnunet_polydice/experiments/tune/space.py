@@ -9,7 +9,6 @@ folder is nnU-Net's ordinary one. Epsilon takes numbers and ranges ``START:STOP:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -56,12 +55,10 @@ def parse_epsilons(texts: Sequence) -> list[float]:
             out += epsilon_range(text)
             continue
         try:
-            value = float(text)
+            value = checks.check_number(text, "--epsilon")
         except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise ValueError(f"--epsilon {text!r} is not a finite number or a START:STOP:STEP range (e.g. 0.5 or "
-                             f"0:2:0.5).")
+            raise ValueError(f"--epsilon {text!r} is not a finite number or a START:STOP:STEP range, in ASCII (e.g. "
+                             f"0.5 or 0:2:0.5).") from None
         out.append(value)
     return out
 
