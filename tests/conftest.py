@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,12 @@ def run(cmd, env, timeout=600, check=True, **kw) -> subprocess.CompletedProcess:
         pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
                     f"{proc.stderr[-3000:]}")
     return proc
+
+
+def wait_for(condition, what: str, bound: float = 120.0) -> None:
+    """Wait until ``condition()`` holds; the bound is a hang guard only, never what a test asserts."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)

@@ -3,14 +3,18 @@ parent or holds other files are refused with a sentence, and nothing is created,
 commands are found beside the interpreter when they are not on PATH (locate.nnunet_command)."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import nnunet_env, wait_for
 
 from nnunet_polydice.cli import main
 from nnunet_polydice.experiments import demo
+from nnunet_polydice.experiments.locks import pid_alive
 from nnunet_polydice.experiments.workspace import run_logged
 from nnunet_polydice.integration.locate import nnunet_command
 
@@ -101,3 +105,33 @@ def test_run_logged_runs_a_command_that_is_only_beside_the_interpreter(tmp_path)
     said = []
     run_logged(["nnUNetv2_plan_and_preprocess", "-h"], {"PATH": "", "nnUNet_raw": str(tmp_path)}, echo=said.append)
     assert said == ["$ nnUNetv2_plan_and_preprocess -h"]
+
+
+def test_sigterm_to_the_demo_stops_nnunets_command_and_says_interrupted(tmp_path):
+    """SIGTERM during the demo's planning: the stand-in nnUNetv2_plan_and_preprocess is stopped with the demo (not
+    left running as an orphan), and the demo says 'interrupted' and exits 130."""
+    bin_dir, pid_file = tmp_path / "bin", tmp_path / "plan.pid"
+    bin_dir.mkdir()
+    for command in demo.NNUNET_COMMANDS:
+        body = "exit 0\n" if command != "nnUNetv2_plan_and_preprocess" else \
+            f"echo $$ > '{pid_file}.tmp' && mv '{pid_file}.tmp' '{pid_file}'\nexec sleep 600\n"
+        (bin_dir / command).write_text("#!/bin/sh\n" + body)
+        (bin_dir / command).chmod(0o755)
+    env = {**nnunet_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([sys.executable, "-m", "nnunet_polydice.cli", "demo", "--work", str(tmp_path / "w"),
+                             "--device", "cpu", "--variant", "tiny"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    child = None
+    try:
+        wait_for(pid_file.is_file, "the stand-in nnUNetv2_plan_and_preprocess to start")
+        child = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, (out, err)
+        assert "nnunet-polydice demo: interrupted." in err
+        assert not pid_alive(child)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if child is not None and pid_alive(child):
+            os.kill(child, signal.SIGKILL)

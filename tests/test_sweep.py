@@ -11,10 +11,9 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import planned_folders
+from conftest import planned_folders, wait_for
 
 from nnunet_polydice.cli import main
 from nnunet_polydice.experiments import locks, nnunet_env, runs, sweep
@@ -619,15 +618,6 @@ def _stand_in(tmp_path, monkeypatch, body: str):
     return path
 
 
-def _wait_for(condition, what: str, bound: float = 120.0):
-    """Wait until ``condition()`` holds; the bound is a hang guard only."""
-    deadline = time.monotonic() + bound
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_sigterm_to_a_sweep_stops_its_training_and_says_interrupted(tmp_path, monkeypatch):
     """SIGTERM (kill, a batch system) ends the sweep with 'interrupted' and exit 130, its nnUNetv2_train with it
     (not left training as an orphan), and its fold lock is removed."""
@@ -640,7 +630,7 @@ def test_sigterm_to_a_sweep_stops_its_training_and_says_interrupted(tmp_path, mo
                                    "--trainers", trainer], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     child = None
     try:
-        _wait_for(pid_file.is_file, "the stand-in nnUNetv2_train to start")
+        wait_for(pid_file.is_file, "the stand-in nnUNetv2_train to start")
         child = int(pid_file.read_text())
         sweep_proc.send_signal(signal.SIGTERM)
         out, err = sweep_proc.communicate(timeout=120)
