@@ -4,17 +4,15 @@ commands are found beside the interpreter when they are not on PATH (locate.nnun
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import nnunet_env, wait_for
+from conftest import SLEEPING_STAND_IN, nnunet_env, sigterm_while_child_runs
 
 from nnunet_polydice.cli import main
 from nnunet_polydice.experiments import demo
-from nnunet_polydice.experiments.locks import pid_alive
 from nnunet_polydice.experiments.workspace import run_logged
 from nnunet_polydice.integration.locate import nnunet_command
 
@@ -113,25 +111,12 @@ def test_sigterm_to_the_demo_stops_nnunets_command_and_says_interrupted(tmp_path
     bin_dir, pid_file = tmp_path / "bin", tmp_path / "plan.pid"
     bin_dir.mkdir()
     for command in demo.NNUNET_COMMANDS:
-        body = "exit 0\n" if command != "nnUNetv2_plan_and_preprocess" else \
-            f"echo $$ > '{pid_file}.tmp' && mv '{pid_file}.tmp' '{pid_file}'\nexec sleep 600\n"
-        (bin_dir / command).write_text("#!/bin/sh\n" + body)
+        sleeping = command == "nnUNetv2_plan_and_preprocess"
+        (bin_dir / command).write_text(SLEEPING_STAND_IN.format(pid_file=pid_file) if sleeping else "#!/bin/sh\n")
         (bin_dir / command).chmod(0o755)
     env = {**nnunet_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen([sys.executable, "-m", "nnunet_polydice.cli", "demo", "--work", str(tmp_path / "w"),
-                             "--device", "cpu", "--variant", "tiny"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    child = None
-    try:
-        wait_for(pid_file.is_file, "the stand-in nnUNetv2_plan_and_preprocess to start")
-        child = int(pid_file.read_text())
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 130, (out, err)
-        assert "nnunet-polydice demo: interrupted." in err
-        assert not pid_alive(child)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if child is not None and pid_alive(child):
-            os.kill(child, signal.SIGKILL)
+    done, alive = sigterm_while_child_runs(["demo", "--work", str(tmp_path / "w"), "--device", "cpu", "--variant",
+                                            "tiny"], pid_file, env)
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert "nnunet-polydice demo: interrupted." in done.stderr
+    assert not alive

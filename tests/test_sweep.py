@@ -7,13 +7,11 @@ checkpoints, since the sweep only checks that they exist) and nnUNetv2_train is 
 
 import json
 import os
-import signal
 import stat
 import subprocess
-import sys
 
 import pytest
-from conftest import planned_folders, wait_for
+from conftest import SLEEPING_STAND_IN, planned_folders, sigterm_while_child_runs
 
 from nnunet_polydice.cli import main
 from nnunet_polydice.experiments import locks, nnunet_env, runs, sweep
@@ -623,26 +621,13 @@ def test_sigterm_to_a_sweep_stops_its_training_and_says_interrupted(tmp_path, mo
     (not left training as an orphan), and its fold lock is removed."""
     _, _, res = planned_folders(tmp_path, monkeypatch, DS)
     pid_file = tmp_path / "train.pid"
-    _stand_in(tmp_path, monkeypatch,
-              f"echo $$ > '{pid_file}.tmp' && mv '{pid_file}.tmp' '{pid_file}'\nexec sleep 600\n")
-    trainer = "nnUNetTrainerPolyDice_K2_eps1"
-    sweep_proc = subprocess.Popen([sys.executable, "-m", "nnunet_polydice.cli", "sweep", DS, "2d", "--folds", "0",
-                                   "--trainers", trainer], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    child = None
-    try:
-        wait_for(pid_file.is_file, "the stand-in nnUNetv2_train to start")
-        child = int(pid_file.read_text())
-        sweep_proc.send_signal(signal.SIGTERM)
-        out, err = sweep_proc.communicate(timeout=120)
-        assert sweep_proc.returncode == 130, (out, err)
-        assert "nnunet-polydice sweep: interrupted." in err
-        assert not locks.pid_alive(child)  # stopped and reaped by the sweep, not reparented
-        assert not list(res.rglob(locks.LOCK_NAME))
-    finally:
-        if sweep_proc.poll() is None:
-            sweep_proc.kill()
-        if child is not None and locks.pid_alive(child):
-            os.kill(child, signal.SIGKILL)
+    _stand_in(tmp_path, monkeypatch, SLEEPING_STAND_IN.format(pid_file=pid_file).removeprefix("#!/bin/sh\n"))
+    done, alive = sigterm_while_child_runs(["sweep", DS, "2d", "--folds", "0", "--trainers",
+                                            "nnUNetTrainerPolyDice_K2_eps1"], pid_file)
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert "nnunet-polydice sweep: interrupted." in done.stderr
+    assert not alive  # stopped and reaped by the sweep, not reparented
+    assert not list(res.rglob(locks.LOCK_NAME))
 
 
 def _fold(res, trainer, fold=0):
