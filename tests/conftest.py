@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,44 @@ def run(cmd, env, timeout=600, check=True, **kw) -> subprocess.CompletedProcess:
         pytest.fail(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
                     f"{proc.stderr[-3000:]}")
     return proc
+
+
+def wait_for(condition, what: str, bound: float = 120.0) -> None:
+    """Wait until ``condition()`` holds; the bound is a hang guard only, never what a test asserts."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+#: A stand-in nnU-Net command that writes its pid to PID_FILE (atomically) and sleeps: ``.format(pid_file=...)``.
+SLEEPING_STAND_IN = "#!/bin/sh\necho $$ > '{pid_file}.tmp' && mv '{pid_file}.tmp' '{pid_file}'\nexec sleep 600\n"
+
+
+def sigterm_while_child_runs(argv, pid_file: Path, env=None) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run ``nnunet-polydice <argv>`` until the stand-in (:data:`SLEEPING_STAND_IN`) writes ``pid_file``, send it
+    SIGTERM and wait for it; returns the finished command and whether the stand-in's process is still there
+    (killed afterwards either way). The waits are hang guards only."""
+    proc = subprocess.Popen([sys.executable, "-m", "nnunet_polydice.cli", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    child = None
+    try:
+        wait_for(pid_file.is_file, f"the stand-in command of {argv[0]} to start")
+        child = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        try:
+            os.kill(child, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err), alive
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -5,6 +5,8 @@ paired statistics (bootstrap CI, Wilcoxon p) on differences whose answers are wo
 import csv
 import json
 import math
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -856,3 +858,49 @@ def test_a_folder_with_a_non_canonical_seed_or_a_look_alike_name_is_left_out_and
                for m in missing)
     assert any("look-alike" in m for m in missing)
     assert not any("no results" in m for m in missing)
+
+
+# ------------------------------------------------------------- a full disk, and names checked first (issue 22 D)
+
+def _compare_with_file_size_limit(out, limit: int | None) -> subprocess.CompletedProcess:
+    """``nnunet-polydice compare DS 2d --out OUT`` in a child process whose files cannot grow past ``limit``
+    bytes (RLIMIT_FSIZE: writing past it fails with EFBIG, the stand-in for a full disk; SIGXFSZ ignored)."""
+    code = ("import resource, signal, sys\n"
+            "from nnunet_polydice.cli import main\n"
+            f"limit = {limit!r}\n"
+            "if limit is not None:\n"
+            "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+            f"sys.exit(main(['compare', {DS!r}, '2d', '--out', {str(out)!r}]))\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+
+
+def test_a_full_disk_leaves_no_partial_file_says_which_and_the_rerun_overwrites_its_own(tree, tmp_path):
+    out = tmp_path / "out"
+    full = _compare_with_file_size_limit(out, 2000)  # the manifest fits, a heat map does not
+    assert full.returncode == 2, full.stderr
+    err = full.stderr.strip()
+    assert err.startswith("nnunet-polydice compare: error: could not write ") and "File too large" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == [results.MANIFEST]  # nothing half-written left
+    claimed = json.loads((out / results.MANIFEST).read_text())
+    assert "comparison.md" in claimed["files"] and claimed["writing"]
+
+    again = _compare_with_file_size_limit(out, None)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [results.MANIFEST, "comparison.csv", "comparison.md", "heatmap_nnUNetTrainerPolyDice_Dice_amygdala.png",
+         "heatmap_nnUNetTrainerPolyDice_Dice_hippocampus.png"])
+    assert "writing" not in json.loads((out / results.MANIFEST).read_text())
+
+
+def test_a_heat_map_name_of_the_users_is_refused_before_anything_is_computed_or_printed(tree, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "heatmap_nnUNetTrainerPolyDice_Dice_amygdala.png").write_bytes(b"my picture")
+    assert main(["compare", DS, "2d", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "heatmap_nnUNetTrainerPolyDice_Dice_amygdala.png" in captured.err
+    assert "not written by nnunet-polydice compare" in captured.err
+    assert captured.out == ""  # refused before the table was computed and printed
+    assert sorted(p.name for p in out.iterdir()) == ["heatmap_nnUNetTrainerPolyDice_Dice_amygdala.png"]

@@ -3,11 +3,13 @@ parent or holds other files are refused with a sentence, and nothing is created,
 commands are found beside the interpreter when they are not on PATH (locate.nnunet_command)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import SLEEPING_STAND_IN, nnunet_env, sigterm_while_child_runs
 
 from nnunet_polydice.cli import main
 from nnunet_polydice.experiments import demo
@@ -101,3 +103,20 @@ def test_run_logged_runs_a_command_that_is_only_beside_the_interpreter(tmp_path)
     said = []
     run_logged(["nnUNetv2_plan_and_preprocess", "-h"], {"PATH": "", "nnUNet_raw": str(tmp_path)}, echo=said.append)
     assert said == ["$ nnUNetv2_plan_and_preprocess -h"]
+
+
+def test_sigterm_to_the_demo_stops_nnunets_command_and_says_interrupted(tmp_path):
+    """SIGTERM during the demo's planning: the stand-in nnUNetv2_plan_and_preprocess is stopped with the demo (not
+    left running as an orphan), and the demo says 'interrupted' and exits 130."""
+    bin_dir, pid_file = tmp_path / "bin", tmp_path / "plan.pid"
+    bin_dir.mkdir()
+    for command in demo.NNUNET_COMMANDS:
+        sleeping = command == "nnUNetv2_plan_and_preprocess"
+        (bin_dir / command).write_text(SLEEPING_STAND_IN.format(pid_file=pid_file) if sleeping else "#!/bin/sh\n")
+        (bin_dir / command).chmod(0o755)
+    env = {**nnunet_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done, alive = sigterm_while_child_runs(["demo", "--work", str(tmp_path / "w"), "--device", "cpu", "--variant",
+                                            "tiny"], pid_file, env)
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert "nnunet-polydice demo: interrupted." in done.stderr
+    assert not alive

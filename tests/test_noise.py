@@ -106,7 +106,7 @@ def test_a_damaged_summary_is_a_missing_run(tree):
 
 def test_cli_reports_from_finished_runs_without_training(tree, capsys, monkeypatch):
     started = []
-    monkeypatch.setattr(sweep.subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: started.append(a) or 0)
     assert main(["noise", "42", "2d", "--folds", "0", "1", "--seeds", "0", "1", "--schedule", "3x2",
                  "--no-train", "--settings", "8"]) == 0
     out = capsys.readouterr().out
@@ -133,7 +133,7 @@ def test_cli_reports_from_finished_runs_without_training(tree, capsys, monkeypat
 ])
 def test_bad_input_is_refused_before_anything_trains(tree, capsys, monkeypatch, extra, message):
     started = []
-    monkeypatch.setattr(sweep.subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: started.append(a) or 0)
     before = sorted(p.relative_to(tree) for p in tree.rglob("*"))
     assert main(["noise", "42", "2d", "--folds", "0", "--device", "cpu", *extra]) == 2
     assert message in capsys.readouterr().err

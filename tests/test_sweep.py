@@ -8,13 +8,13 @@ checkpoints, since the sweep only checks that they exist) and nnUNetv2_train is 
 import json
 import os
 import stat
-from types import SimpleNamespace
+import subprocess
 
 import pytest
-from conftest import planned_folders
+from conftest import SLEEPING_STAND_IN, planned_folders, sigterm_while_child_runs
 
 from nnunet_polydice.cli import main
-from nnunet_polydice.experiments import nnunet_env, runs, sweep
+from nnunet_polydice.experiments import locks, nnunet_env, runs, sweep
 from nnunet_polydice.integration.locate import nnunet_command, trainers_folder
 
 DS = "Dataset042_Toy"
@@ -214,7 +214,7 @@ def test_default_baselines_come_with_a_grid_not_with_a_list_of_trainers(tree, ca
 
 def test_dry_run_shows_every_state_and_runs_nothing(tree, capsys, monkeypatch):
     calls = []
-    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: calls.append(a) or 0)
     assert main(["sweep", *GRID, "--dry-run"]) == 0
     out = capsys.readouterr().out
     states = [line for line in out.splitlines() if line.startswith("[")]
@@ -238,7 +238,7 @@ def test_run_streams_states_keeps_going_after_a_failure_and_exits_1(tree, capsys
         calls.append((list(argv), env))
         return 3 if argv[argv.index("-tr") + 1] == "nnUNetTrainerPolyDice_K1_eps1" and argv[3] == "0" else 0
 
-    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=fake_call))
+    monkeypatch.setattr(sweep, "run_child", fake_call)
     monkeypatch.setenv("MY_OWN_VARIABLE", "kept")
     assert main(["sweep", *GRID]) == 1
     out = capsys.readouterr().out
@@ -260,7 +260,7 @@ def test_run_streams_states_keeps_going_after_a_failure_and_exits_1(tree, capsys
 
 
 def test_run_all_succeed_exits_0(tree, capsys, monkeypatch):
-    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda argv, env: 0))
+    monkeypatch.setattr(sweep, "run_child", lambda argv, env: 0)
     assert main(["sweep", *GRID]) == 0
     assert "4 of 4 runs succeeded" in capsys.readouterr().out
 
@@ -332,7 +332,7 @@ def test_bad_K_or_epsilon_is_refused_before_anything_runs(tmp_path, capsys, monk
     for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         monkeypatch.delenv(k, raising=False)  # refused before nnU-Net's folders are even looked at
     calls = []
-    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: calls.append(a) or 0)
     assert main(["sweep", "42", "2d", *grid]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nnunet-polydice sweep: error: ") and message in err
@@ -362,7 +362,7 @@ def test_run_jobs_reports_a_command_that_cannot_start():
     def broken(argv, env):
         raise FileNotFoundError("no such file")
 
-    failed = sweep.run_jobs(jobs, environ={}, echo=seen.append, runner=broken)
+    failed = sweep.run_jobs(jobs, environ={}, echo=seen.append, runner=broken).failed
     assert failed == [jobs[0]]
     assert seen[0] == "[1/2] T fold 0: fresh" and "could not start" in seen[1] and seen[2] == "[2/2] U fold 0: skip"
 
@@ -373,7 +373,7 @@ def _refused(argv, capsys, monkeypatch):
     """Run the sweep with nnUNetv2_train replaced by a recorder; assert exit 2, one error line, nothing run or
     printed; return the error line."""
     calls = []
-    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda *a, **k: calls.append(a) or 0))
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: calls.append(a) or 0)
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert calls == [] and captured.out == ""
@@ -481,7 +481,7 @@ def test_foreign_and_pruned_are_shown_with_their_reason_and_never_run(tree, caps
     pruned = res / "nnUNetTrainerPolyDice_K1_eps0__nnUNetPlans__2d" / "fold_1"
     (pruned / "polydice_pruned.json").write_text("{}")
     calls = []
-    monkeypatch.setattr(sweep, "subprocess", SimpleNamespace(call=lambda argv, env: calls.append(argv) or 0))
+    monkeypatch.setattr(sweep, "run_child", lambda argv, env: calls.append(argv) or 0)
     assert main(["sweep", *GRID, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert ("[2/6] nnUNetTrainerPolyDice_K1_eps0 fold 1: pruned - stopped early by the tuner's pruner (checkpoint "
@@ -574,7 +574,7 @@ def test_a_name_with_another_seed_is_refused():
 
 def test_sweep_seeds_on_the_command_line_refused_before_anything(tree, capsys, monkeypatch):
     started = []
-    monkeypatch.setattr(sweep.subprocess, "call", lambda *a, **k: started.append(a) or 0)
+    monkeypatch.setattr(sweep, "run_child", lambda *a, **k: started.append(a) or 0)
     assert main(["sweep", *GRID, "--seeds", "1", "1"]) == 2
     assert "seed 1 more than once" in capsys.readouterr().err and not started
     assert main(["sweep", *GRID, "--seeds", "0", "--print"]) == 0
@@ -620,3 +620,95 @@ def test_a_dataset_typed_in_other_scripts_digits_is_refused_not_resolved(tmp_pat
     assert nnunet_env.resolve_dataset_name("42") == DS
     with pytest.raises(ValueError, match=r"give its id in ASCII digits 0-9 \(e\.g\. 731\) or its folder name"):
         nnunet_env.resolve_dataset_name(typed)
+
+
+# ------------------------------------------------------------ SIGTERM and fold locks (issue 22 D)
+
+def _stand_in(tmp_path, monkeypatch, body: str):
+    """A stand-in nnUNetv2_train (a shell script running ``body``) first on PATH; returns the PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "nnUNetv2_train"
+    fake.write_text("#!/bin/sh\n" + body)
+    fake.chmod(0o755)
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    monkeypatch.setenv("PATH", path)
+    return path
+
+
+def test_sigterm_to_a_sweep_stops_its_training_and_says_interrupted(tmp_path, monkeypatch):
+    """SIGTERM (kill, a batch system) ends the sweep with 'interrupted' and exit 130, its nnUNetv2_train with it
+    (not left training as an orphan), and its fold lock is removed."""
+    _, _, res = planned_folders(tmp_path, monkeypatch, DS)
+    pid_file = tmp_path / "train.pid"
+    _stand_in(tmp_path, monkeypatch, SLEEPING_STAND_IN.format(pid_file=pid_file).removeprefix("#!/bin/sh\n"))
+    done, alive = sigterm_while_child_runs(["sweep", DS, "2d", "--folds", "0", "--trainers",
+                                            "nnUNetTrainerPolyDice_K2_eps1"], pid_file)
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert "nnunet-polydice sweep: interrupted." in done.stderr
+    assert not alive  # stopped and reaped by the sweep, not reparented
+    assert not list(res.rglob(locks.LOCK_NAME))
+
+
+def _fold(res, trainer, fold=0):
+    return res / DS / f"{trainer}__nnUNetPlans__2d" / f"fold_{fold}"
+
+
+def test_a_fold_locked_by_a_live_process_is_shown_busy_and_skipped_naming_its_holder(tmp_path, capsys, monkeypatch):
+    _, _, res = planned_folders(tmp_path, monkeypatch, DS)
+    record = tmp_path / "calls.txt"
+    _stand_in(tmp_path, monkeypatch, f"printf '%s\\n' \"$*\" >> '{record}'\n")
+    busy, free = "nnUNetTrainerPolyDice_K2_eps1", "nnUNetTrainerPolyDice_K1_eps0"
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        owner = locks.command_owner("nnunet-polydice sweep", pid=sleeper.pid)
+        assert locks.acquire_lock(_fold(res, busy), owner) is None
+        holder = locks.holder_text(owner)
+        argv = ["sweep", DS, "2d", "--folds", "0", "--trainers", busy, free]
+        assert main([*argv, "--dry-run"]) == 0
+        assert f"[1/2] {busy} fold 0: busy (trained by {holder})" in capsys.readouterr().out
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert f"[1/2] {busy} fold 0: skipped, busy: trained by {holder}" in out
+        assert "1 of 2 runs succeeded" in out and "1 skipped: busy, trained by another process" in out
+        assert record.read_text().splitlines() == [f"{DS} 2d 0 -tr {free} -p nnUNetPlans"]
+        assert locks.read_lock(_fold(res, busy)) == owner  # the holder's lock is left alone
+        assert not (_fold(res, free) / locks.LOCK_NAME).exists()  # ours is removed after the run
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_stale_fold_lock_of_a_dead_process_is_taken_over(tmp_path, capsys, monkeypatch):
+    _, _, res = planned_folders(tmp_path, monkeypatch, DS)
+    record = tmp_path / "calls.txt"
+    _stand_in(tmp_path, monkeypatch, f"printf '%s\\n' \"$*\" >> '{record}'\n")
+    trainer = "nnUNetTrainerPolyDice_K2_eps1"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    owner = locks.command_owner("nnunet-polydice sweep", pid=dead.pid)
+    assert locks.acquire_lock(_fold(res, trainer), owner) is None
+    assert main(["sweep", DS, "2d", "--folds", "0", "--trainers", trainer, "--dry-run"]) == 0
+    assert f"[1/1] {trainer} fold 0: fresh" in capsys.readouterr().out
+    assert main(["sweep", DS, "2d", "--folds", "0", "--trainers", trainer]) == 0
+    out = capsys.readouterr().out
+    assert f"taking over the lock of {locks.holder_text(owner)} (its process (pid {dead.pid}) is gone)" in out
+    assert record.read_text().splitlines() == [f"{DS} 2d 0 -tr {trainer} -p nnUNetPlans"]
+    assert not (_fold(res, trainer) / locks.LOCK_NAME).exists()
+
+
+def test_a_run_another_process_finished_after_planning_is_skipped_at_its_turn(tmp_path, capsys, monkeypatch):
+    """The stand-in training of job 1 finishes job 2's fold (as a second sweep would): job 2 is not trained again."""
+    _, _, res = planned_folders(tmp_path, monkeypatch, DS)
+    first, second = "nnUNetTrainerPolyDice_K1_eps0", "nnUNetTrainerPolyDice_K2_eps1"
+    record, other = tmp_path / "calls.txt", _fold(res, second)
+    _stand_in(tmp_path, monkeypatch, f"printf '%s\\n' \"$*\" >> '{record}'\nmkdir -p '{other}/validation'\n"
+                                     f": > '{other}/checkpoint_final.pth'\n"
+                                     f"printf '%s' '{GOOD_SUMMARY}' > '{other}/validation/summary.json'\n")
+    assert main(["sweep", DS, "2d", "--folds", "0", "--trainers", first, second]) == 0
+    out = capsys.readouterr().out
+    assert f"[2/2] {second} fold 0: fresh\n[2/2] {second} fold 0: finished meanwhile, by another process; " \
+           f"skipped" in out
+    assert "1 finished meanwhile by another process" in out
+    assert record.read_text().splitlines() == [f"{DS} 2d 0 -tr {first} -p nnUNetPlans"]
+    assert runs.fold_status(other).finished

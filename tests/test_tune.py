@@ -924,3 +924,14 @@ def test_seeded_summary_names_the_set_it_cannot_separate(fake_results):
 def test_pruning_is_reported_in_nnunets_epoch_numbers():
     assert tune.epoch_note(5, 10) == "epoch 5 of 0-9"   # nnU-Net's log prints "Epoch 5" for this epoch
     assert tune.epoch_note(0, 2) == "epoch 0 of 0-1"
+
+
+@pytest.mark.parametrize("kind", ["journal:///{}/new.journal", "sqlite:///{}/new.sqlite"])
+def test_status_of_a_storage_that_does_not_exist_says_so_and_creates_nothing(fake_results, tmp_path, capsys, kind):
+    folder = tmp_path / "user"
+    folder.mkdir()
+    url = kind.format(folder)
+    assert cli_main(["tune", "991", "2d", "--schedule", "2x2", "--storage", url, "--status"]) == 2
+    err = capsys.readouterr().err
+    assert f"no study there yet: {url} does not exist" in err and err.count("\n") == 1
+    assert list(folder.iterdir()) == []

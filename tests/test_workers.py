@@ -108,7 +108,7 @@ def test_lock_is_stale_when_not_touched_for_the_grace_period(tmp_path):
     alive = lambda trial_id: True  # noqa: E731
     assert takeover.lock_is_stale(holder, "u", alive, "this-host", age=100, grace=180) is None
     assert takeover.lock_is_stale(holder, "u", alive, "this-host", age=181, grace=180) == \
-        "it has not been touched for 181 s (grace 180 s): its worker is gone"
+        "it has not been touched for 181 s (grace 180 s): its holder is gone"
     assert takeover.lock_is_stale(holder, "u", lambda trial_id: False, "this-host", age=0, grace=180) == \
         "its trial 3 is no longer running"
 

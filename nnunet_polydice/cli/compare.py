@@ -19,7 +19,8 @@ def run(args) -> int:
                                   folds=folds, seeds=seeds)
     method = compare.Method(reference=args.reference or "nnUNetTrainer", metric=args.metric,
                             bootstrap=bootstrap, seed=seed, reference_required=args.reference is not None)
-    comparison = compare.compare(selection, method)
+    comparison = compare.compare(selection, method, check_outputs=lambda names: _output.check_owned_files(
+        out_dir, "compare", names, args.out))  # the heat maps' names too, before any statistic or line
     print(compare.text(comparison), end="", flush=True)
     print_written(out_dir, compare.write_outputs(comparison, out_dir))
     return 0

@@ -40,7 +40,7 @@ def run(args) -> int:
             _say(f"{len(names)} seeded runs x {len(folds)} folds: {todo} to train (dry run: nothing started).")
             return 0
     elif todo:
-        failed = sweep.run_jobs(jobs, echo=_say)
+        failed = sweep.run_jobs(jobs, echo=_say).failed
         if failed:
             _say(f"{len(failed)} of {todo} runs failed; the report below leaves them out.")
     fold_dirs = {(fold, seed): layout.fold_folder(results, dataset, name, args.plans, args.configuration, fold)

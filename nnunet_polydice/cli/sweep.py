@@ -54,9 +54,13 @@ def run(args) -> int:
         _say(f"{len(trainers)} trainers x {len(folds)} folds: {_counts(jobs)} (dry run: nothing started).")
         return 0
 
-    failed = sweep.run_jobs(jobs, echo=_say)
-    _say(f"Sweep done: {todo - len(failed)} of {todo} runs succeeded, {finished} were already finished"
-         + (f", {left} left alone (foreign or pruned)." if left else "."))
+    ran = sweep.run_jobs(jobs, echo=_say)
+    failed = ran.failed
+    skipped = len(ran.busy) + len(ran.meanwhile)
+    _say(f"Sweep done: {todo - len(failed) - skipped} of {todo} runs succeeded, {finished} were already finished"
+         + (f", {left} left alone (foreign or pruned)" if left else "")
+         + (f", {len(ran.meanwhile)} finished meanwhile by another process" if ran.meanwhile else "")
+         + (f", {len(ran.busy)} skipped: busy, trained by another process" if ran.busy else "") + ".")
     if failed:
         _say(f"{len(failed)} failed:")
         for job in failed:

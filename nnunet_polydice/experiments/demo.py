@@ -44,6 +44,7 @@ from nnunet_polydice.experiments.demo_report import (
     write_prediction_figure,
 )
 from nnunet_polydice.experiments.layout import fold_folder
+from nnunet_polydice.experiments.processes import sigterm_as_interrupt
 from nnunet_polydice.experiments.workspace import prepare_embedded, run_logged, workspace_env
 from nnunet_polydice.integration.locate import nnunet_command
 from nnunet_polydice.integration.naming import split_schedule, split_seed
@@ -315,6 +316,7 @@ def _score(steps: _Steps, work: Path, names: Sequence[str], cases: Sequence[str]
     return scores, predictions
 
 
+@sigterm_as_interrupt()
 def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tuple[int, int] | None = None,
              trainers: Sequence[str] = DEMO_TRAINERS, device: str = "cpu", variant: str = "full",
              echo: Callable[[str], None] = print, environ: dict | None = None,
@@ -327,6 +329,8 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
             files or was made for another data set or variant (:func:`check_work_folder`; before anything runs).
         FileNotFoundError: when nnU-Net's commands are neither on PATH nor beside this interpreter.
         DemoStepError: when a step fails; the message names the step and the failing command.
+        KeyboardInterrupt: on Ctrl-C and on SIGTERM (while it runs, SIGTERM is Ctrl-C): nnU-Net's running command is
+            stopped first.
     """
     info, splits, fold, epochs, iterations, names = _checked_plan(data, variant, fold, schedule, device, trainers,
                                                                   seed)
@@ -349,7 +353,8 @@ def run_demo(work, data: str = "colin27", fold: int | None = None, schedule: tup
     results = Path(env["nnUNet_results"])
     jobs = sweep.plan_jobs(results, dataset, CPU_CONFIGURATION, names, [fold], device=device)
     skipped = [j.trainer for j in jobs if j.command is None]
-    failed = sweep.run_jobs(jobs, environ=env, echo=echo)
+    ran = sweep.run_jobs(jobs, environ=env, echo=echo)
+    failed = ran.failed + ran.busy  # a busy run has no checkpoint to predict with yet
     if failed:
         raise steps.fail(2, "training", "; ".join(f"{j.trainer} fold {j.fold}: {j.shell}" for j in failed))
 

@@ -4,6 +4,11 @@ Each tool (``compare``, ``curves``, ``plot-shape``) keeps, in its output folder,
 listing the files it wrote. A later run of that tool overwrites the files listed there, removes those of
 them it does not produce any more, and refuses to overwrite any other file (the user's, or another
 tool's): :class:`OwnedFolder`. :func:`check_out_dir` says, before any work, when a folder cannot be used.
+
+A run that stops halfway (a full disk, a crash) leaves no half-written file under a name of its own and is not
+locked out by its own files: the names are listed in the manifest (as being written) before any file is written,
+each file is written to a hidden partial file beside it and renamed into place only when complete
+(:meth:`OwnedFolder.write`), and the manifest itself is replaced in one rename.
 """
 
 from __future__ import annotations
@@ -11,13 +16,24 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nnunet_polydice.experiments import checks
 from nnunet_polydice.experiments.paths import ensure_writable_dir
 
-__all__ = ["file_slug", "manifest_name", "check_out_dir", "default_out_dir", "OwnedFolder"]
+__all__ = ["file_slug", "manifest_name", "check_out_dir", "default_out_dir", "OutputNotWritten", "OwnedFolder"]
+
+
+class OutputNotWritten(OSError, ValueError):
+    """An output file that could not be written (a full disk, a file-size limit, ...): one sentence naming it. An
+    OSError, and a ValueError so that the command line prints it as an error sentence."""
+
+
+def partial_name(name: str) -> str:
+    """The hidden file a file ``name`` is written to before it is renamed into place (its extension kept, which
+    tells matplotlib the format)."""
+    return f".polydice-partial.{name}"
 
 
 def file_slug(text: str) -> str:
@@ -53,7 +69,8 @@ def default_out_dir(results, dataset_name: str, configuration: str, plans: str, 
 class OwnedFolder:
     """An output folder of one tool: :meth:`claim` the file names, write them, then :meth:`commit`.
 
-    ``claim`` refuses (before anything is written) a name that exists and is not in the tool's manifest;
+    ``claim`` refuses (before anything is written) a name that exists and is not in the tool's manifest, then
+    lists the names in the manifest as being written; :meth:`write` writes each file whole or not at all;
     ``commit`` removes the tool's own files that this run did not produce and writes the manifest.
     """
 
@@ -79,7 +96,30 @@ class OwnedFolder:
             FileExistsError: when a name exists and was not written by this tool; nothing is written then.
         """
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        checks.check_files_free(self.out_dir, names, self.owned(), self.tool, option)
+        owned = self.owned()
+        checks.check_files_free(self.out_dir, names, owned, self.tool, option)
+        self._write(sorted(owned | set(names)), writing=names)
+
+    def write(self, name: str, write: Callable[[Path], None]) -> Path:
+        """``write(path)`` to a hidden partial file in the folder, renamed to ``name`` once it returns (one
+        ``os.replace``: the old file stays whole until then). Returns the final path.
+
+        Raises:
+            OutputNotWritten: when writing fails (a full disk, ...): the partial file is removed.
+        """
+        path, partial = self.out_dir / name, self.out_dir / partial_name(name)
+        try:
+            write(partial)
+            os.replace(partial, path)
+        except OSError as err:
+            partial.unlink(missing_ok=True)
+            raise OutputNotWritten(f"could not write {path}: {err.strerror or err}; the files of an earlier run "
+                                   f"are kept, and a rerun overwrites this run's.") from err
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        """:meth:`write` of a UTF-8 text."""
+        return self.write(name, lambda path: path.write_text(text, encoding="utf-8"))
 
     def commit(self, names: Sequence[str]) -> None:
         """Remove the tool's files of an earlier run that are not in ``names``; list ``names`` in the manifest."""
@@ -95,6 +135,9 @@ class OwnedFolder:
         kept = sorted(n for n in self.owned() - set(names) if (self.out_dir / n).is_file())
         self._write([*kept, *names])
 
-    def _write(self, names: Sequence[str]) -> None:
-        self.manifest.write_text(json.dumps({"tool": f"nnunet-polydice {self.tool}", "files": list(names)}, indent=1),
-                                 encoding="utf-8")
+    def _write(self, names: Sequence[str], writing: Sequence[str] = ()) -> None:
+        """The manifest, replaced whole (:meth:`write`); ``writing``: names claimed and not yet written."""
+        data = {"tool": f"nnunet-polydice {self.tool}", "files": list(names)}
+        if writing:
+            data["writing"] = list(writing)
+        self.write_text(self.manifest.name, json.dumps(data, indent=1))

@@ -15,12 +15,11 @@ plans, splits, the train command) is :mod:`nnunet_polydice.experiments.nnunet_en
 from __future__ import annotations
 
 import shlex
-import subprocess
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nnunet_polydice.experiments import checks
+from nnunet_polydice.experiments import checks, locks
 from nnunet_polydice.experiments.layout import find_trainers, fold_folder
 from nnunet_polydice.experiments.nnunet_env import (
     TRAIN_EXECUTABLE,
@@ -34,6 +33,7 @@ from nnunet_polydice.experiments.nnunet_env import (
     train_executable,
     validate_trainer_name,
 )
+from nnunet_polydice.experiments.processes import run_child, sigterm_as_interrupt
 from nnunet_polydice.experiments.runs import fold_status
 from nnunet_polydice.integration.locate import with_trainers_folder
 from nnunet_polydice.integration.naming import (
@@ -47,9 +47,10 @@ from nnunet_polydice.integration.naming import (
 )
 from nnunet_polydice.loss import settings
 
-__all__ = ["DEFAULT_FAMILIES", "DEFAULT_BASELINES", "DEFAULT_FOLDS", "LEFT_ALONE", "Job", "Training", "count_jobs",
+__all__ = ["DEFAULT_FAMILIES", "DEFAULT_BASELINES", "DEFAULT_FOLDS", "LEFT_ALONE", "LOCK_COMMAND", "Job", "Place",
+           "Training", "count_jobs", "plan_job",
            "parse_schedule", "with_schedule", "with_seed", "sweep_trainers", "parse_folds", "aliases", "plan_jobs",
-           "checked_jobs", "shell_lines", "run_jobs"]
+           "checked_jobs", "shell_lines", "Ran", "run_jobs"]
 
 #: Poly families swept when none are given.
 DEFAULT_FAMILIES = ("nnUNetTrainerPolyDice", "nnUNetTrainerPolyDiceCE")
@@ -62,25 +63,54 @@ DEFAULT_FOLDS = ("0", "1", "2", "3", "4")
 LEFT_ALONE = ("foreign", "pruned")
 #: States whose reason is printed beside them (the others say it themselves).
 _EXPLAINED = (*LEFT_ALONE, "validate", "skip")
+#: Who a sweep's (and noise's, and the demo's) fold lock names as its holder.
+LOCK_COMMAND = "nnunet-polydice sweep"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the runs of a sweep are and how they train: what :func:`plan_job` needs to plan one again."""
+
+    results: Path
+    dataset: str
+    configuration: str
+    plans: str = "nnUNetPlans"
+    device: str | None = None
+    npz: bool = False
+
+    def folder(self, trainer: str, fold) -> Path:
+        return fold_folder(self.results, self.dataset, trainer, self.plans, self.configuration, fold)
 
 
 @dataclass(frozen=True)
 class Job:
-    """One (trainer, fold) of a sweep: its state and the command that brings it to 'finished' (None: skip)."""
+    """One (trainer, fold) of a sweep: its state and the command that brings it to 'finished' (None: skip);
+    ``holder``: who held its fold lock when it was planned (:func:`locks.holder_text`; '' when nobody);
+    ``place``: where it is (None for a job made by hand: then it is run as it is, without a lock)."""
 
     trainer: str
     fold: str
     state: str
     command: tuple[str, ...] | None
     reason: str = ""
+    holder: str = ""
+    place: Place | None = None
 
     @property
     def shell(self) -> str | None:
         return None if self.command is None else shlex.join(self.command)
 
+    @property
+    def finished(self) -> bool:
+        return self.state == "skip"
+
     def describe(self) -> str:
-        """``<trainer> fold <f>: <state>``, with the reason for 'foreign', 'pruned' and 'validate'."""
-        text = f"{self.trainer} fold {self.fold}: {self.state}"
+        """``<trainer> fold <f>: <state>``, with the reason for 'foreign', 'pruned' and 'validate', or
+        ``busy (trained by <holder>)`` while another live process holds its fold lock."""
+        text = f"{self.trainer} fold {self.fold}: "
+        if self.holder:
+            return f"{text}busy (trained by {self.holder})"
+        text += self.state
         return f"{text} - {self.reason}" if self.state in _EXPLAINED and self.reason else text
 
 
@@ -264,21 +294,26 @@ def plan_jobs(results: Path, dataset_name: str, configuration: str, trainers: Se
     A (trainer, fold) with nothing of its own that another name of the same setting and seed (:func:`aliases`)
     has finished is 'skip', with that name as the reason: one setting is trained once, whichever name it had.
     """
-    jobs = []
-    for trainer in trainers:
-        others = aliases(results, dataset_name, trainer, plans, configuration)
-        for fold in folds:
-            status = fold_status(fold_folder(results, dataset_name, trainer, plans, configuration, fold))
-            state, reason = status.state, ("" if status.state == "skip" else status.reason or "")
-            if state == "fresh":
-                done = [a for a in others
-                        if fold_status(fold_folder(results, dataset_name, a, plans, configuration, fold)).finished]
-                if done:
-                    state, reason = "skip", f"finished as {done[0]} (the same setting)"
-            jobs.append(Job(trainer, str(fold), state,
-                            train_command(dataset_name, configuration, fold, trainer, state, plans=plans,
-                                          device=device, npz=npz), reason))
-    return jobs
+    place = Place(Path(results), dataset_name, configuration, plans, device, npz)
+    return [plan_job(place, trainer, fold) for trainer in trainers for fold in folds]
+
+
+def plan_job(place: Place, trainer: str, fold) -> Job:
+    """The :class:`Job` of one (trainer, fold) as its files are now (:func:`plan_jobs`), with the holder of a
+    live fold lock (:func:`locks.live_holder`)."""
+    folder = place.folder(trainer, fold)
+    status = fold_status(folder)
+    state, reason = status.state, ("" if status.state == "skip" else status.reason or "")
+    if state == "fresh":
+        others = aliases(place.results, place.dataset, trainer, place.plans, place.configuration)
+        done = [a for a in others if fold_status(place.folder(a, fold)).finished]
+        if done:
+            state, reason = "skip", f"finished as {done[0]} (the same setting)"
+    holder = locks.live_holder(folder) if state not in ("skip", *LEFT_ALONE) else None
+    return Job(trainer, str(fold), state,
+               train_command(place.dataset, place.configuration, fold, trainer, state, plans=place.plans,
+                             device=place.device, npz=place.npz), reason,
+               holder=locks.holder_text(holder) if holder is not None else "", place=place)
 
 
 # ------------------------------------------------------------------------------- printing and running
@@ -296,38 +331,88 @@ def shell_lines(jobs: Sequence[Job], environ: dict | None = None) -> list[str]:
     return ([export] if export and lines else []) + lines + _left_alone_comments(jobs)
 
 
+@dataclass(frozen=True)
+class Ran:
+    """What :func:`run_jobs` did besides the runs that succeeded: the jobs that failed, those skipped because a live
+    process held their fold lock, and those another process finished before their turn."""
+
+    failed: list = field(default_factory=list)
+    busy: list = field(default_factory=list)
+    meanwhile: list = field(default_factory=list)
+
+
 def run_jobs(jobs: Sequence[Job], *, environ: dict | None = None, echo: Callable[[str], None] = lambda s: None,
-             runner: Callable[..., int] | None = None) -> list[Job]:
-    """Run the jobs one after the other and return those that failed.
+             runner: Callable[..., int] | None = None) -> Ran:
+    """Run the jobs one after the other and say which failed or were skipped at their turn (:class:`Ran`).
 
-    Before each job ``echo`` gets ``[i/n]`` and :meth:`Job.describe`. Commands run in a subprocess
-    whose environment is :func:`locate.with_trainers_folder` of ``environ`` (default os.environ; the
-    user's variables are kept) and whose output goes straight to this process's stdout/stderr.
-    A failed run (non-zero exit) is reported through ``echo`` and the sweep goes on.
+    Before each job ``echo`` gets ``[i/n]`` and :meth:`Job.describe`. A job with a :class:`Place` is run under its
+    fold lock (:mod:`nnunet_polydice.experiments.locks`, the one tune takes; a stale one is taken over) and planned
+    again under it (:func:`plan_job`): a run another process finished meanwhile is skipped, and so is one whose
+    lock a live process holds (the line names it), each with a line saying so. The lock is removed when the run
+    ends, on Ctrl-C and SIGTERM too.
 
-    ``runner(argv, env=...) -> exit status`` defaults to :func:`subprocess.call`.
+    Commands run in a subprocess whose environment is :func:`locate.with_trainers_folder` of ``environ`` (default
+    os.environ; the user's variables are kept) and whose output goes straight to this process's stdout/stderr.
+    A failed run (non-zero exit) is reported through ``echo`` and the sweep goes on. SIGTERM is Ctrl-C while the
+    jobs run (:func:`processes.sigterm_as_interrupt`): the running training is stopped and KeyboardInterrupt
+    propagates.
+
+    ``runner(argv, env=...) -> exit status`` defaults to :func:`processes.run_child`.
     """
     env = with_trainers_folder(environ)
     exe = TRAIN_EXECUTABLE
     if runner is None:
-        runner = subprocess.call
+        runner = run_child
         if any(j.command is not None for j in jobs):
             exe = train_executable(env)  # fails before the first job, not after the first skip
-    failed = []
+    ran = Ran()
     n = len(jobs)
-    for i, job in enumerate(jobs, start=1):
-        echo(f"[{i}/{n}] {job.describe()}")
-        if job.command is None:
-            continue
-        argv = [exe, *job.command[1:]]
-        try:
-            rc = runner(argv, env=env)
-        except OSError as err:
-            rc = None
-            echo(f"[{i}/{n}] {job.trainer} fold {job.fold}: could not start ({err})")
-        if rc != 0:
-            if rc is not None:
-                echo(f"[{i}/{n}] {job.trainer} fold {job.fold}: FAILED (exit status {rc})")
-            failed.append(job)
-    return failed
+    with sigterm_as_interrupt():
+        for i, job in enumerate(jobs, start=1):
+            echo(f"[{i}/{n}] {job.describe()}")
+            if job.command is None:
+                continue
+            if job.place is None:
+                how = _run_one(job, [exe, *job.command[1:]], env, runner, echo, f"[{i}/{n}]")
+            else:
+                how = _run_locked(job, exe, env, runner, echo, f"[{i}/{n}]")
+            {"failed": ran.failed, "busy": ran.busy, "meanwhile": ran.meanwhile}.get(how, []).append(job)
+    return ran
 
+
+def _run_locked(job: Job, exe: str, env: dict, runner: Callable[..., int], echo: Callable[[str], None],
+                tag: str) -> str:
+    """One job under its fold lock, planned again first: 'ok', 'failed', 'busy' or 'meanwhile'."""
+    folder = job.place.folder(job.trainer, job.fold)
+
+    def on_stale(holder: dict, why: str) -> None:
+        echo(f"{tag} {job.trainer} fold {job.fold}: taking over the lock of {locks.holder_text(holder)} ({why})")
+
+    holder = locks.take_lock(folder, locks.command_owner(LOCK_COMMAND), on_stale=on_stale)
+    if holder is not None:
+        echo(f"{tag} {job.trainer} fold {job.fold}: skipped, busy: trained by {locks.holder_text(holder)}")
+        return "busy"
+    with locks.held(folder):
+        now = replace(plan_job(job.place, job.trainer, job.fold), holder="")
+        if now.command is None:
+            what = "finished meanwhile, by another process" if now.finished else \
+                f"meanwhile {now.state}" + (f" - {now.reason}" if now.reason else "")
+            echo(f"{tag} {job.trainer} fold {job.fold}: {what}; skipped")
+            return "meanwhile"
+        if now.state != job.state:
+            echo(f"{tag} {job.trainer} fold {job.fold}: now {now.state} (changed by another process)")
+        return _run_one(now, [exe, *now.command[1:]], env, runner, echo, tag)
+
+
+def _run_one(job: Job, argv: list[str], env: dict, runner: Callable[..., int], echo: Callable[[str], None],
+             tag: str) -> str:
+    """Run one job's command and say why it failed: 'ok' or 'failed'."""
+    try:
+        rc = runner(argv, env=env)
+    except OSError as err:
+        echo(f"{tag} {job.trainer} fold {job.fold}: could not start ({err})")
+        return "failed"
+    if rc != 0:
+        echo(f"{tag} {job.trainer} fold {job.fold}: FAILED (exit status {rc})")
+        return "failed"
+    return "ok"

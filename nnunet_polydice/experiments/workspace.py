@@ -10,11 +10,11 @@ are skipped, and nothing that differs from what would be written is overwritten.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from nnunet_polydice.experiments import datasets
+from nnunet_polydice.experiments.processes import run_child
 from nnunet_polydice.integration.locate import nnunet_command, with_trainers_folder
 from nnunet_polydice.integration.plans import CPU_CONFIGURATION, add_configuration, smaller_configuration
 
@@ -41,7 +41,8 @@ def workspace_env(work_dir, environ: dict | None = None, cpu: bool = True) -> di
 
 def run_logged(cmd: list[str], env: dict, echo=print) -> None:
     """Run an nnU-Net command, its output streamed to our stdout; a failure raises with the command. The command
-    is found on the PATH of ``env`` or beside this interpreter (:func:`locate.nnunet_command`).
+    is found on the PATH of ``env`` or beside this interpreter (:func:`locate.nnunet_command`); an exception
+    (Ctrl-C; SIGTERM under :func:`processes.sigterm_as_interrupt`) stops it (:func:`processes.run_child`).
 
     Raises:
         FileNotFoundError: when the command is in neither place (before anything runs).
@@ -50,7 +51,7 @@ def run_logged(cmd: list[str], env: dict, echo=print) -> None:
     exe = nnunet_command(cmd[0], env)
     echo("$ " + " ".join(cmd))
     sys.stdout.flush()
-    code = subprocess.call([exe, *cmd[1:]], env=env)
+    code = run_child([exe, *cmd[1:]], env=env)
     if code != 0:
         raise RuntimeError(f"command failed with exit code {code}: {' '.join(cmd)}")
 

@@ -43,8 +43,9 @@ from nnunet_polydice.integration.conventions import ema_series, label_key
 from nnunet_polydice.integration.curve_file import curve_payload, write_curve
 
 __all__ = ["TRIAL_ENV", "PRUNED_MARKER", "PRUNED_EXIT_CODE", "ABANDONED_EXIT_CODE", "REPORT_PREFIX", "JOURNAL_SCHEME",
-           "sqlite_database", "PRUNERS", "TrialLink", "open_storage", "storage_kind", "make_pruner", "ema",
-           "signal_index", "epoch_signal", "pruned_marker", "read_pruned_marker", "TrialReporter", "TrialPruningMixin"]
+           "sqlite_database", "storage_file", "PRUNERS", "TrialLink", "open_storage", "storage_kind", "make_pruner",
+           "ema", "signal_index", "epoch_signal", "pruned_marker", "read_pruned_marker", "TrialReporter",
+           "TrialPruningMixin"]
 
 #: The environment variable ``tune`` sets for its ``nnUNetv2_train`` subprocesses.
 TRIAL_ENV = "NNUNET_POLYDICE_TRIAL"
@@ -100,6 +101,18 @@ def journal_path(url: str) -> Path:
     """The file of a ``journal://`` URL: ``journal:///abs/file.log`` -> ``/abs/file.log``
     (``journal://rel/file.log`` is relative to the working folder)."""
     return Path(str(url)[len(JOURNAL_SCHEME):])
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a journal or SQLite storage lives in (None for a server database or an in-memory SQLite one), which
+    opening the storage would create when it is missing."""
+    kind = storage_kind(url)
+    if kind == "journal":
+        return journal_path(url)
+    if kind == "sqlite":
+        database = sqlite_database(url)[1]
+        return Path(database) if database not in ("", ":memory:") else None
+    return None
 
 
 def _stale_callback_keyword(optuna) -> str:

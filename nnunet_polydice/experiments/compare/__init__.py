@@ -78,6 +78,8 @@ removes) only files listed there, and refuses to overwrite any other file
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nnunet_polydice.experiments import checks
 from nnunet_polydice.experiments.compare._heatmap import heatmap_groups
 from nnunet_polydice.experiments.compare._link import link_references, reference_for
@@ -97,17 +99,24 @@ from nnunet_polydice.experiments.compare._model import (
 from nnunet_polydice.experiments.compare._pairing import paired_differences, paired_stats
 from nnunet_polydice.experiments.compare._read import check_reference, read_runs
 from nnunet_polydice.experiments.compare._render import SEEDED_TITLE, csv_text, markdown, text, title
-from nnunet_polydice.experiments.compare._write import MANIFEST, OUTPUT_FILES, default_out_dir, write_outputs
+from nnunet_polydice.experiments.compare._write import (
+    MANIFEST,
+    OUTPUT_FILES,
+    default_out_dir,
+    output_names,
+    write_outputs,
+)
 from nnunet_polydice.experiments.layout import FOREGROUND, select_folds
 
 __all__ = ["MANIFEST", "OUTPUT_FILES", "OVERLAP_METRICS", "SEEDED_TITLE", "Selection", "Method", "Cell", "Paired",
            "PairedDifferences", "Row", "Seeded", "Missing", "Comparison", "compare", "read_runs", "merge_rows",
            "link_references", "select_folds", "check_reference", "reference_for", "paired_differences",
            "paired_stats", "heatmap_groups", "title", "text", "markdown", "csv_text", "default_out_dir",
-           "write_outputs"]
+           "output_names", "write_outputs"]
 
 
-def compare(selection: Selection, method: Method | None = None) -> Comparison:
+def compare(selection: Selection, method: Method | None = None, *,
+            check_outputs: Callable[[list[str]], None] | None = None) -> Comparison:
     """Read every ``fold_<f>/validation/summary.json`` of the selection and build the :class:`Comparison`:
     :func:`read_runs`, then :func:`merge_rows`, then :func:`link_references`.
 
@@ -115,6 +124,9 @@ def compare(selection: Selection, method: Method | None = None) -> Comparison:
     and its explicit default name) are one row; seeded runs of a setting are one row of (fold, seed)
     instances, apart from its unseeded runs. A seeded row is compared with the reference's seeded runs of
     the same (fold, seed), an unseeded row with unseeded runs, never across.
+
+    ``check_outputs(names)`` is called with every file name the comparison will write (:func:`output_names`, the
+    heat maps included) once the runs are read, before any statistic is computed: the command line's clash check.
 
     Raises:
         FileNotFoundError: when the dataset has no results folder.
@@ -126,7 +138,10 @@ def compare(selection: Selection, method: Method | None = None) -> Comparison:
     checks.check_resamples(method.bootstrap)
     found = read_runs(selection, method)
     rows = merge_rows(found.rows, found.folds, found.notes)
+    comparison = Comparison(selection.dataset_name, selection.configuration, selection.plans, method.metric,
+                            method.reference, found.folds, found.classes, rows, found.missing, found.notes,
+                            method.bootstrap, method.seed)
+    if check_outputs is not None:
+        check_outputs(output_names(comparison))
     link_references(rows, [k for k, _ in found.classes] + [FOREGROUND], method, found.missing)
-    return Comparison(selection.dataset_name, selection.configuration, selection.plans, method.metric,
-                      method.reference, found.folds, found.classes, rows, found.missing, found.notes,
-                      method.bootstrap, method.seed)
+    return comparison

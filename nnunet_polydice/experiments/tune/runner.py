@@ -21,7 +21,7 @@ A live run, by the state of its fold folder (:func:`~nnunet_polydice.experiments
   (:mod:`nnunet_polydice.integration.pruning`): after each epoch it reports nnU-Net's EMA pseudo-Dice at step
   ``index * epochs + epoch`` and exits when the pruner says so.
 
-Before a fold is read or trained the trial creates the fold's lock (:mod:`~nnunet_polydice.experiments.tune.takeover`);
+Before a fold is read or trained the trial creates the fold's lock (:mod:`~nnunet_polydice.experiments.locks`);
 a live lock of another trial fails it at once (:attr:`FailKind.BUSY`).
 """
 
@@ -29,16 +29,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_polydice.experiments import nnunet_env
+from nnunet_polydice.experiments import locks, nnunet_env, processes
 from nnunet_polydice.experiments.runs import PRUNED_MARKER, fold_status
-from nnunet_polydice.experiments.tune import takeover
 from nnunet_polydice.experiments.tune.optuna_api import trial_id, trial_state
 from nnunet_polydice.experiments.tune.record import FailKind
 from nnunet_polydice.experiments.tune.setup import TuneSetup, wilcoxon_unit
@@ -112,25 +110,13 @@ def pruned_earlier_text(marker: dict, epochs: int, inst) -> str:
             f"of {inst.label})")
 
 
-def _stop_process(proc: subprocess.Popen) -> None:
-    """SIGTERM (never ignored, unlike SIGINT in background jobs), then kill after 60 s."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def run_logged(argv: Sequence[str], env: dict, log_path: Path, on_report: Callable[[dict], None]) -> int:
     """Run ``argv``, its output appended to ``log_path``; each report line of the trainer goes to
     ``on_report``. Returns the exit status; on an exception (Ctrl-C) the process is stopped first."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", bufsize=1)
+    with open(log_path, "a", encoding="utf-8") as log, \
+            processes.started(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              errors="replace", bufsize=1) as proc:
         try:
             for line in proc.stdout:
                 log.write(line)
@@ -141,9 +127,6 @@ def run_logged(argv: Sequence[str], env: dict, log_path: Path, on_report: Callab
                     except ValueError:
                         pass
             return proc.wait()
-        except BaseException:
-            _stop_process(proc)
-            raise
         finally:
             proc.stdout.close()
 
@@ -185,22 +168,18 @@ class LiveRunner:
         """The run of ``request`` under its fold lock (a live lock of another trial: :attr:`FailKind.BUSY`)."""
         trial, setting, inst = request.trial, request.setting, request.instance
         folder = self._folder(self.setup.run_name(setting, inst), inst.fold)
-        owner = takeover.lock_owner(self.host, os.getpid(), self.setup.study, self.uid, trial.number, trial_id(trial))
-        holder = takeover.acquire_lock(folder, owner)
+        owner = locks.trial_owner(self.host, os.getpid(), self.setup.study, self.uid, trial.number, trial_id(trial))
+
+        def why_stale(holder: dict) -> str | None:
+            return locks.lock_is_stale(holder, self.uid, self._trial_running, self.host,
+                                       age=locks.lock_age(folder), grace=self.setup.grace)
+
+        holder = locks.take_lock(folder, owner, why_stale)
         if holder is not None:
-            stale = takeover.lock_is_stale(holder, self.uid, self._trial_running, self.host,
-                                           age=takeover.lock_age(folder), grace=self.setup.grace)
-            if stale is None:
-                raise RunFailed(FailKind.BUSY, f"busy: {inst.label} of {setting.trainer} is being trained by "
-                                               f"{takeover.holder_text(holder)}")
-            (folder / takeover.LOCK_NAME).unlink(missing_ok=True)
-            if takeover.acquire_lock(folder, owner) is not None:
-                raise RunFailed(FailKind.BUSY, f"busy: {inst.label} of {setting.trainer} was taken meanwhile")
-        try:
-            with takeover.LockHeartbeat(folder / takeover.LOCK_NAME, takeover.heartbeat_interval(self.setup.grace)):
-                return self._run_locked(request, folder)
-        finally:
-            (folder / takeover.LOCK_NAME).unlink(missing_ok=True)
+            raise RunFailed(FailKind.BUSY, f"busy: {inst.label} of {setting.trainer} is being trained by "
+                                           f"{locks.holder_text(holder)}")
+        with locks.held(folder, self.setup.grace):
+            return self._run_locked(request, folder)
 
     def _run_locked(self, request: RunRequest, folder: Path) -> RunOutcome:
         inst, epochs = request.instance, self.setup.epochs

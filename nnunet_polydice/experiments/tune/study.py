@@ -82,12 +82,18 @@ def open_study(setup: TuneSetup, *, sampler=None, heartbeat: bool = False, creat
 def load_study(url: str, name: str, *, storage=None, sampler=None, pruner=None):
     """An existing study.
 
+    A journal or SQLite file that does not exist is not created (opening it would): that is "no study there yet".
+
     Raises:
-        ValueError: when the storage has no study of that name (naming those it has).
+        ValueError: when the storage has no study of that name (naming those it has), or its file does not exist.
     """
     import optuna
 
     _quiet_optuna()
+    if storage is None:
+        missing = pruning.storage_file(url)
+        if missing is not None and not missing.exists():
+            raise ValueError(f"no study there yet: {url} does not exist (a tune without --status creates it).")
     storage = storage or pruning.open_storage(url)
     names = optuna.get_all_study_names(storage)
     if name not in names:

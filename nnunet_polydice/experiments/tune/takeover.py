@@ -14,7 +14,8 @@ without running any handler (Slurm preemption, a node crash, the OOM killer: SIG
 * **its fold lock** (``polydice_tune.lock``, held while a (setting, fold, seed) run is read or trained) would
   keep every other worker away. The worker touches its lock every heartbeat interval (:class:`LockHeartbeat`);
   a lock is stale (:func:`lock_is_stale`) when its trial is no longer running, its process is gone on this
-  host, or it has not been touched for the grace period.
+  host, or it has not been touched for the grace period. The locks are :mod:`nnunet_polydice.experiments.locks`'s
+  (sweep and noise take the same ones), re-exported here.
 * **its training** is continued by the worker that takes the enqueued trial: nnU-Net's
   ``nnUNetv2_train --c`` from ``checkpoint_latest.pth`` (saved every epoch on short schedules), so what the
   dead worker trained after its last checkpoint is the only work done twice.
@@ -33,14 +34,21 @@ another): keep them in sync (NTP) and the grace period well above their skew.
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from nnunet_polydice.experiments.locks import (
+    LOCK_NAME,
+    LockHeartbeat,
+    acquire_lock,
+    heartbeat_interval,
+    holder_text,
+    lock_age,
+    lock_is_stale,
+    pid_alive,
+)
+from nnunet_polydice.experiments.locks import trial_owner as lock_owner
 from nnunet_polydice.experiments.tune import record
 from nnunet_polydice.experiments.tune.optuna_api import storage_of, trial_id
 from nnunet_polydice.integration import pruning
@@ -52,114 +60,11 @@ __all__ = [
     "run_until_settled",
 ]
 
-LOCK_NAME = "polydice_tune.lock"
 #: A setting whose trial went stale this many times is not enqueued again.
 MAX_RETRIES = 3
 #: Bounds of ``--grace``: six heartbeats of at least one second each; one day.
 MIN_GRACE_S = 6
 MAX_GRACE_S = 86400
-
-
-def heartbeat_interval(grace: float) -> int:
-    """Seconds between heartbeats for a grace period of ``grace`` seconds: a sixth of it, 1 to 30 s (so a
-    worker misses five heartbeats in a row before it is taken for dead)."""
-    return int(max(1, min(pruning.HEARTBEAT_INTERVAL_S, grace // 6)))
-
-
-# ------------------------------------------------------------------------------------------- fold locks
-
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, TypeError, OverflowError):
-        return True
-    return True
-
-
-def acquire_lock(folder: Path, owner: dict) -> dict | None:
-    """Create ``<folder>/polydice_tune.lock`` exclusively (``O_CREAT | O_EXCL``) with ``owner`` (JSON) in it.
-
-    Returns None when acquired, else what the existing lock holds (``{}`` when unreadable).
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(owner, fh)
-    return None
-
-
-def lock_owner(host: str, pid: int, study: str, study_uid: str, trial: int, tid: int) -> dict:
-    """What a lock file holds (JSON): the worker's host and pid, the study (name and uid), the trial (number and
-    storage id). Read back by :func:`lock_is_stale` and :func:`holder_text`."""
-    return {"host": host, "pid": pid, "study": study, "study_uid": study_uid, "trial": trial, "trial_id": tid}
-
-
-def holder_text(holder: dict) -> str:
-    """``trial 3 of study S (host, pid 123)``: who holds a lock."""
-    return (f"trial {holder.get('trial')} of study {holder.get('study')} ({holder.get('host')}, "
-            f"pid {holder.get('pid')})")
-
-
-def lock_age(folder: Path) -> float:
-    """Seconds since the lock in ``folder`` was last touched (0 when it is gone)."""
-    try:
-        return max(0.0, time.time() - (folder / LOCK_NAME).stat().st_mtime)
-    except FileNotFoundError:
-        return 0.0
-
-
-def lock_is_stale(holder: dict, study_uid: str, trial_running: Callable[[int], bool], host: str | None = None,
-                  age: float = 0.0, grace: float | None = None) -> str | None:
-    """Why a lock is stale, or None while its holder may be alive.
-
-    Stale: unreadable; its process is gone on this host; it is this study's and its trial is no longer
-    running (``trial_running(trial_id)``); or it has not been touched for ``grace`` seconds (``age``: seconds
-    since it was; its worker touches it every heartbeat interval).
-    """
-    host = host or socket.gethostname()
-    if not holder or "pid" not in holder:
-        return "the lock file is empty or unreadable"
-    if holder.get("host") == host and not _pid_alive(holder["pid"]):
-        return f"its worker (pid {holder['pid']}) is gone"
-    if study_uid and holder.get("study_uid") == study_uid and not trial_running(int(holder.get("trial_id", -1))):
-        return f"its trial {holder.get('trial')} is no longer running"
-    if grace is not None and age > grace:
-        return f"it has not been touched for {age:.0f} s (grace {grace:g} s): its worker is gone"
-    return None
-
-
-class LockHeartbeat:
-    """A thread that touches a lock file every ``interval`` seconds while the block runs (its heartbeat)."""
-
-    def __init__(self, path: Path, interval: float):
-        self.path, self.interval = Path(path), float(interval)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="polydice-lock-heartbeat", daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                os.utime(self.path)
-            except OSError:  # removed or unreachable: the next beat tries again
-                pass
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        return False
 
 
 # ------------------------------------------------------------------------------------------- stale trials
@@ -214,7 +119,7 @@ def fail_dead_local_trials(study, echo: Callable[[str], None] = lambda s: None) 
     host, failed = socket.gethostname(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get(record.PID)
-        if t.user_attrs.get(record.HOST) == host and pid is not None and not _pid_alive(pid):
+        if t.user_attrs.get(record.HOST) == host and pid is not None and not pid_alive(pid):
             try:
                 if not storage_of(study).set_trial_state_values(trial_id(t), state=TrialState.FAIL):
                     continue

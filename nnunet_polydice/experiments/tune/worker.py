@@ -9,6 +9,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Sequence
 
+from nnunet_polydice.experiments.processes import sigterm_as_interrupt
 from nnunet_polydice.experiments.tune import record, takeover
 from nnunet_polydice.experiments.tune.objective import Objective
 from nnunet_polydice.experiments.tune.render import live_line
@@ -25,10 +26,6 @@ def worker_shares(n_trials: int, workers: int) -> list[int]:
     if workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {workers}).")
     return [n_trials // workers + (1 if i < n_trials % workers else 0) for i in range(workers)]
-
-
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _after_trial_line(setup: TuneSetup, echo: Callable[[str], None]):
@@ -70,18 +67,10 @@ def run_worker(setup: TuneSetup, n_trials: int, *, sampler: str = "tpe", seed: i
         study.optimize(objective, n_trials=n, catch=(RunFailed,), callbacks=[after_trial], gc_after_trial=False)
         return not objective.budget_spent
 
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
+    with sigterm_as_interrupt():
         if optimize(n_trials) and settle:
             takeover.run_until_settled(study, lambda: optimize(1), takeover.heartbeat_interval(setup.grace), echo,
                                        grace=setup.grace)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def worker_processes(setup: TuneSetup, shares: Sequence[int], *, sampler: str, seed: int | None,
