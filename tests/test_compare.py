@@ -643,6 +643,20 @@ def seeds_tree(tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_seeds_without_runs_are_named_and_never_blamed_on_the_configuration(seeds_tree, capsys):
+    """--seeds 5 (no folder of seed 5): the seeds are what found nothing, not the configuration or -p/--plans;
+    --seeds 0 5: seed 5 is one named line under Missing."""
+    with pytest.raises(ValueError) as err:
+        run_compare(seeds_tree, DS, "2d", reference=SEEDED_REF, seeds=[5])
+    assert str(err.value).startswith("--seeds 5: no trainer folder *__nnUNetPlans__2d in ")
+    assert str(err.value).endswith("is of these seeds; the seeds with folders: 0, 1, 2.")
+    assert "-p/--plans" not in str(err.value)
+    c = run_compare(seeds_tree, DS, "2d", reference=SEEDED_REF, seeds=[0, 5])
+    assert ("seed 5: no trainer folder of this seed (--seeds); the seeds with folders: 0, 1, 2"
+            in [str(m) for m in c.missing])
+    assert {r.label for r in c.rows} == {"seeds 0"}
+
+
 def test_seeded_settings_by_hand(seeds_tree):
     c = run_compare(seeds_tree, DS, "2d", reference=SEEDED_REF, bootstrap=2000)
     assert [(r.trainer, r.label) for r in c.rows] == [(UP, "seeds 0,1,2"), (FLAT, "seeds 0,1,2"),

@@ -148,6 +148,17 @@ def test_doctor_names_the_route_and_what_to_run(folder, monkeypatch, capsys):
     problems = doctor.route_problems(NEW, hook=True, opted_out=False)
     assert any("nnunet-polydice unlink" in p for p in problems)  # left over from before an upgrade
     assert doctor.nnunet_version_problem("2.5.0") is None and "too old" in doctor.nnunet_version_problem("2.4.2")
+    # an edited (or foreign) file of the link's name on 2.8: nnU-Net imports it first at every lookup
+    path = folder / linking.LINK_FILE
+    path.write_text(path.read_text() + "# my own change\n")
+    for text, what in ((path.read_text(), "edited since 'nnunet-polydice link' wrote it"),
+                       ("print('mine')\n", "not written by nnunet-polydice")):
+        path.write_text(text)
+        problems = doctor.route_problems(NEW, hook=True, opted_out=False)
+        assert [p for p in problems if str(path) in p] == [
+            f"{path} is {what}; nnunetv2 {NEW} does not need a link, and imports this file at every trainer lookup, "
+            f"before nnUNet_extTrainer: look at it and delete it by hand (nnunet-polydice unlink removes only an "
+            f"unedited link)."]
 
 
 def test_nothing_writes_into_nnunet_without_the_command(monkeypatch, capsys):

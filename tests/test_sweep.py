@@ -712,3 +712,19 @@ def test_a_run_another_process_finished_after_planning_is_skipped_at_its_turn(tm
     assert "1 finished meanwhile by another process" in out
     assert record.read_text().splitlines() == [f"{DS} 2d 0 -tr {first} -p nnUNetPlans"]
     assert runs.fold_status(other).finished
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc (where even root creates nothing)")
+def test_an_unwritable_results_folder_is_refused_before_any_training(tmp_path, capsys, monkeypatch):
+    """nnU-Net would fail after its start-up (a minute) with a PermissionError traceback: the sweep checks first."""
+    planned_folders(tmp_path, monkeypatch, DS)
+    monkeypatch.setenv("nnUNet_results", "/proc/polydice_results")
+    bin_dir, record = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "nnUNetv2_train").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{record}'\n")
+    (bin_dir / "nnUNetv2_train").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert main(["sweep", DS, "2d", "--folds", "0", "--trainers", "nnUNetTrainer"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnunet-polydice sweep: error: nnUNet_results: the run's folder /proc/polydice_results/")
+    assert "cannot be written: nothing can be created in /proc" in err and not record.exists()

@@ -71,6 +71,12 @@ def route_problems(version: str, hook: bool, opted_out: bool) -> list[str]:
     if state.status == "linked":
         problems.append(f"a link from an older nnU-Net is still in {state.path}; nnunetv2 {version} does not need it: "
                         f"nnunet-polydice unlink")
+    elif state.status in ("edited", "foreign"):  # inside nnU-Net's own folder: imported at every lookup, first
+        what = ("edited since 'nnunet-polydice link' wrote it" if state.status == "edited"
+                else "not written by nnunet-polydice")
+        problems.append(f"{state.path} is {what}; nnunetv2 {version} does not need a link, and imports this file at "
+                        f"every trainer lookup, before nnUNet_extTrainer: look at it and delete it by hand "
+                        f"(nnunet-polydice unlink removes only an unedited link).")
     return problems
 
 

@@ -33,6 +33,7 @@ from nnunet_polydice.experiments.nnunet_env import (
     train_executable,
     validate_trainer_name,
 )
+from nnunet_polydice.experiments.paths import ensure_writable_dir
 from nnunet_polydice.experiments.processes import run_child, sigterm_as_interrupt
 from nnunet_polydice.experiments.runs import fold_status
 from nnunet_polydice.integration.locate import with_trainers_folder
@@ -341,6 +342,18 @@ class Ran:
     meanwhile: list = field(default_factory=list)
 
 
+def check_writable(jobs: Sequence[Job]) -> None:
+    """Check that the fold folder of every job with a command and a :class:`Place` can be written (or created):
+    nnU-Net writes its checkpoints there.
+
+    Raises:
+        ValueError: naming nnUNet_results, the folder and why (:func:`paths.ensure_writable_dir`).
+    """
+    for job in jobs:
+        if job.command is not None and job.place is not None:
+            ensure_writable_dir(job.place.folder(job.trainer, job.fold), "nnUNet_results: the run's folder")
+
+
 def run_jobs(jobs: Sequence[Job], *, environ: dict | None = None, echo: Callable[[str], None] = lambda s: None,
              runner: Callable[..., int] | None = None) -> Ran:
     """Run the jobs one after the other and say which failed or were skipped at their turn (:class:`Ran`).
@@ -365,6 +378,7 @@ def run_jobs(jobs: Sequence[Job], *, environ: dict | None = None, echo: Callable
         runner = run_child
         if any(j.command is not None for j in jobs):
             exe = train_executable(env)  # fails before the first job, not after the first skip
+    check_writable(jobs)  # before the first training, not as nnU-Net's PermissionError after a minute of it
     ran = Ran()
     n = len(jobs)
     with sigterm_as_interrupt():

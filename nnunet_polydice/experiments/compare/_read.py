@@ -100,6 +100,19 @@ def _unreadable_name(name: str) -> str | None:
     return None
 
 
+def _seeds_text(trainers) -> str:
+    seeds = sorted({seed for t in trainers if (seed := setting_and_seed(t)[1]) is not None})
+    return ", ".join(map(str, seeds)) or "none (only unseeded runs)"
+
+
+def _seeds_without_folders(selection: Selection, trainers) -> list[Missing]:
+    """A Missing line for each seed of ``--seeds`` that no selected trainer folder has."""
+    have = {setting_and_seed(t)[1] for t in trainers}
+    return [Missing(f"seed {seed}", None, f"no trainer folder of this seed (--seeds); the seeds with folders: "
+                                          f"{_seeds_text(trainers)}")
+            for seed in selection.seeds or () if seed not in have]
+
+
 def _trainer_dirs(selection: Selection) -> tuple[dict, list]:
     """``({trainer: its folder}, trainers with results)`` of the selection, checked.
 
@@ -115,6 +128,10 @@ def _trainer_dirs(selection: Selection) -> tuple[dict, list]:
     trainers = list(dict.fromkeys(s.trainers)) if s.trainers else found
     if s.seeds is not None:
         trainers = [t for t in trainers if setting_and_seed(t)[1] in (None, *s.seeds)]
+        if not trainers and found:  # the folders are there: the seeds are what finds none of them
+            raise ValueError(f"--seeds {' '.join(map(str, s.seeds))}: no trainer folder *__{s.plans}__"
+                             f"{s.configuration} in {dataset_dir} is of these seeds; the seeds with folders: "
+                             f"{_seeds_text(found)}.")
     if not trainers:
         raise ValueError(f"no trainer folders *__{s.plans}__{s.configuration} in {dataset_dir}; check the "
                          f"configuration and -p/--plans.")
@@ -220,6 +237,7 @@ def read_runs(selection: Selection, method: Method) -> RunsRead:
     if method.reference_required:  # a reference the user named must exist; the default may be absent
         check_reference(method.reference, found)
     folds = select_folds(list(tdir.values()), selection.folds)
+    left_out += _seeds_without_folders(selection, found)
     reading = _Reading(method, read_label_names(list(tdir.values())), missing=left_out)
     rows = []
     for t, folder in tdir.items():
