@@ -39,6 +39,19 @@ def planned_folders(tmp_path: Path, monkeypatch, dataset: str) -> tuple[Path, Pa
     return raw, pre, res
 
 
+def replacing(argv: list[str], extra: list[str]) -> list[str]:
+    """``argv + extra``, without the options of ``argv`` (and their values) that ``extra`` gives again: an option may
+    be given once."""
+    given = {a for a in extra if a.startswith("--")}
+    kept, skipping = [], False
+    for a in argv:
+        if a.startswith("-"):
+            skipping = a in given
+        if not skipping:
+            kept.append(a)
+    return kept + extra
+
+
 def run(cmd, env, timeout=600, check=True, **kw) -> subprocess.CompletedProcess:
     """Run a command, capture its output; on an unexpected exit code fail with the output's tail."""
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **kw)

@@ -5,7 +5,7 @@ numbers worked out by hand in the comments; every bad input refused before anyth
 import json
 
 import pytest
-from conftest import planned_folders
+from conftest import planned_folders, replacing
 from test_compare import DS, trainer_dir, write_summary
 
 from nnunet_polydice.cli import main
@@ -135,6 +135,6 @@ def test_bad_input_is_refused_before_anything_trains(tree, capsys, monkeypatch, 
     started = []
     monkeypatch.setattr(sweep, "run_child", lambda *a, **k: started.append(a) or 0)
     before = sorted(p.relative_to(tree) for p in tree.rglob("*"))
-    assert main(["noise", "42", "2d", "--folds", "0", "--device", "cpu", *extra]) == 2
+    assert main(replacing(["noise", "42", "2d", "--folds", "0", "--device", "cpu"], extra)) == 2
     assert message in capsys.readouterr().err
     assert not started and sorted(p.relative_to(tree) for p in tree.rglob("*")) == before

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import nnunet_env, run
+from conftest import nnunet_env, replacing, run
 from optuna.trial import TrialState, create_trial
 
 from nnunet_polydice.cli import main as cli_main
@@ -727,19 +727,6 @@ def _snapshot(folder):
 TUNE = ["tune", "991", "2d", "--families", "nnUNetTrainerPolyDice", "--K", "2", "--epsilon", "0", "--schedule", "2x2"]
 
 
-def _replacing(argv: list[str], extra: list[str]) -> list[str]:
-    """``argv + extra``, without the options of ``argv`` (and their values) that ``extra`` gives again: an option may
-    be given once."""
-    given = {a for a in extra if a.startswith("--")}
-    kept, skipping = [], False
-    for a in argv:
-        if a.startswith("-"):
-            skipping = a in given
-        if not skipping:
-            kept.append(a)
-    return kept + extra
-
-
 @pytest.mark.parametrize("extra, message", [
     (["--trials", "0"], "--trials must be an integer from 1 to 10000 (got 0)."),
     (["--trials", "-1"], "--trials must be an integer from 1 to 10000 (got -1)."),
@@ -778,7 +765,7 @@ def _replacing(argv: list[str], extra: list[str]) -> list[str]:
 def test_tune_refuses_before_any_study_folder_or_file(fake_results, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(fake_results)
     before = _snapshot(fake_results)
-    assert cli_main(_replacing(TUNE, extra)) == 2
+    assert cli_main(replacing(TUNE, extra)) == 2
     err = capsys.readouterr().err
     assert err.startswith("nnunet-polydice tune: error: ") and message in err and "Traceback" not in err
     assert _snapshot(fake_results) == before
