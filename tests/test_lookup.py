@@ -133,3 +133,37 @@ def test_a_malformed_name_still_raises_outside_nnunets_commands(trainers_module)
     with pytest.raises(SystemExit) as stop:
         exit_in_nnunet_command(ValueError("x"), program="/venv/bin/nnUNetv2_predict")
     assert stop.value.code == 2
+
+
+def test_nnunets_trainer_names_read_from_its_source_are_those_an_import_of_every_module_finds():
+    """The independent answer: import each module of nnU-Net's trainer package (as nnU-Net's lookup may) and keep
+    the subclasses of nnUNetTrainer; the source reading must name the same classes, without those imports."""
+    import importlib
+    import pkgutil
+
+    import nnunetv2.training.nnUNetTrainer as package
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    imported = set()
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:
+            continue
+        imported.update(k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nnUNetTrainer))
+    assert set(nnunet_trainer_names()) == imported and len(imported) > 50
+
+
+@pytest.mark.parametrize("argv", [["list", "nnUNetTrainer"], ["doctor", "nnUNetTrainer"],
+                                  ["list", "nnUNetTrainerBogus"]])
+def test_commands_that_look_up_nnunets_trainers_exit(argv):
+    """A ``list NAME`` that printed its row and never exited was reported: each command must end (the timeout is a
+    hang guard only) with its status."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(sys.executable).parent / "nnunet-polydice"
+    proc = subprocess.run([str(tool), *argv], capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+                          env=with_trainers_folder(dict(os.environ)))  # as the start-up hook sets it
+    assert proc.returncode == (2 if "Bogus" in argv[1] else 0), proc.stderr
