@@ -43,7 +43,7 @@ from nnunet_polydice.experiments.demo_report import (
     pick_slices,
     write_prediction_figure,
 )
-from nnunet_polydice.experiments.layout import fold_folder
+from nnunet_polydice.experiments.layout import CHECKPOINT_FINAL, fold_folder
 from nnunet_polydice.experiments.processes import sigterm_as_interrupt
 from nnunet_polydice.experiments.workspace import prepare_embedded, run_logged, workspace_env
 from nnunet_polydice.integration.locate import nnunet_command
@@ -290,8 +290,7 @@ def _predict(steps: _Steps, work: Path, results: Path, dataset: str, names: Sequ
     n_proc = "1" if device != "cuda" else "3"
     for name in names:
         out_dir = work / "predictions" / name
-        checkpoint = fold_folder(results, dataset, name, "nnUNetPlans", CPU_CONFIGURATION, fold) / \
-            "checkpoint_final.pth"
+        checkpoint = fold_folder(results, dataset, name, "nnUNetPlans", CPU_CONFIGURATION, fold) / CHECKPOINT_FINAL
         if _predictions_current(out_dir, cases, inputs, checkpoint):
             steps.echo(f"{name}: predictions in {out_dir} are newer than the checkpoint and the images; skipped")
             skipped.append(name)

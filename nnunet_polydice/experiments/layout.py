@@ -48,6 +48,9 @@ NNUNET_METRICS = ("Dice", "IoU", "FP", "TP", "FN", "TN", "n_pred", "n_ref")
 OVERLAP_METRICS = frozenset({"Dice", "IoU"})
 #: The summary of a fold, relative to its fold folder.
 SUMMARY = Path("validation") / "summary.json"
+#: nnU-Net's checkpoints in a fold folder: the final one (a finished training), and the two it continues from.
+CHECKPOINT_FINAL, CHECKPOINT_LATEST, CHECKPOINT_BEST = "checkpoint_final.pth", "checkpoint_latest.pth", \
+    "checkpoint_best.pth"
 _SUMMARY_KEYS = ("metric_per_case", "mean", FOREGROUND)
 _FOLD = re.compile(r"fold_(0|[1-9][0-9]*)", re.ASCII)
 

@@ -27,7 +27,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_polydice.experiments.layout import SummaryError, read_summary_json, summary_path
+from nnunet_polydice.experiments.layout import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_FINAL,
+    CHECKPOINT_LATEST,
+    SummaryError,
+    read_summary_json,
+    summary_path,
+)
 from nnunet_polydice.integration.pruning import PRUNED_MARKER
 
 __all__ = ["STATES", "PRUNED_MARKER", "SummaryError", "FoldStatus", "read_summary_json", "fold_status",
@@ -55,8 +62,8 @@ class FoldStatus:
 def fold_status(folder) -> FoldStatus:
     """The :class:`FoldStatus` of a ``fold_<f>`` folder (see the module docstring for the rule)."""
     folder = Path(folder)
-    final = (folder / "checkpoint_final.pth").is_file()
-    started = (folder / "checkpoint_latest.pth").is_file() or (folder / "checkpoint_best.pth").is_file()
+    final = (folder / CHECKPOINT_FINAL).is_file()
+    started = (folder / CHECKPOINT_LATEST).is_file() or (folder / CHECKPOINT_BEST).is_file()
     summary, problem = None, None
     try:
         summary = read_summary_json(summary_path(folder))

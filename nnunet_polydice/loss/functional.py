@@ -422,7 +422,8 @@ def overlap_sums(
     ``probs`` are accumulated in float64.
     With ``do_bg=False`` the sums of all channels are computed and channel 0 is dropped from the
     small ``(B, C)`` results: slicing ``probs[:, 1:]`` instead would cost a full-size zero-filled
-    gradient in the backward pass, more than the extra channel's sums.
+    gradient in the backward pass, more than the extra channel's sums. (This function is over 80 lines only with
+    this docstring: its code is kept in one piece so that each memory decision stays beside its reason.)
 
     Args:
         probs: ``(B, C, *spatial)`` probabilities (after softmax/sigmoid), any float dtype.
