@@ -728,3 +728,17 @@ def test_an_unwritable_results_folder_is_refused_before_any_training(tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith("nnunet-polydice sweep: error: nnUNet_results: the run's folder /proc/polydice_results/")
     assert "cannot be written: nothing can be created in /proc" in err and not record.exists()
+
+
+def test_a_configuration_name_too_long_for_a_results_folder_is_refused_before_the_lookup(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """A plans file with a 300-character configuration (an older add-config wrote one): one sentence, no
+    traceback, before nnU-Net's lookup and before anything is planned or written."""
+    _, pre, res = planned_folders(tmp_path, monkeypatch, DS)
+    long = "c" * 300
+    (pre / DS / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}, long: {}}}))
+    assert main(["sweep", DS, long, "--folds", "0", "--trainers", "nnUNetTrainer", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nnunet-polydice sweep: error: the results folder of nnUNetTrainer (configuration "
+                          f"{'c' * 40!r}): the name 'nnUNetTrainer__nnUNetPlans__cccccccccccc")
+    assert "bytes long; the file system allows at most 255 bytes a name" in err and not res.exists()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nnunet_polydice.experiments import checks, locks
-from nnunet_polydice.experiments.layout import find_trainers, fold_folder
+from nnunet_polydice.experiments.layout import find_trainers, fold_folder, trainer_folder
 from nnunet_polydice.experiments.nnunet_env import (
     TRAIN_EXECUTABLE,
     check_folds,
@@ -33,7 +33,7 @@ from nnunet_polydice.experiments.nnunet_env import (
     train_executable,
     validate_trainer_name,
 )
-from nnunet_polydice.experiments.paths import ensure_writable_dir
+from nnunet_polydice.experiments.paths import check_path_length, ensure_writable_dir
 from nnunet_polydice.experiments.processes import run_child, sigterm_as_interrupt
 from nnunet_polydice.experiments.runs import fold_status
 from nnunet_polydice.integration.locate import with_trainers_folder
@@ -264,8 +264,8 @@ class Training:
 def checked_jobs(trainers: Sequence[str], training: Training, *, npz: bool = False
                  ) -> tuple[Path, str, list[str], list[Job]]:
     """What ``sweep`` and ``noise`` check before anything trains, in order: the folds, the results folder, the
-    dataset, its plans and configuration, the folds against splits_final.json, and every trainer name with
-    nnU-Net's own lookup; then the jobs.
+    dataset, its plans and configuration, the folds against splits_final.json, the length of every results folder
+    name (the file system's limit), and every trainer name with nnU-Net's own lookup; then the jobs.
 
     Returns:
         ``(results root, dataset name, folds, jobs)``.
@@ -275,6 +275,9 @@ def checked_jobs(trainers: Sequence[str], training: Training, *, npz: bool = Fal
     dataset = resolve_dataset_name(training.dataset)
     check_plans(dataset, training.plans, training.configuration)
     check_folds(dataset, folds, allow_random_split=training.allow_random_split)
+    for trainer in trainers:  # a configuration name too long for a folder (written by hand or by an old add-config)
+        check_path_length(trainer_folder(results, dataset, trainer, training.plans, training.configuration),
+                          f"the results folder of {trainer} (configuration {training.configuration[:40]!r})")
     check_trainers_found(trainers)
     jobs = plan_jobs(results, dataset, training.configuration, trainers, folds, plans=training.plans,
                      device=training.device, npz=npz)
