@@ -387,3 +387,11 @@ def test_numbers_and_counts_in_other_scripts_digits_are_refused():
     with pytest.raises(ValueError, match=r"plot-shape draws epsilon from -1 to 1000 \(got 1e\+308\)"):
         shape.parse_setting("K=2,eps=1e308")
     assert shape.parse_setting("K=2,eps=1000").epsilon == 1000.0
+    # the same rule in every other reader of a typed number: plot-shape's settings, ranges, pruner keywords
+    with pytest.raises(ValueError, match=r"epsilon must be a number \(got '\uff11'\)"):
+        shape.parse_setting("K=2,eps=\uff11")
+    with pytest.raises(ValueError, match=r"a range is START:STOP:STEP with three numbers"):
+        checks.check_range("0:\uff12:0.5", "--epsilon", Decimal("0.01"))
+    from nnunet_polydice.integration import pruning
+    with pytest.raises(ValueError, match=r"n_startup_trials takes a number written in ASCII"):
+        pruning.parse_pruner("median:n_startup_trials=\uff11\uff12")

@@ -272,6 +272,7 @@ def test_gaps_in_the_logs_are_reported(tree):
     (["curves", DS, "2d", "--threshold", "1.5"],
      "--threshold must be a number from 0 to 1, an EMA pseudo Dice (got '1.5'); the default is 0.1."),
     (["curves", DS, "2d", "--threshold", "nan"], "--threshold must be a number from 0 to 1"),
+    (["curves", DS, "2d", "--threshold", "\uff10.5"], "--threshold must be a number from 0 to 1"),  # fullwidth 0
     (["curves", DS, "2d", "--folds", "x"], "a fold is a non-negative integer or 'all'"),
 ])
 def test_bad_input_is_one_sentence(tree, capsys, argv, message):

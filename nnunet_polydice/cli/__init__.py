@@ -22,11 +22,11 @@ class _StoreOnce(argparse._StoreAction):
 
     def __call__(self, parser, namespace, values, option_string=None):
         given = parser.__dict__.setdefault("_polydice_given", {})
+        shown = " ".join(map(str, values)) if isinstance(values, list) else values
         if option_string is not None and self.dest in given:
-            shown = " ".join(map(str, values)) if isinstance(values, list) else values
             raise argparse.ArgumentError(self, f"given more than once ({given[self.dest]}, then {shown}); give it "
                                                f"once, with all its values")
-        given[self.dest] = " ".join(map(str, values)) if isinstance(values, list) else values
+        given[self.dest] = shown
         super().__call__(parser, namespace, values, option_string)
 
 

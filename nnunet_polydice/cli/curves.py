@@ -7,12 +7,12 @@ import math
 
 from nnunet_polydice.cli import _output
 from nnunet_polydice.cli._output import add_results_arguments, check_results_arguments, print_written
-from nnunet_polydice.experiments import curves
+from nnunet_polydice.experiments import checks, curves
 
 
 def _threshold(text: str) -> float:
     try:
-        value = float(text)
+        value = checks.check_number(text, "--threshold")
     except ValueError:
         value = math.nan
     if not 0.0 <= value <= 1.0:  # also false for NaN

@@ -153,6 +153,8 @@ def check_range(text: str, option: str, min_step: Decimal, max_values: int = MAX
             empty range or one of more than ``max_values`` values (counted before anything is expanded).
     """
     try:
+        if not str(text).isascii():  # Decimal() reads other scripts' digits too ('１' as 1)
+            raise ValueError
         start, stop, step = (Decimal(p.strip()) for p in str(text).split(":"))
     except (ValueError, InvalidOperation):
         raise ValueError(f"{option} {text!r}: a range is START:STOP:STEP with three numbers, e.g. 0:2:0.5.") from None

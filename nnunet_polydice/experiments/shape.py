@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_polydice.experiments import outputs
+from nnunet_polydice.experiments import checks, outputs
 from nnunet_polydice.experiments.paths import check_path_length, ensure_new_file, ensure_writable_dir
 from nnunet_polydice.integration.naming import format_k, parse_trainer_name
 from nnunet_polydice.loss.settings import DEFAULT_EPSILON, validate_poly
@@ -110,7 +110,7 @@ def parse_setting(text: str) -> ShapeSetting:
         if "K" not in values:
             raise ValueError(f"setting {text!r} has no K; write K=<K>,eps=<epsilon>, e.g. K=2,eps=1.")
         try:
-            eps = float(values.get("epsilon", DEFAULT_EPSILON))
+            eps = checks.check_number(values.get("epsilon", DEFAULT_EPSILON), "epsilon")
         except ValueError:
             raise ValueError(f"setting {text!r}: epsilon must be a number (got {values['epsilon']!r}).") from None
         K, eps, _ = validate_poly(values["K"], eps)

@@ -245,8 +245,11 @@ def _checked_value(spec: str, key: str, text: str):
     true/false/none/auto, which Optuna's own check judges).
 
     Raises:
-        ValueError: for a huge integer, a non-integer count, or inf / nan.
+        ValueError: for other scripts' digits (Python's int() reads '１２' as 12), a huge integer, a non-integer
+            count, or inf / nan.
     """
+    if not text.isascii():
+        raise ValueError(f"--pruner {spec!r}: {key} takes a number written in ASCII (got {text!r}).")
     digits = text.lstrip("+-")
     if digits.isdigit() and len(digits) > 18:
         raise ValueError(f"--pruner {spec!r}: {key} takes an integer of at most 18 digits (got {len(digits)} digits).")
