@@ -21,12 +21,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from nnunet_polydice.integration.naming import (
-    InvalidTrainerName,
     catalogue_names,
     schedule_suffix,
     seed_suffix,
     split_schedule,
     split_seed,
+    unseeded_name,
 )
 
 __all__ = ["TrainerNotFound", "find_trainer_class", "check_trainers", "nnunet_trainer_names", "closest_name",
@@ -181,13 +181,6 @@ def find_trainer_class(name: str, environ: Mapping[str, str] | None = None):
     return cls
 
 
-def _unseeded(name: str) -> str:
-    try:
-        return split_seed(name)[0]
-    except InvalidTrainerName:
-        return name
-
-
 def check_trainers(names: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
     """Look every name up with :func:`find_trainer_class`; return them, or raise one sentence for all that fail.
 
@@ -199,14 +192,14 @@ def check_trainers(names: Iterable[str], environ: Mapping[str, str] | None = Non
     names = list(names)
     problems, seen = [], set()
     for name in names:
-        unseeded = _unseeded(name)
+        unseeded = unseeded_name(name)
         if unseeded in seen:  # the same name on another seed: found or not as the first one was
             continue
         seen.add(unseeded)
         try:
             find_trainer_class(name, environ)
         except TrainerNotFound as err:
-            seeds = [n for n in names if n != name and _unseeded(n) == unseeded]
+            seeds = [n for n in names if n != name and unseeded_name(n) == unseeded]
             problems.append(str(err) + (f" (The same holds for {', '.join(map(repr, seeds))}.)" if seeds else ""))
     if problems:
         raise TrainerNotFound(" ".join(problems) if len(problems) == 1 else

@@ -54,7 +54,7 @@ from nnunet_polydice.loss.settings import MAX_K
 __all__ = ["FAMILIES", "MAX_EPOCHS", "MAX_ITERATIONS", "MAX_SEED", "Family", "InvalidTrainerName", "TrainerSpec",
            "catalogue_names", "format_k", "format_number", "is_class_name", "parse_number", "parse_trainer_name",
            "ready_grid", "schedule_suffix", "seed_suffix", "setting_and_seed", "split_schedule", "split_seed",
-           "trainer_name"]
+           "trainer_name", "unseeded_name"]
 
 _SCHEDULE = re.compile(r"_([0-9]+)ep([0-9]+)it\Z", re.ASCII)
 _SEED = re.compile(r"_s([0-9]+)\Z", re.ASCII)
@@ -314,6 +314,15 @@ def parse_trainer_name(name: str) -> TrainerSpec | None:
                                  + _allowed_sentence(family)) from None
     return TrainerSpec(base=family.name, family=family, explicit=True, epochs=epochs, iterations=iterations,
                        seed=seed, **kwargs)
+
+
+def unseeded_name(name: str) -> str:
+    """``name`` without its seed suffix (``nnUNetTrainer_2ep3it_s1`` -> ``nnUNetTrainer_2ep3it``); a name whose seed
+    suffix is malformed is returned as it is (its own check says what is wrong)."""
+    try:
+        return split_seed(name)[0]
+    except InvalidTrainerName:
+        return name
 
 
 def setting_and_seed(name: str) -> tuple[str, int | None]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from nnunet_polydice.experiments.compare._model import Cell, Method, Missing, Row, Seeded
 from nnunet_polydice.experiments.compare._pairing import holm_seeded, pair_seeded, pair_unseeded
 from nnunet_polydice.experiments.statistics import seed_sd
-from nnunet_polydice.integration.naming import schedule_suffix, setting_and_seed, split_schedule, split_seed
+from nnunet_polydice.integration.naming import schedule_suffix, setting_and_seed, split_schedule, unseeded_name
 
 __all__ = ["reference_for", "link_references"]
 
@@ -28,19 +28,12 @@ def reference_for(trainer: str, reference: str, available: Sequence[str]) -> str
     return None
 
 
-def _unseeded(name: str) -> str:
-    try:
-        return split_seed(name)[0]
-    except ValueError:
-        return name
-
-
 def _find_reference(row: Row, reference: str, by_kind: dict) -> tuple[Row | None, Row | None]:
     """``(the reference's row of the row's kind, else None; the reference's row of the other kind, else None)``:
     the reference with the row's schedule suffix if that has results, else the reference as given."""
-    base = split_schedule(_unseeded(reference))[0]
+    base = split_schedule(unseeded_name(reference))[0]
     candidates = [setting_and_seed(base + schedule_suffix(*split_schedule(row.setting)[1:]))[0],
-                  setting_and_seed(_unseeded(reference))[0]]
+                  setting_and_seed(unseeded_name(reference))[0]]
     kind = row.seeds is not None
     same = next((by_kind[(c, kind)] for c in candidates if (c, kind) in by_kind), None)
     other = next((by_kind[(c, not kind)] for c in candidates if (c, not kind) in by_kind), None)
